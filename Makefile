@@ -1,0 +1,39 @@
+# AI-ETL: `make run` starts everything on embedded defaults; `make test` runs every test.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: install run test bench lint format services clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	bash deploy/local/ensure-python.sh $(PYTHON)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test,bench]"
+	touch $@
+
+run: install  ## Install, then broker + migrations + five workers + gateway on http://127.0.0.1:8000
+	$(BIN)/aietl up
+
+services:  ## Start PostgreSQL and Redis when they are not running (installs them when missing)
+	bash deploy/local/start-services.sh
+
+test: install services  ## Install, start services, run all tests
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+bench: install services  ## Benchmarks of every service, with peers where the issues name one
+	$(BIN)/python -m bench
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .aietl .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""AI-ETL's five workers and the gateway; `services.cli` is the `aietl` command."""

@@ -1,0 +1,171 @@
+"""`aietl`: one command for every process of the platform."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import uvicorn
+from fastapi import FastAPI
+
+from services.runtime import WORKERS, Runtime, create_worker_router
+from shared.bus import ensure_topics
+from shared.embedded_broker import EmbeddedBroker
+from shared.logs import configure_logging
+from shared.migrate import upgrade_async
+from shared.settings import Settings
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal capture: the CLI decides when everything stops."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_until_stopped(app: FastAPI, host: str, port: int, banner: str) -> None:
+    """Serve `app` until SIGINT or SIGTERM, printing `banner` once it accepts connections."""
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    task = asyncio.create_task(server.serve())
+    while not server.started and not task.done():
+        await asyncio.sleep(0.02)
+    if server.started:
+        click.echo(banner, err=True)
+    await task
+    if not server.started:
+        raise click.ClickException(f"could not serve on {host}:{port}")
+
+
+def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
+    values = {key: value for key, value in overrides.items() if value is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    settings = Settings(**values)
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+@click.group()
+def cli() -> None:
+    """AI-ETL: keep data pipelines healthy and feed ML/RAG systems."""
+
+
+@cli.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Where embedded data lives.")
+@click.option("--host", default=None, help="Gateway host (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Gateway port (default 8000).")
+@click.option("--broker-port", type=int, default=None, help="Embedded broker port (default 9092).")
+def up(data_dir: Path | None, host: str | None, port: int | None, broker_port: int | None) -> None:
+    """Everything in one process: broker, migrations, the five workers and the gateway."""
+    settings = _settings(data_dir, gateway_host=host, gateway_port=port, broker_port=broker_port)
+    asyncio.run(_up(settings, time.perf_counter()))
+
+
+async def _up(settings: Settings, started: float) -> None:
+    from services.gateway.app import create_app
+
+    settings.ensure_data_dir()
+    broker = EmbeddedBroker(settings.broker_port).start() if settings.embedded_broker else None
+    runtime = Runtime(settings)
+    try:
+        await upgrade_async(settings.resolved_database_url)
+        for name in WORKERS:
+            runtime.broker.include_router(create_worker_router(name, runtime))
+        await ensure_topics(settings)
+        await runtime.broker.start()
+        app = create_app(runtime, owns_runtime=False)
+        url = f"http://{settings.gateway_host}:{settings.gateway_port}"
+        await serve_until_stopped(
+            app,
+            settings.gateway_host,
+            settings.gateway_port,
+            f"AI-ETL ready in {time.perf_counter() - started:.1f}s: {url} (API docs at {url}/docs)",
+        )
+    finally:
+        await runtime.broker.stop()
+        await runtime.close()
+        if broker is not None:
+            broker.stop()
+        click.echo("AI-ETL stopped.", err=True)
+
+
+@cli.command()
+@click.argument("name", type=click.Choice(WORKERS))
+@click.option("--metrics-port", type=int, default=None, help="Port of /health, /ready and /metrics.")
+def worker(name: str, metrics_port: int | None) -> None:
+    """Run one worker (one Deployment per worker on Kubernetes)."""
+    settings = _settings(None, metrics_port=metrics_port)
+    asyncio.run(_worker(settings, name))
+
+
+async def _worker(settings: Settings, name: str) -> None:
+    from services.gateway.app import add_operational_routes
+
+    runtime = Runtime(settings, client_id=f"aietl-{name}")
+    try:
+        runtime.broker.include_router(create_worker_router(name, runtime))
+        await ensure_topics(settings)
+        await runtime.broker.start()
+        app = FastAPI(title=f"aietl worker {name}", docs_url=None, redoc_url=None, openapi_url=None)
+        add_operational_routes(app, runtime)
+        await serve_until_stopped(
+            app,
+            "0.0.0.0",  # noqa: S104 - probes and scrapers reach the pod from outside
+            settings.metrics_port,
+            f"worker {name} consuming; metrics on :{settings.metrics_port}",
+        )
+    finally:
+        await runtime.broker.stop()
+        await runtime.close()
+
+
+@cli.command()
+@click.option("--host", default=None)
+@click.option("--port", type=int, default=None)
+def gateway(host: str | None, port: int | None) -> None:
+    """Run the REST gateway alone (workers run elsewhere)."""
+    from services.gateway.app import create_app
+
+    settings = _settings(None, gateway_host=host, gateway_port=port)
+    app = create_app(Runtime(settings, client_id="aietl-gateway"))
+    url = f"http://{settings.gateway_host}:{settings.gateway_port}"
+    asyncio.run(serve_until_stopped(app, settings.gateway_host, settings.gateway_port, f"gateway at {url}"))
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply every service's migrations to DATABASE_URL (SQLite or PostgreSQL)."""
+    settings = _settings(None)
+    settings.ensure_data_dir()
+    asyncio.run(upgrade_async(settings.resolved_database_url))
+    click.echo("migrations applied", err=True)
+
+
+@cli.command()
+@click.option("--port", type=int, default=None, help="Port to listen on (default 9092).")
+def broker(port: int | None) -> None:
+    """Run the embedded Kafka-protocol broker (tansu, memory storage) until Ctrl-C."""
+    settings = _settings(None, broker_port=port)
+    with EmbeddedBroker(settings.broker_port) as embedded:
+        click.echo(f"tansu listening on {embedded.bootstrap_servers}; Ctrl-C stops it", err=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(embedded.wait())
+
+
+def main() -> None:
+    cli(prog_name="aietl")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Schema drift: versioned baselines per source table, drift detection, policies and an audit trail."""

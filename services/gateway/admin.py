@@ -1,0 +1,114 @@
+"""Projects and users (administrators only), and the bootstrap administrator."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel, Field, SecretStr
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.gateway.deps import AdminDep, SessionDep
+from services.gateway.security import hash_password
+from services.gateway.tables import Membership, Project, User
+from services.runtime import Runtime
+from shared.events.base import ProjectId
+
+router = APIRouter(tags=["admin"])
+
+
+class ProjectIn(BaseModel):
+    id: ProjectId
+    name: Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class ProjectOut(BaseModel):
+    id: str
+    name: str
+
+
+class UserIn(BaseModel):
+    username: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$")]
+    password: Annotated[SecretStr, Field(min_length=8, max_length=1024)]
+    projects: list[ProjectId] = Field(min_length=1)
+    is_admin: bool = False
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    is_admin: bool
+    projects: list[str]
+
+
+@router.post("/projects", response_model=ProjectOut, status_code=status.HTTP_201_CREATED, responses={409: {}})
+async def create_project(body: ProjectIn, _admin: AdminDep, session: SessionDep) -> ProjectOut:
+    if await session.get(Project, body.id) is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"project {body.id!r} already exists")
+    session.add(Project(id=body.id, name=body.name))
+    await session.commit()
+    return ProjectOut(id=body.id, name=body.name)
+
+
+@router.get("/projects", response_model=list[ProjectOut])
+async def list_projects(_admin: AdminDep, session: SessionDep) -> list[ProjectOut]:
+    projects = await session.scalars(select(Project).order_by(Project.id))
+    return [ProjectOut(id=p.id, name=p.name) for p in projects]
+
+
+@router.post(
+    "/users", response_model=UserOut, status_code=status.HTTP_201_CREATED, responses={409: {}, 422: {}}
+)
+async def create_user(body: UserIn, _admin: AdminDep, session: SessionDep) -> UserOut:
+    if await session.scalar(select(User.id).where(User.username == body.username)) is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"user {body.username!r} already exists")
+    missing = [p for p in body.projects if await session.get(Project, p) is None]
+    if missing:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"unknown projects: {missing}")
+    user = User(
+        username=body.username,
+        password_hash=hash_password(body.password.get_secret_value()),
+        is_admin=body.is_admin,
+    )
+    session.add(user)
+    await session.flush()
+    session.add_all(Membership(user_id=user.id, project_id=p) for p in dict.fromkeys(body.projects))
+    await session.commit()
+    return UserOut(
+        id=user.id, username=user.username, is_admin=user.is_admin, projects=sorted(set(body.projects))
+    )
+
+
+async def ensure_bootstrap_admin(runtime: Runtime) -> None:
+    """Create the default project and the administrator once; an unset password is generated and
+    printed once to the console (never to the log)."""
+    settings = runtime.settings
+    async with runtime.database.transaction() as session:
+        await _ensure_project(session, settings.default_project)
+        if await session.scalar(select(User.id).where(User.username == settings.admin_username)) is not None:
+            return
+        if settings.admin_password is not None:
+            password = settings.admin_password.get_secret_value()
+        elif settings.environment == "production":
+            raise RuntimeError("AIETL_ADMIN_PASSWORD must be set in production")
+        else:
+            password = secrets.token_urlsafe(12)
+            print(
+                f"\n  AI-ETL administrator created: username={settings.admin_username} password={password}\n"
+                "  (shown once; set AIETL_ADMIN_PASSWORD to choose it)\n",
+                file=sys.stderr,
+                flush=True,
+            )
+        user = User(username=settings.admin_username, password_hash=hash_password(password), is_admin=True)
+        session.add(user)
+        await session.flush()
+        session.add(Membership(user_id=user.id, project_id=settings.default_project, role="admin"))
+
+
+async def _ensure_project(session: AsyncSession, project_id: str) -> None:
+    if await session.get(Project, project_id) is None:
+        session.add(Project(id=project_id, name=project_id))
+        await session.flush()

@@ -1,0 +1,165 @@
+"""The FastAPI application: mounts every service's routes under /api/v1 behind JWT auth."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.gateway import admin, auth, events
+from services.gateway.admin import ensure_bootstrap_admin
+from services.gateway.security import LoginThrottles, jwt_secret
+from services.runtime import WORKERS, Runtime
+from shared import metrics
+
+log = structlog.get_logger(__name__)
+READINESS_TIMEOUT_SECONDS = 3.0
+
+
+def service_routers() -> list[APIRouter]:
+    """Each service's `api.router`, for the services that have REST routes."""
+    routers = []
+    for name in WORKERS:
+        try:
+            module = importlib.import_module(f"services.{name}.api")
+        except ModuleNotFoundError as error:
+            if error.name != f"services.{name}.api":
+                raise
+            continue
+        routers.append(module.router)
+    return routers
+
+
+def create_app(runtime: Runtime, *, owns_runtime: bool = True) -> FastAPI:
+    """`owns_runtime`: the app connects and closes the bus and stores (standalone `aietl gateway`);
+    under `aietl up` the process runtime is shared with the workers and managed by the CLI."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if owns_runtime:
+            await runtime.broker.connect()
+        await ensure_bootstrap_admin(runtime)
+        try:
+            yield
+        finally:
+            if owns_runtime:
+                await runtime.broker.stop()
+                await runtime.close()
+
+    app = FastAPI(
+        title="AI-ETL",
+        version="0.1.0",
+        description="Schema drift, feature store, pipeline templates, predictive maintenance and vector "
+        "ingestion. Authenticate with `POST /api/v1/auth/login`, then send `Authorization: Bearer <token>`.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.jwt_secret = jwt_secret(runtime.settings)
+    app.state.login_throttles = LoginThrottles.from_settings(runtime.settings)
+
+    api = APIRouter(prefix="/api/v1")
+    api.include_router(auth.router)
+    api.include_router(admin.router)
+    api.include_router(events.router)
+    for router in service_routers():
+        api.include_router(router)
+    app.include_router(api)
+    add_operational_routes(app, runtime)
+    _add_error_handlers(app)
+    app.add_middleware(RequestGuard, max_body_bytes=runtime.settings.max_request_bytes)
+    return app
+
+
+def add_operational_routes(app: FastAPI, runtime: Runtime) -> None:
+    @app.get("/health", tags=["operations"])
+    async def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["operations"], responses={503: {}})
+    async def ready() -> JSONResponse:
+        """Readiness: every component this process depends on answers."""
+        names = list(runtime.readiness)
+        results = await asyncio.gather(
+            *(_check(runtime.readiness[name]) for name in names), return_exceptions=False
+        )
+        components = dict(zip(names, results, strict=True))
+        healthy = all(state == "ok" for state in components.values())
+        return JSONResponse(
+            {"status": "ready" if healthy else "not_ready", "components": components},
+            status_code=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _check(probe: Callable[[], Awaitable[None]]) -> str:
+    try:
+        await asyncio.wait_for(probe(), READINESS_TIMEOUT_SECONDS)
+    except Exception as error:
+        return f"error: {type(error).__name__}"
+    return "ok"
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        """422 naming each field; the offending input is not echoed (it may be a password)."""
+        details = [
+            {"loc": list(item.get("loc", ())), "msg": item.get("msg", ""), "type": item.get("type", "")}
+            for item in error.errors()
+        ]
+        return JSONResponse({"detail": details}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error", path=request.url.path, error_type=type(error).__name__)
+        return JSONResponse({"detail": "internal error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+class RequestGuard:
+    """Pure ASGI middleware: refuses oversized bodies early and records latency per route template."""
+
+    def __init__(self, app: Any, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or ()).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            response = JSONResponse(
+                {"detail": f"request body exceeds {self.max_body_bytes} bytes"},
+                status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+            )
+            await response(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status_code = 500
+
+        async def send_and_record(message: dict[str, Any]) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            route = scope.get("route")
+            metrics.HTTP_REQUEST_SECONDS.labels(
+                method=scope["method"], route=getattr(route, "path", "unmatched"), status=str(status_code)
+            ).observe(time.perf_counter() - started)

@@ -1,0 +1,128 @@
+"""Passwords (argon2), tokens (JWT, HS256) and the login throttle. Nothing here logs a secret."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from shared.settings import Settings
+
+_hasher = PasswordHasher()
+ALGORITHM = "HS256"
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# A hash to verify against when the user does not exist, so timing does not reveal usernames.
+DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    username: str
+    is_admin: bool
+    projects: frozenset[str]
+
+    def can_access(self, project_id: str) -> bool:
+        return self.is_admin or project_id in self.projects
+
+
+def jwt_secret(settings: Settings) -> str:
+    """The signing secret: from `AIETL_JWT_SECRET`, or (embedded only) generated once into data_dir."""
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value()
+    if settings.environment == "production":
+        raise RuntimeError("AIETL_JWT_SECRET must be set in production")
+    path: Path = settings.ensure_data_dir() / "jwt-secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def issue_token(principal: Principal, secret: str, ttl_seconds: int) -> str:
+    now = int(time.time())
+    claims = {
+        "sub": principal.username,
+        "uid": principal.user_id,
+        "admin": principal.is_admin,
+        "projects": sorted(principal.projects),
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def decode_token(token: str, secret: str) -> Principal:
+    """Raises `jwt.InvalidTokenError` for a tampered, expired or malformed token."""
+    claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub", "uid"]})
+    return Principal(
+        user_id=int(claims["uid"]),
+        username=str(claims["sub"]),
+        is_admin=bool(claims.get("admin", False)),
+        projects=frozenset(str(p) for p in claims.get("projects", [])),
+    )
+
+
+class LoginThrottle:
+    """Refuse logins for a key after too many failures in a sliding window."""
+
+    def __init__(self, max_failures: int, window_seconds: float) -> None:
+        self.max_failures = max_failures
+        self.window_seconds = window_seconds
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+
+    def retry_after(self, key: str) -> float:
+        """Seconds until a login may be tried again for `key`; 0 when it may now."""
+        failures = self._failures.get(key)
+        if not failures:
+            return 0.0
+        now = time.monotonic()
+        while failures and now - failures[0] > self.window_seconds:
+            failures.popleft()
+        if len(failures) < self.max_failures:
+            return 0.0
+        return self.window_seconds - (now - failures[0])
+
+    def record_failure(self, key: str) -> None:
+        self._failures[key].append(time.monotonic())
+
+    def reset(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+
+@dataclass(frozen=True)
+class LoginThrottles:
+    """Guessing one user's password is stopped per user; a client guessing many users, per client
+    (with more room, since many people may share one address)."""
+
+    per_user: LoginThrottle
+    per_client: LoginThrottle
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LoginThrottles:
+        window = settings.login_window_seconds
+        return cls(
+            LoginThrottle(settings.login_max_failures, window),
+            LoginThrottle(settings.login_max_failures * CLIENT_ALLOWANCE, window),
+        )
+
+
+CLIENT_ALLOWANCE = 4

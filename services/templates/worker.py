@@ -1,0 +1,10 @@
+"""templates worker (being built: see its issue)."""
+
+from services.runtime import Runtime
+from shared.bus import ServiceRouter
+
+GROUP = "templates"
+
+
+def create_router(runtime: Runtime) -> ServiceRouter:
+    return ServiceRouter(runtime.broker, runtime.settings, GROUP)

@@ -1,0 +1,1 @@
+"""What every AI-ETL service uses: settings, event contracts, the bus, the SQL store, logging, metrics."""

@@ -1,0 +1,194 @@
+"""The Kafka bus: broker factory, topic creation, per-service routers with retries and dead letters.
+
+A worker is a typed FastStream subscriber. Everything reliability needs is declared here once:
+bounded in-process retries, then the dead-letter topic with the reason and the original bytes,
+offsets committed only after the event is handled or dead-lettered (at-least-once delivery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+from faststream import AckPolicy, BaseMiddleware
+from faststream.kafka import KafkaBroker, KafkaRouter
+from pydantic import ValidationError
+
+from shared import metrics
+from shared.events import CONTRACTS, DeadLetter, Event, Topic
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+TOPIC_CREATE_ERRORS_OK = {0, 36}  # no error, topic already exists
+UNKNOWN_PROJECT = "unknown"
+PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def create_broker(settings: Settings, *, client_id: str = "aietl") -> KafkaBroker:
+    """A broker that works on tansu and on Apache Kafka: no idempotent producer (tansu refuses it)."""
+    return KafkaBroker(
+        settings.resolved_kafka_servers,
+        client_id=client_id,
+        enable_idempotence=False,
+        acks="all",
+        max_request_size=settings.kafka_max_message_bytes + 65_536,
+        logger=None,
+    )
+
+
+def all_topics() -> list[str]:
+    topics = list(CONTRACTS)
+    return topics + [Topic.dlq(topic) for topic in topics]
+
+
+async def ensure_topics(settings: Settings, topics: Iterable[str] | None = None) -> None:
+    """Create the platform's topics with the configured partitions; existing topics are left alone."""
+    wanted = [
+        NewTopic(name, settings.kafka_partitions, settings.kafka_replication_factor)
+        for name in (topics if topics is not None else all_topics())
+    ]
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.resolved_kafka_servers, client_id="aietl-admin")
+    await admin.start()
+    try:
+        response = await admin.create_topics(wanted)
+        for name, code, message in response.topic_errors:
+            if code not in TOPIC_CREATE_ERRORS_OK:
+                raise KafkaError(f"cannot create topic {name}: {message} (code {code})")
+    finally:
+        await admin.close()
+
+
+async def publish_event(broker: KafkaBroker, event: Event, *, topic: str | None = None) -> None:
+    """Publish a contract as JSON, keyed so that events of one entity stay in order."""
+    target = topic or event.topic
+    await broker.publish(
+        event.model_dump_json().encode(),
+        target,
+        key=event.kafka_key(),
+        headers={"content-type": "application/json", "aietl-schema-version": str(event.schema_version)},
+    )
+    metrics.EVENTS_PUBLISHED.labels(topic=target).inc()
+
+
+def _describe(error: BaseException) -> str:
+    """A reason for humans: validation errors name the field, never echo the input values."""
+    if isinstance(error, ValidationError):
+        parts = [
+            f"{'.'.join(str(p) for p in item['loc']) or '<root>'}: {item['msg']}"
+            for item in error.errors(include_input=False, include_url=False)
+        ]
+        return "invalid event: " + "; ".join(parts[:20])
+    return f"{type(error).__name__}: {error}"[:2_000]
+
+
+class _DeadLetterMiddleware(BaseMiddleware):
+    """Retry a failing handler a few times; then dead-letter the message and let the consumer go on."""
+
+    broker: KafkaBroker
+    settings: Settings
+    group_id: str
+
+    async def consume_scope(self, call_next: Callable[..., Any], msg: Any) -> Any:
+        record = msg.raw_message
+        topic = record.topic
+        labels = {"topic": topic, "group": self.group_id}
+        metrics.EVENTS_CONSUMED.labels(**labels).inc()
+        started = time.perf_counter()
+        attempts = 0
+        try:
+            if len(msg.body) > self.settings.kafka_max_message_bytes:
+                raise PayloadTooLarge(
+                    f"payload of {len(msg.body)} bytes exceeds {self.settings.kafka_max_message_bytes}"
+                )
+            while True:
+                attempts += 1
+                try:
+                    return await call_next(msg)
+                except (ValidationError, PayloadTooLarge, PermanentError):
+                    raise
+                except Exception as error:
+                    if attempts >= self.settings.handler_max_attempts:
+                        raise
+                    log.warning(
+                        "handler failed, retrying", topic=topic, attempt=attempts, error=_describe(error)
+                    )
+                    await asyncio.sleep(self.settings.handler_retry_backoff_seconds * 2 ** (attempts - 1))
+        except Exception as error:
+            metrics.EVENTS_FAILED.labels(**labels).inc()
+            await self._dead_letter(record, msg.body, error, attempts)
+            return None
+        finally:
+            metrics.HANDLER_SECONDS.labels(**labels).observe(time.perf_counter() - started)
+
+    async def _dead_letter(self, record: Any, body: bytes, error: BaseException, attempts: int) -> None:
+        reason = _describe(error)
+        letter = DeadLetter(
+            project_id=_project_of(body),
+            original_topic=record.topic,
+            original_key=record.key.decode(errors="replace") if record.key else None,
+            original_partition=record.partition,
+            original_offset=record.offset,
+            original_value_b64=base64.b64encode(body).decode(),
+            consumer_group=self.group_id,
+            error_type=type(error).__name__,
+            reason=reason,
+            attempts=attempts,
+        )
+        await publish_event(self.broker, letter, topic=Topic.dlq(record.topic))
+        metrics.EVENTS_DEAD_LETTERED.labels(topic=record.topic, group=self.group_id).inc()
+        log.error("event dead-lettered", topic=record.topic, offset=record.offset, reason=reason)
+
+
+def _project_of(body: bytes) -> str:
+    """Best effort: the dead letter belongs to the sender's project when the body says which."""
+    try:
+        value = json.loads(body).get("project_id")
+    except (ValueError, AttributeError):
+        return UNKNOWN_PROJECT
+    if isinstance(value, str) and PROJECT_ID.fullmatch(value):
+        return value
+    return UNKNOWN_PROJECT
+
+
+class PayloadTooLarge(ValueError):
+    """The event is larger than the platform accepts; retrying cannot help."""
+
+
+class PermanentError(Exception):
+    """Raised by a handler for input it can never process (retrying cannot help): dead-letter now."""
+
+
+class ServiceRouter(KafkaRouter):
+    """One router per service: its consumer group, tansu-safe consumer options, retries and DLQ."""
+
+    def __init__(self, broker: KafkaBroker, settings: Settings, group_id: str) -> None:
+        middleware = type(
+            f"DeadLetter_{group_id}",
+            (_DeadLetterMiddleware,),
+            {"broker": broker, "settings": settings, "group_id": group_id},
+        )
+        super().__init__(middlewares=[middleware])
+        self.settings = settings
+        self.group_id = group_id
+
+    def consumes(self, topic: str, **overrides: Any) -> Callable[..., Any]:
+        """`@router.consumes(Topic.X)`: subscribe this service's group with the platform's defaults."""
+        options: dict[str, Any] = {
+            "group_id": self.group_id,
+            "auto_offset_reset": "earliest",
+            "session_timeout_ms": self.settings.kafka_session_timeout_ms,
+            "heartbeat_interval_ms": self.settings.kafka_heartbeat_interval_ms,
+            "fetch_max_wait_ms": self.settings.kafka_fetch_max_wait_ms,
+            "ack_policy": AckPolicy.NACK_ON_ERROR,
+        }
+        options.update(overrides)
+        return self.subscriber(topic, **options)

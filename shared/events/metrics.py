@@ -1,0 +1,34 @@
+"""Contract of `metrics.ingested`: one pipeline run and what it cost."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, Field
+
+from shared.events.base import Event, Name, Topic
+
+RunStatus = Literal["success", "failed"]
+
+
+class PipelineRunMetrics(Event):
+    topic: ClassVar[str] = Topic.METRICS_INGESTED
+
+    pipeline_id: Name
+    run_id: Name = Field(description="Idempotency key of the run: the same run stored twice is one row.")
+    status: RunStatus
+    started_at: AwareDatetime
+    ended_at: AwareDatetime
+    duration_seconds: float = Field(ge=0)
+    rows_read: int = Field(default=0, ge=0)
+    rows_written: int = Field(default=0, ge=0)
+    error_count: int = Field(default=0, ge=0)
+    cpu_percent: float | None = Field(default=None, ge=0)
+    memory_mb: float | None = Field(default=None, ge=0)
+    disk_mb: float | None = Field(default=None, ge=0)
+    network_mb: float | None = Field(default=None, ge=0)
+    cost_usd: float | None = Field(default=None, ge=0)
+    error_message: str | None = Field(default=None, max_length=4_000)
+
+    def partition_key(self) -> str:
+        return self.pipeline_id

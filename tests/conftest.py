@@ -1,0 +1,147 @@
+"""Fixtures on real local services, read from the environment (see README, "Tests").
+
+- PostgreSQL: `TEST_POSTGRES_URL` (server admin URL); each session gets a fresh database, dropped after.
+- Kafka: `KAFKA_BOOTSTRAP_SERVERS`, else an embedded tansu broker on a free loopback port.
+- Redis: `REDIS_URL` (tests use unique keys; nothing is flushed).
+- ClickHouse: chDB under the session's data dir unless `CLICKHOUSE_DSN` is set; Milvus Lite likewise.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from services.gateway.admin import ensure_bootstrap_admin
+from services.gateway.app import create_app
+from services.runtime import WORKERS, Runtime, create_worker_router
+from shared.bus import ensure_topics
+from shared.embedded_broker import EmbeddedBroker
+from shared.migrate import upgrade_async
+from shared.settings import Settings
+
+ADMIN_PASSWORD = "admin-test-password"
+JWT_SECRET = "test-secret-" + "x" * 40
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    return os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (asyncpg URL)."""
+    name = f"aietl_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(postgres_admin_url)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base = postgres_admin_url.rsplit("/", 1)[0]
+    yield f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1)
+    with admin.cursor() as cursor:
+        cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_servers() -> Iterator[str]:
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("aietl-data")
+
+
+@pytest.fixture(scope="session")
+def settings(postgres_url: str, kafka_servers: str, redis_url: str, data_dir: Path) -> Settings:
+    return Settings(
+        environment="test",
+        data_dir=data_dir,
+        database_url=postgres_url,
+        kafka_bootstrap_servers=kafka_servers,
+        redis_url=redis_url,
+        kafka_session_timeout_ms=6_000,
+        kafka_heartbeat_interval_ms=500,
+        kafka_fetch_max_wait_ms=20,
+        handler_retry_backoff_seconds=0.01,
+        jwt_secret=JWT_SECRET,
+        admin_password=ADMIN_PASSWORD,
+        min_historical_days=3,
+    )
+
+
+@pytest.fixture(scope="session")
+async def migrated(settings: Settings) -> Settings:
+    await upgrade_async(settings.resolved_database_url)
+    await ensure_topics(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+async def runtime(migrated: Settings) -> AsyncIterator[Runtime]:
+    """The whole platform in this process, as `aietl up` runs it: every worker consuming."""
+    runtime = Runtime(migrated, client_id="aietl-tests")
+    for name in WORKERS:
+        runtime.broker.include_router(create_worker_router(name, runtime))
+    await runtime.broker.start()
+    await ensure_bootstrap_admin(runtime)
+    yield runtime
+    await runtime.broker.stop()
+    await runtime.close()
+
+
+@pytest.fixture(scope="session")
+async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(runtime, owns_runtime=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+async def admin_token(client: httpx.AsyncClient) -> str:
+    response = await client.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+@pytest.fixture(scope="session")
+def auth(admin_token: str) -> dict[str, str]:
+    """Headers of the administrator (member of the default project, allowed everywhere)."""
+    return {"Authorization": f"Bearer {admin_token}"}
+
+
+@pytest.fixture
+async def project_user(client: httpx.AsyncClient, auth: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """A fresh project and a non-admin user who belongs only to it: (project_id, headers)."""
+    project = f"p-{uuid.uuid4().hex[:10]}"
+    username = f"u-{uuid.uuid4().hex[:10]}"
+    password = "user-password-1"
+    created = await client.post("/api/v1/projects", json={"id": project, "name": project}, headers=auth)
+    assert created.status_code == 201, created.text
+    created = await client.post(
+        "/api/v1/users",
+        json={"username": username, "password": password, "projects": [project]},
+        headers=auth,
+    )
+    assert created.status_code == 201, created.text
+    login = await client.post("/api/v1/auth/login", json={"username": username, "password": password})
+    return project, {"Authorization": f"Bearer {login.json()['access_token']}"}
