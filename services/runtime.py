@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from faststream.kafka import KafkaBroker
 
 from shared.bus import ServiceRouter, create_broker
+from shared.clickhouse import ClickHouse
 from shared.db import Database
 from shared.settings import Settings
 
@@ -45,6 +46,22 @@ class Runtime:
 
     def on_shutdown(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)
+
+    def clickhouse(self) -> ClickHouse:
+        """The process's ClickHouse client (chDB permits one data dir per process); services share it."""
+
+        def connect() -> ClickHouse:
+            settings = self.settings
+            client = ClickHouse(
+                settings.resolved_clickhouse_dsn,
+                username=None if settings.clickhouse_host is None else settings.clickhouse_user,
+                password=settings.clickhouse_password.get_secret_value(),
+            )
+            self.readiness["clickhouse"] = client.ping
+            self.on_shutdown(client.close)
+            return client
+
+        return self.component("clickhouse", connect)
 
     async def close(self) -> None:
         for closer in reversed(self._closers):
