@@ -11,7 +11,11 @@ $(VENV)/.installed: pyproject.toml
 	bash deploy/local/ensure-python.sh $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test,bench]"
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[bench]"
 	touch $@
 
 run: install  ## Install, then broker + migrations + five workers + gateway on http://127.0.0.1:8000
@@ -24,7 +28,7 @@ test: install services  ## Install, start services, run all tests
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-bench: install services  ## Benchmarks of every service, with peers where the issues name one
+bench: $(VENV)/.bench-installed services  ## Benchmarks of every service, with peers where the issues name one
 	$(BIN)/python -m bench
 
 lint: install

@@ -163,6 +163,16 @@ def broker(port: int | None) -> None:
             asyncio.run(embedded.wait())
 
 
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("docs/contracts"), show_default=True)
+def contracts(out: Path) -> None:
+    """Write the AsyncAPI document and one JSON Schema per topic, for producers in any language."""
+    from services.contracts import write_contracts
+
+    for path in write_contracts(out):
+        click.echo(path)
+
+
 def main() -> None:
     cli(prog_name="aietl")
 
