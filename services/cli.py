@@ -7,7 +7,7 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,11 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve_until_stopped(app: FastAPI, host: str, port: int, banner: str) -> None:
-    """Serve `app` until SIGINT or SIGTERM, printing `banner` once it accepts connections."""
+async def serve_until_stopped(
+    app: FastAPI, host: str, port: int, banner: Callable[[], str], ready: Awaitable[None] | None = None
+) -> None:
+    """Serve `app` until SIGINT or SIGTERM; print `banner()` once it accepts connections and
+    `ready` (the workers' start) has completed."""
     server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -41,7 +44,9 @@ async def serve_until_stopped(app: FastAPI, host: str, port: int, banner: str) -
     while not server.started and not task.done():
         await asyncio.sleep(0.02)
     if server.started:
-        click.echo(banner, err=True)
+        if ready is not None:
+            await ready
+        click.echo(banner(), err=True)
     await task
     if not server.started:
         raise click.ClickException(f"could not serve on {host}:{port}")
@@ -83,14 +88,18 @@ async def _up(settings: Settings, started: float) -> None:
         for name in WORKERS:
             runtime.broker.include_router(create_worker_router(name, runtime))
         await ensure_topics(settings)
-        await runtime.broker.start()
         app = create_app(runtime, owns_runtime=False)
+        # The gateway answers while the consumer groups join (that takes a few seconds on any
+        # Kafka); /ready reports the workers once they consume.
+        workers = asyncio.create_task(runtime.broker.start())
+        runtime.readiness["workers"] = lambda: asyncio.shield(workers)
         url = f"http://{settings.gateway_host}:{settings.gateway_port}"
         await serve_until_stopped(
             app,
             settings.gateway_host,
             settings.gateway_port,
-            f"AI-ETL ready in {time.perf_counter() - started:.1f}s: {url} (API docs at {url}/docs)",
+            lambda: f"AI-ETL ready in {time.perf_counter() - started:.1f}s: {url} (API docs at {url}/docs)",
+            ready=workers,
         )
     finally:
         await runtime.broker.stop()
@@ -123,7 +132,7 @@ async def _worker(settings: Settings, name: str) -> None:
             app,
             "0.0.0.0",  # noqa: S104 - probes and scrapers reach the pod from outside
             settings.metrics_port,
-            f"worker {name} consuming; metrics on :{settings.metrics_port}",
+            lambda: f"worker {name} consuming; metrics on :{settings.metrics_port}",
         )
     finally:
         await runtime.broker.stop()
@@ -140,7 +149,9 @@ def gateway(host: str | None, port: int | None) -> None:
     settings = _settings(None, gateway_host=host, gateway_port=port)
     app = create_app(Runtime(settings, client_id="aietl-gateway"))
     url = f"http://{settings.gateway_host}:{settings.gateway_port}"
-    asyncio.run(serve_until_stopped(app, settings.gateway_host, settings.gateway_port, f"gateway at {url}"))
+    asyncio.run(
+        serve_until_stopped(app, settings.gateway_host, settings.gateway_port, lambda: f"gateway at {url}")
+    )
 
 
 @cli.command()

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     # --- bus ---
     kafka_partitions: int = Field(default=3, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
-    kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    kafka_session_timeout_ms: int = Field(default=6_000, ge=1_000)
     kafka_heartbeat_interval_ms: int = Field(default=1_000, ge=100)
     kafka_fetch_max_wait_ms: int = Field(default=30, ge=0)
     kafka_max_message_bytes: int = Field(default=1_048_576, ge=1_024)

@@ -66,7 +66,10 @@ def test_up_serves_the_slice_and_stops_cleanly(platform) -> None:
     process, base, broker_port, folder = platform
     with httpx.Client(base_url=base, timeout=10) as http:
         assert http.get("/health").json() == {"status": "ok"}
-        assert http.get("/ready").json()["status"] == "ready"
+        deadline = time.monotonic() + 60
+        while http.get("/ready").json()["status"] != "ready":
+            assert time.monotonic() < deadline, "workers did not become ready"
+            time.sleep(0.1)
         token = http.post("/api/v1/auth/login", json={"username": "admin", "password": PASSWORD}).json()[
             "access_token"
         ]
