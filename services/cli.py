@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from services.runtime import WORKERS, Runtime, create_worker_router
 from shared.bus import ensure_topics
@@ -32,7 +32,7 @@ class _Server(uvicorn.Server):
 
 
 async def serve_until_stopped(
-    app: FastAPI, host: str, port: int, banner: Callable[[], str], ready: Awaitable[None] | None = None
+    app: ASGIApp, host: str, port: int, banner: Callable[[], str], ready: Awaitable[None] | None = None
 ) -> None:
     """Serve `app` until SIGINT or SIGTERM; print `banner()` once it accepts connections and
     `ready` (the workers' start) has completed."""
@@ -119,15 +119,14 @@ def worker(name: str, metrics_port: int | None) -> None:
 
 
 async def _worker(settings: Settings, name: str) -> None:
-    from services.gateway.app import add_operational_routes
+    from services.operations import operations_app
 
     runtime = Runtime(settings, client_id=f"aietl-{name}")
     try:
         runtime.broker.include_router(create_worker_router(name, runtime))
         await ensure_topics(settings)
         await runtime.broker.start()
-        app = FastAPI(title=f"aietl worker {name}", docs_url=None, redoc_url=None, openapi_url=None)
-        add_operational_routes(app, runtime)
+        app = operations_app(runtime)
         await serve_until_stopped(
             app,
             "0.0.0.0",  # noqa: S104 - probes and scrapers reach the pod from outside
@@ -182,6 +181,47 @@ def contracts(out: Path) -> None:
 
     for path in write_contracts(out):
         click.echo(path)
+
+
+@cli.command()
+@click.option("--url", required=True, help="postgresql://, sqlite:///, clickhouse:// or chdb:// URL to read.")
+@click.option(
+    "--tables", required=True, help="Comma-separated table names (schema.table or db.table allowed)."
+)
+@click.option(
+    "--connector-id", default=None, help="Connector the tables belong to (default: the URL's scheme)."
+)
+@click.option("--project", "project_id", default=None, help="Project id (default: AIETL_DEFAULT_PROJECT).")
+@click.option("--samples", type=click.IntRange(0, 100), default=0, help="Distinct sample values per column.")
+@click.option("--interval", type=click.FloatRange(min=1), default=None, help="Seconds between observations.")
+def observe(
+    url: str,
+    tables: str,
+    connector_id: str | None,
+    project_id: str | None,
+    samples: int,
+    interval: float | None,
+) -> None:
+    """Publish the live schema of tables as schema.observed (once, or every --interval seconds)."""
+    from services.drift import observer
+
+    settings = _settings(None)
+    names = [name.strip() for name in tables.split(",") if name.strip()]
+    try:
+        coroutine = observer.run(
+            settings,
+            url=url,
+            tables=names,
+            project_id=project_id or settings.default_project,
+            connector_id=connector_id or observer.dialect_of(url),
+            samples=samples,
+            interval_seconds=interval,
+            report=lambda line: click.echo(line, err=True),
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(coroutine)
+    except observer.ObserveError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def main() -> None:

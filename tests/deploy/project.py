@@ -1,0 +1,138 @@
+"""What the code defines, read from the code itself: settings' environment names, workers, the topics
+each worker consumes, the CLI, extras and registered metrics. Deploy files are checked against these."""
+
+from __future__ import annotations
+
+import ast
+import re
+import tomllib
+from functools import cache
+from pathlib import Path
+
+import click
+from prometheus_client.metrics import MetricWrapperBase
+
+from services.cli import cli
+from services.runtime import WORKERS
+from shared import metrics
+from shared.events import Topic
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+EXTRAS_ONLY_FOR_TESTS = {"test", "bench"}
+# Settings whose default is a file under the data dir or an embedded broker: replicas would not share it,
+# so every deployment must point them at a server.
+SHARED_STORE_SETTINGS = (
+    "DATABASE_URL",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "REDIS_URL",
+    "CLICKHOUSE_HOST",
+    "MILVUS_HOST",
+    "AIETL_FEATURES_ONLINE_STORE",
+)
+
+
+@cache
+def pyproject() -> dict[str, object]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def service_extras() -> set[str]:
+    extras = pyproject()["project"]["optional-dependencies"]  # type: ignore[index]
+    return set(extras) - EXTRAS_ONLY_FOR_TESTS
+
+
+@cache
+def settings_env_names() -> frozenset[str]:
+    """Every environment variable `Settings` reads (aliases, else AIETL_<FIELD>)."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    names: set[str] = set()
+    for field_name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        if alias is None:
+            names.add(f"{prefix}{field_name}".upper())
+        elif isinstance(alias, str):
+            names.add(alias.upper())
+        else:
+            names.update(str(choice).upper() for choice in alias.choices)
+    return frozenset(names)
+
+
+def topic_values() -> set[str]:
+    return {value for name, value in vars(Topic).items() if name.isupper() and isinstance(value, str)}
+
+
+def all_topics() -> set[str]:
+    topics = topic_values()
+    return topics | {Topic.dlq(topic) for topic in topics}
+
+
+@cache
+def consumed_topics(worker: str) -> frozenset[str]:
+    """Topics a worker subscribes with `@router.consumes(Topic.X)` anywhere in its package."""
+    constants = {name: value for name, value in vars(Topic).items() if name.isupper()}
+    topics: set[str] = set()
+    for path in (ROOT / "services" / worker).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "consumes"
+                and node.args
+            ):
+                continue
+            argument = node.args[0]
+            if isinstance(argument, ast.Attribute) and argument.attr in constants:
+                topics.add(constants[argument.attr])
+            elif isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+                topics.add(argument.value)
+    return frozenset(topics)
+
+
+def check_cli_args(args: list[str]) -> None:
+    """Parse `aietl <args>` with the real click CLI (no command runs); raises click.UsageError."""
+    if not args:
+        raise click.UsageError("no command")
+    command = cli.commands.get(args[0])
+    if command is None:
+        raise click.UsageError(f"aietl has no command {args[0]!r}")
+    command.make_context(f"aietl {args[0]}", list(args[1:]), resilient_parsing=False)
+
+
+def image_extra(image: str) -> str:
+    """`registry/aietl-vector-sink:tag` -> `vector_sink`: the extra an image was built with."""
+    name = image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
+    match = re.fullmatch(r"aietl-([a-z-]+)", name)
+    if match is None:
+        raise ValueError(f"image {image!r} is not named aietl-<extra>")
+    return match.group(1).replace("-", "_")
+
+
+def extra_for_worker_ok(worker: str, extra: str) -> bool:
+    """A worker runs from its own image or the `all` image."""
+    return extra in (worker, "all")
+
+
+@cache
+def registered_metrics() -> dict[str, tuple[str, frozenset[str]]]:
+    """Sample name -> (metric family, label names) for every metric in shared/metrics.py."""
+    samples: dict[str, tuple[str, frozenset[str]]] = {}
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_count", "_sum", "_created"),
+        "gauge": ("",),
+        "summary": ("", "_count", "_sum", "_created"),
+    }
+    for value in vars(metrics).values():
+        if not isinstance(value, MetricWrapperBase):
+            continue
+        labels = frozenset(value._labelnames)
+        for suffix in suffixes[value._type]:
+            sample_labels = labels | {"le"} if suffix == "_bucket" else labels
+            samples[f"{value._name}{suffix}"] = (value._name, sample_labels)
+    return samples
+
+
+WORKER_NAMES = tuple(WORKERS)
