@@ -79,6 +79,24 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=10 * 1_048_576, ge=1_024)
     metrics_port: int = Field(default=9100, ge=0, le=65535)
 
+    # --- vector_sink ---
+    vector_sink_secret_key: SecretStr | None = None  # Fernet key for connector secrets; else a key file
+
+    # --- features ---
+    # online: unset = SQLite file under data_dir; "redis" = REDIS_URL; or a redis:// / sqlite:/// URL.
+    features_online_store: str | None = None
+    # offline: unset or "sql" = the SQL database; "clickhouse" = the process's ClickHouse; or a SQL URL.
+    features_offline_store: str | None = None
+
+    # --- drift ---
+    # Optional LLM analyser: an OpenAI-compatible base URL (e.g. http://localhost:11434/v1); off when unset.
+    drift_llm_url: str | None = None
+    drift_llm_model: str = "gpt-4o-mini"
+    drift_llm_api_key: SecretStr | None = None
+
+    # --- templates ---
+    templates_connections: dict[str, SecretStr] = Field(default_factory=dict)  # target name -> SQL URL
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, url: str | None) -> str | None:

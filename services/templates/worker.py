@@ -1,10 +1,33 @@
-"""templates worker (being built: see its issue)."""
+"""Templates worker: accepted schema drifts regenerate the pipelines that read the drifted table."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.runtime import Runtime
-from shared.bus import ServiceRouter
+from services.templates.service import AdaptationOutcome, templates_service
+from shared.bus import ServiceRouter, publish_event
+from shared.db import process_once
+from shared.events import DriftDetected, Topic
 
 GROUP = "templates"
 
 
 def create_router(runtime: Runtime) -> ServiceRouter:
-    return ServiceRouter(runtime.broker, runtime.settings, GROUP)
+    router = ServiceRouter(runtime.broker, runtime.settings, GROUP)
+    service = templates_service(runtime)
+
+    @router.consumes(Topic.DRIFT_DETECTED)
+    async def on_drift_detected(event: DriftDetected) -> None:
+        if event.status != "adapted":
+            return
+
+        async def work(session: AsyncSession) -> AdaptationOutcome:
+            return await service.adapt(session, event)
+
+        await service.ensure_builtins()
+        outcome = await process_once(runtime.database, GROUP, event.event_id, work, AdaptationOutcome)
+        for generated in outcome.generated if outcome else []:
+            await publish_event(runtime.broker, generated)
+
+    return router

@@ -1,0 +1,164 @@
+"""Templates figures: dry-run generation of 500 control-table entries, and the SCD2 apply rate on
+PostgreSQL for 1M source rows (first load, a late/out-of-order batch, and an idle rerun).
+
+Runs against a fresh PostgreSQL database (TEST_POSTGRES_URL's server), dropped afterwards.
+`AIETL_BENCH_SCD2_ROWS` shrinks the SCD2 source for a quick look (0 skips it). The machine may be
+shared: the CPU seconds of the dry run and the load average are reported beside wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+import uuid
+from typing import Any
+
+import psycopg2
+from psycopg2 import sql
+
+from services.runtime import Runtime
+from services.templates.builtin import builtin
+from services.templates.domain.config import validated
+from services.templates.domain.rendering import render
+from services.templates.service import templates_service
+from services.templates.tables import ControlEntry
+from services.templates.targets import SqlAlchemyTarget
+from shared.migrate import upgrade_async
+from shared.settings import Settings
+
+POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ENTRIES = 500
+GENERATION_ROUNDS = 5
+SCD2_ROWS = int(os.environ.get("AIETL_BENCH_SCD2_ROWS", "1000000"))
+PATTERNS = ("incremental", "cdc", "scd2", "full_load")
+
+
+def _entry(project: str, index: int) -> ControlEntry:
+    pattern = PATTERNS[index % len(PATTERNS)]
+    columns = [{"name": "id"}, {"name": "customer"}, {"name": "amount", "source": "amt"}, {"name": "seq"}]
+    config: dict[str, Any] = {"columns": columns}
+    if pattern in ("cdc", "scd2"):
+        config["operation_column"] = "op"
+    return ControlEntry(
+        id=str(uuid.uuid4()),
+        project_id=project,
+        source_system="erp",
+        source_object=f"raw.table_{index}",
+        target_system="platform",
+        target_object=f"dw.table_{index}",
+        template_id=f"{pattern}_postgres",
+        load_type=pattern,
+        watermark_column=None if pattern == "full_load" else "seq",
+        keys=["id"],
+        enabled=True,
+        run_order=index,
+        config=config,
+    )
+
+
+async def generation(runtime: Runtime) -> dict[str, Any]:
+    project = "bench"
+    async with runtime.database.transaction() as session:
+        session.add_all(_entry(project, index) for index in range(ENTRIES))
+    service = templates_service(runtime)
+    await service.ensure_builtins()
+    timings, cpu = [], []
+    for _ in range(GENERATION_ROUNDS):
+        started, cpu_started = time.perf_counter(), time.process_time()
+        results = await service.generate(project, dry_run=True)
+        timings.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)
+    assert len(results) == ENTRIES and not any(r.errors for r in results), "bench entries must be valid"
+    return {
+        "dry_run_500_entries_seconds_median": round(statistics.median(timings), 3),
+        "dry_run_500_entries_seconds_best": round(min(timings), 3),
+        "dry_run_500_entries_cpu_seconds_median": round(statistics.median(cpu), 3),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "dry_run_goal_seconds": 2.0,
+    }
+
+
+async def scd2_apply(runtime: Runtime) -> dict[str, Any]:
+    target = SqlAlchemyTarget(runtime.database.engine)
+    template = builtin("scd2_postgres")
+    config = {
+        "source": {"schema": "bench", "name": "changes"},
+        "target": {"schema": "bench", "name": "customers_history"},
+        "columns": [{"name": "id"}, {"name": "name"}, {"name": "tier"}, {"name": "seq"}],
+        "keys": ["id"],
+        "sequence_column": "seq",
+        "operation_column": "op",
+        "hard_deletes": "invalidate",
+    }
+    statements = render(template.code, "postgres", validated(template.config_schema, config)).statements
+    keys = SCD2_ROWS // 2
+    async with runtime.database.engine.begin() as connection:
+        await connection.exec_driver_sql("CREATE SCHEMA bench")
+        await connection.exec_driver_sql(
+            "CREATE TABLE bench.changes AS SELECT k AS id, 'customer ' || k AS name, "
+            "CASE WHEN v = 1 THEN 'basic' WHEN k % 2 = 0 THEN 'gold' ELSE 'basic' END AS tier, "
+            "v * 10 AS seq, CASE WHEN v = 2 AND k % 50 = 0 THEN 'DELETE' ELSE 'UPSERT' END AS op "
+            f"FROM generate_series(1, {keys}) AS k, generate_series(1, 2) AS v"
+        )
+        await connection.exec_driver_sql("ANALYZE bench.changes")
+
+    started = time.perf_counter()
+    first = await target.execute(statements)
+    first_seconds = time.perf_counter() - started
+
+    late = SCD2_ROWS // 10
+    async with runtime.database.engine.begin() as connection:
+        await connection.exec_driver_sql(  # late rows between the two versions, and newer changes
+            "INSERT INTO bench.changes SELECT k, 'customer ' || k, 'silver', "
+            "CASE WHEN k % 2 = 0 THEN 15 ELSE 30 END, 'UPSERT' "
+            f"FROM generate_series(1, {late}) AS k"
+        )
+    started = time.perf_counter()
+    second = await target.execute(statements)
+    second_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    idle = await target.execute(statements)
+    idle_seconds = time.perf_counter() - started
+    return {
+        "scd2_source_rows": first.rows_read,
+        "scd2_first_load_seconds": round(first_seconds, 2),
+        "scd2_first_load_rows_per_second": round(first.rows_read / first_seconds),
+        "scd2_first_load_versions_written": first.rows_written,
+        "scd2_late_batch_source_rows": second.rows_read,
+        "scd2_late_batch_seconds": round(second_seconds, 2),
+        "scd2_late_batch_rows_per_second": round(second.rows_read / second_seconds),
+        "scd2_late_batch_versions_changed": second.rows_written,
+        "scd2_idle_rerun_seconds": round(idle_seconds, 2),
+        "scd2_idle_rerun_rows_written": idle.rows_written,
+    }
+
+
+async def _main(database_url: str) -> dict[str, Any]:
+    settings = Settings(database_url=database_url, kafka_bootstrap_servers="127.0.0.1:1")
+    await upgrade_async(settings.resolved_database_url)
+    runtime = Runtime(settings, client_id="bench-templates")
+    try:
+        figures = await generation(runtime)
+        if SCD2_ROWS:
+            figures.update(await scd2_apply(runtime))
+        return figures
+    finally:
+        await runtime.close()
+
+
+def run() -> dict[str, object]:
+    name = f"aietl_bench_templates_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(POSTGRES_ADMIN)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = POSTGRES_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+        return asyncio.run(_main(f"{url}/{name}"))
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.close()

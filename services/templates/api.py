@@ -1,0 +1,466 @@
+"""Templates routes under /api/v1/advanced/templates: templates, instances, control table, runs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
+
+from services.gateway.deps import (
+    PrincipalDep,
+    ProjectDep,
+    RuntimeDep,
+    SessionDep,
+    project_scope,
+    require_project,
+)
+from services.templates import store
+from services.templates.domain.model import Category, InvalidConfig, Pattern, SqlDialect, TemplateError
+from services.templates.service import (
+    Conflict,
+    GeneratedEntry,
+    NotFound,
+    TemplatesService,
+    templates_service,
+)
+from services.templates.tables import ControlEntry, PipelineInstance, PipelineRun, TemplateVersion
+from shared.events.base import Name, ProjectId, utc_now
+
+router = APIRouter(prefix="/advanced/templates", tags=["templates"])
+QueryProject = Annotated[str | None, Query(description="Project to act in (or `project_id` in the body).")]
+Identifier = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TemplateIn(Strict):
+    template_id: Identifier
+    version: str | None = Field(
+        default=None, description="MAJOR.MINOR.PATCH; default: bump the latest minor."
+    )
+    pattern: Pattern
+    category: Category
+    dialect: SqlDialect
+    description: str = Field(default="", max_length=4_000)
+    config_schema: dict[str, Any]
+    code: str = Field(min_length=1, max_length=200_000)
+    project_id: ProjectId | None = None
+
+
+class TemplateOut(BaseModel):
+    template_id: str
+    version: str
+    builtin: bool
+    pattern: str
+    category: str
+    dialect: str
+    description: str
+    config_schema: dict[str, Any]
+    code: str
+    created_at: datetime
+    instances: int = 0
+    runs: int = 0
+
+
+class InstantiateIn(Strict):
+    template_id: Identifier
+    template_version: str | None = None
+    config: dict[str, Any]
+    project_id: ProjectId
+    pipeline_name: Name
+    connection: Identifier = Field(
+        default="platform", description="Run target: platform, clickhouse, or configured."
+    )
+    source_system: Name | None = Field(
+        default=None, description="Connector whose drift adapts this pipeline."
+    )
+    source_object: Name | None = None
+
+
+class InstanceOut(BaseModel):
+    instance_id: str
+    pipeline_name: str
+    version: int
+    template_id: str
+    template_version: str
+    dialect: str
+    connection: str
+    source_system: str | None
+    source_object: str | None
+    config: dict[str, Any]
+    code: str
+    reason: str
+    drift_event_id: str | None
+    created_at: datetime
+    created: bool = False
+
+
+class ControlEntryIn(Strict):
+    source_system: Name
+    source_object: Name
+    target_system: Identifier = Field(
+        description="Connection the pipeline writes to (platform, clickhouse, ...)."
+    )
+    target_object: Name
+    template_id: Identifier
+    load_type: Pattern
+    watermark_column: Name | None = None
+    keys: list[Name] = Field(default_factory=list, max_length=32)
+    enabled: bool = True
+    order: int = 0
+    schedule: str | None = Field(
+        default=None, max_length=255, description="Cron expression, kept for schedulers."
+    )
+    config: dict[str, Any] = Field(default_factory=dict, description="Template config: columns, lag, ...")
+
+
+class ControlEntryOut(ControlEntryIn):
+    id: str
+    project_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class GenerateIn(Strict):
+    project_id: ProjectId | None = None
+    dry_run: bool = True
+
+
+class Problem(BaseModel):
+    pointer: str
+    message: str
+
+
+class GeneratedOut(BaseModel):
+    entry_id: str
+    pipeline_name: str
+    template_id: str
+    template_version: str | None
+    code: str | None
+    errors: list[Problem]
+    instance_id: str | None
+    instance_version: int | None
+    created: bool
+
+
+class GenerateOut(BaseModel):
+    project_id: str
+    dry_run: bool
+    pipelines: list[GeneratedOut]
+    valid: int
+    invalid: int
+
+
+class RunOut(BaseModel):
+    run_id: str
+    instance_id: str
+    instance_version: int
+    pipeline_name: str
+    template_id: str
+    template_version: str
+    status: str
+    started_at: datetime
+    ended_at: datetime
+    duration_seconds: float
+    rows_read: int
+    rows_written: int
+    error_count: int
+    error_message: str | None
+    high_watermark: str | None
+    cpu_percent: float | None
+    memory_mb: float | None
+
+
+def _service(runtime: RuntimeDep) -> TemplatesService:
+    return templates_service(runtime)
+
+
+def invalid(error: InvalidConfig) -> JSONResponse:
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        content={"detail": "invalid config", "errors": [p.as_dict() for p in error.problems]},
+    )
+
+
+def _template_out(row: TemplateVersion, instances: int = 0, runs: int = 0) -> TemplateOut:
+    return TemplateOut(
+        template_id=row.template_id,
+        version=row.version,
+        builtin=row.project_id == "_builtin",
+        pattern=row.pattern,
+        category=row.category,
+        dialect=row.dialect,
+        description=row.description,
+        config_schema=row.config_schema,
+        code=row.code,
+        created_at=row.created_at,
+        instances=instances,
+        runs=runs,
+    )
+
+
+def _instance_out(row: PipelineInstance, created: bool = False) -> InstanceOut:
+    return InstanceOut(
+        instance_id=row.instance_id,
+        pipeline_name=row.pipeline_name,
+        version=row.version,
+        template_id=row.template_id,
+        template_version=row.template_version,
+        dialect=row.dialect,
+        connection=row.connection,
+        source_system=row.source_system,
+        source_object=row.source_object,
+        config=row.config,
+        code=row.code,
+        reason=row.reason,
+        drift_event_id=row.drift_event_id,
+        created_at=row.created_at,
+        created=created,
+    )
+
+
+def _entry_out(row: ControlEntry) -> ControlEntryOut:
+    return ControlEntryOut(
+        id=row.id,
+        project_id=row.project_id,
+        source_system=row.source_system,
+        source_object=row.source_object,
+        target_system=row.target_system,
+        target_object=row.target_object,
+        template_id=row.template_id,
+        load_type=row.load_type,  # type: ignore[arg-type]
+        watermark_column=row.watermark_column,
+        keys=row.keys,
+        enabled=row.enabled,
+        order=row.run_order,
+        schedule=row.schedule,
+        config=row.config,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _run_out(row: PipelineRun) -> RunOut:
+    return RunOut.model_validate(row, from_attributes=True)
+
+
+def _generated_out(entry: GeneratedEntry) -> GeneratedOut:
+    return GeneratedOut(
+        entry_id=entry.entry_id,
+        pipeline_name=entry.pipeline_name,
+        template_id=entry.template_id,
+        template_version=entry.template_version,
+        code=entry.code,
+        errors=[Problem(**p.as_dict()) for p in entry.errors],
+        instance_id=entry.instance_id,
+        instance_version=entry.instance_version,
+        created=entry.created,
+    )
+
+
+# --- templates -------------------------------------------------------------------------------
+
+
+@router.post("/create", status_code=status.HTTP_201_CREATED, response_model=TemplateOut)
+async def create_template(
+    body: TemplateIn, principal: PrincipalDep, runtime: RuntimeDep, project_id: QueryProject = None
+) -> TemplateOut:
+    """Store a new immutable template version (editing a template = creating its next version)."""
+    project = project_scope(principal, body.project_id or project_id)
+    service = _service(runtime)
+    try:
+        async with runtime.database.transaction() as session:
+            row = await service.create_template(
+                session,
+                project,
+                template_id=body.template_id,
+                version=body.version,
+                pattern=body.pattern,
+                category=body.category,
+                dialect=body.dialect,
+                description=body.description,
+                config_schema=body.config_schema,
+                code=body.code,
+            )
+    except Conflict as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
+    except (TemplateError, ValueError) as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from None
+    return _template_out(row)
+
+
+@router.get("/list", response_model=list[TemplateOut])
+async def list_templates(
+    project_id: ProjectDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    pattern: Annotated[Pattern | None, Query()] = None,
+) -> list[TemplateOut]:
+    """Built-in and project templates, every version, with their usage in the project."""
+    rows = await _service(runtime).list_templates(session, project_id, pattern)
+    return [_template_out(row, instances, runs) for row, instances, runs in rows]
+
+
+# --- instances -------------------------------------------------------------------------------
+
+
+@router.post("/instantiate", status_code=status.HTTP_201_CREATED, response_model=InstanceOut)
+async def instantiate(body: InstantiateIn, principal: PrincipalDep, runtime: RuntimeDep) -> Any:
+    """Validate the config, render the template and save a pipeline instance version."""
+    project = require_project(principal, body.project_id)
+    try:
+        saved = await _service(runtime).instantiate(
+            project,
+            pipeline_name=body.pipeline_name,
+            template_id=body.template_id,
+            template_version=body.template_version,
+            config=body.config,
+            connection=body.connection,
+            source_system=body.source_system,
+            source_object=body.source_object,
+        )
+    except InvalidConfig as error:
+        return invalid(error)
+    except NotFound as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
+    except TemplateError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from None
+    return _instance_out(saved.instance, saved.created)
+
+
+@router.get("/instances", response_model=list[InstanceOut])
+async def list_instances(project_id: ProjectDep, session: SessionDep) -> list[InstanceOut]:
+    """The latest version of every pipeline of the project."""
+    return [_instance_out(row) for row in await store.latest_instances(session, project_id)]
+
+
+@router.get("/instances/{instance_id}/versions", response_model=list[InstanceOut])
+async def instance_versions(
+    instance_id: str, project_id: ProjectDep, session: SessionDep
+) -> list[InstanceOut]:
+    rows = await store.instance_versions(session, project_id, instance_id)
+    if not rows:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"pipeline instance {instance_id!r} not found")
+    return [_instance_out(row) for row in rows]
+
+
+@router.post("/instances/{instance_id}/run", response_model=RunOut)
+async def run_instance(instance_id: str, project_id: ProjectDep, runtime: RuntimeDep) -> RunOut:
+    """Run the latest version now; a failed run is answered 200 with status "failed" and its error."""
+    try:
+        return _run_out(await _service(runtime).run(project_id, instance_id))
+    except NotFound as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
+
+
+@router.get("/instances/{instance_id}/runs", response_model=list[RunOut])
+async def list_runs(
+    instance_id: str,
+    project_id: ProjectDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1_000)] = 100,
+) -> list[RunOut]:
+    if not await store.instance_versions(session, project_id, instance_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"pipeline instance {instance_id!r} not found")
+    return [_run_out(row) for row in await store.runs(session, project_id, instance_id, limit)]
+
+
+# --- control table ---------------------------------------------------------------------------
+
+
+def _apply(row: ControlEntry, body: ControlEntryIn) -> None:
+    for name in (
+        "source_system",
+        "source_object",
+        "target_system",
+        "target_object",
+        "template_id",
+        "load_type",
+    ):
+        setattr(row, name, getattr(body, name))
+    row.watermark_column = body.watermark_column
+    row.keys = list(body.keys)
+    row.enabled = body.enabled
+    row.run_order = body.order
+    row.schedule = body.schedule
+    row.config = body.config
+    row.updated_at = utc_now()
+
+
+def _duplicate(body: ControlEntryIn) -> HTTPException:
+    return HTTPException(
+        status.HTTP_409_CONFLICT,
+        detail=f"an entry already writes {body.target_system}.{body.target_object} in this project",
+    )
+
+
+@router.post("/control-table", status_code=status.HTTP_201_CREATED, response_model=ControlEntryOut)
+async def create_entry(body: ControlEntryIn, project_id: ProjectDep, runtime: RuntimeDep) -> ControlEntryOut:
+    row = ControlEntry(id=str(uuid.uuid4()), project_id=project_id, created_at=utc_now())
+    _apply(row, body)
+    try:
+        async with runtime.database.transaction() as session:
+            session.add(row)
+    except IntegrityError:
+        raise _duplicate(body) from None
+    return _entry_out(row)
+
+
+@router.get("/control-table", response_model=list[ControlEntryOut])
+async def list_entries(project_id: ProjectDep, session: SessionDep) -> list[ControlEntryOut]:
+    return [_entry_out(row) for row in await store.control_entries(session, project_id)]
+
+
+async def _entry_or_404(session: Any, project_id: str, entry_id: str) -> ControlEntry:
+    row = await store.control_entry(session, project_id, entry_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"control entry {entry_id!r} not found")
+    return row
+
+
+@router.get("/control-table/{entry_id}", response_model=ControlEntryOut)
+async def get_entry(entry_id: str, project_id: ProjectDep, session: SessionDep) -> ControlEntryOut:
+    return _entry_out(await _entry_or_404(session, project_id, entry_id))
+
+
+@router.put("/control-table/{entry_id}", response_model=ControlEntryOut)
+async def update_entry(
+    entry_id: str, body: ControlEntryIn, project_id: ProjectDep, runtime: RuntimeDep
+) -> ControlEntryOut:
+    try:
+        async with runtime.database.transaction() as session:
+            row = await _entry_or_404(session, project_id, entry_id)
+            _apply(row, body)
+    except IntegrityError:
+        raise _duplicate(body) from None
+    return _entry_out(row)
+
+
+@router.delete("/control-table/{entry_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_entry(entry_id: str, project_id: ProjectDep, runtime: RuntimeDep) -> None:
+    async with runtime.database.transaction() as session:
+        await session.delete(await _entry_or_404(session, project_id, entry_id))
+
+
+@router.post("/generate", response_model=GenerateOut)
+async def generate(
+    body: GenerateIn, principal: PrincipalDep, runtime: RuntimeDep, project_id: QueryProject = None
+) -> GenerateOut:
+    """Render one pipeline per enabled control entry; `dry_run` (default) saves nothing."""
+    project = project_scope(principal, body.project_id or project_id)
+    entries = await _service(runtime).generate(project, dry_run=body.dry_run)
+    invalid_count = sum(1 for entry in entries if entry.errors)
+    return GenerateOut(
+        project_id=project,
+        dry_run=body.dry_run,
+        pipelines=[_generated_out(entry) for entry in entries],
+        valid=len(entries) - invalid_count,
+        invalid=invalid_count,
+    )

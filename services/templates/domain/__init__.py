@@ -1,0 +1,1 @@
+"""Pure core of the templates service: no I/O, no frameworks."""

@@ -1,0 +1,293 @@
+"""Rendering pipeline code safely: a sandboxed Jinja2 environment and SQL quoting filters.
+
+Configs come from users, so every value that lands in SQL goes through a filter that quotes it
+with sqlglot for the template's dialect (`ident`, `qualified`, `literal`, `sqltype`, `number`),
+and templates run in Jinja2's immutable sandbox with strict undefined variables: no attribute
+starting with `_`, no mutation of inputs, no Python globals beyond `range` and `namespace`.
+Every rendered statement must parse in its dialect; a statement sqlglot only understands as an
+opaque command is rejected too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import sqlglot
+from jinja2 import StrictUndefined, Undefined, UndefinedError, pass_context
+from jinja2 import TemplateError as JinjaTemplateError
+from jinja2.exceptions import SecurityError
+from jinja2.loaders import FunctionLoader
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import Namespace
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
+
+from services.templates.domain.model import ConfigProblem, InvalidConfig, SqlDialect, TemplateError
+
+MAX_RENDERED_CHARS = 2_000_000
+_SQLGLOT_DIALECT = {"postgres": "postgres", "clickhouse": "clickhouse", "sqlite": "sqlite"}
+
+
+class UnsafeValue(ValueError):
+    """A config value cannot become the SQL element a filter was asked for."""
+
+
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    returns_rows: bool
+    uses_batch: bool = False
+    """References `$1`: the batch of messages a streaming run consumed, as a JSON array."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    code: str
+    statements: tuple[Statement, ...]
+
+
+def _dialect(context: Context) -> str:
+    return _SQLGLOT_DIALECT[context["dialect"]]
+
+
+def _defined(value: Any) -> Any:
+    """A missing config value fails as undefined (a config problem), not as a bad value."""
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    return value
+
+
+def _identifier_text(value: Any) -> str:
+    value = _defined(value)
+    if not isinstance(value, str) or not value or "\x00" in value or len(value) > 255:
+        raise UnsafeValue(f"{value!r} is not a usable identifier")
+    return value
+
+
+@lru_cache(maxsize=65_536)
+def _quoted_identifier(text: str, dialect: str) -> str:
+    return exp.to_identifier(text, quoted=True).sql(dialect)
+
+
+@lru_cache(maxsize=65_536)
+def _quoted_string(text: str, dialect: str) -> str:
+    return exp.Literal.string(text).sql(dialect)
+
+
+@pass_context
+def ident(context: Context, value: Any) -> str:
+    """A quoted identifier: whatever the text, it names one column or table."""
+    return _quoted_identifier(_identifier_text(value), _dialect(context))
+
+
+@pass_context
+def qualified(context: Context, table: Any) -> str:
+    """`{"schema": s, "name": t}` (schema optional) or a bare name, as a quoted qualified table."""
+    table = _defined(table)
+    if isinstance(table, str):
+        return ident(context, table)
+    if not hasattr(table, "get"):
+        raise UnsafeValue(f"{table!r} is not a table reference")
+    parts = [table.get("schema"), table.get("name")]
+    return ".".join(ident(context, part) for part in parts if part is not None)
+
+
+@pass_context
+def literal(context: Context, value: Any) -> str:
+    """A SQL literal: strings quoted and escaped for the dialect, numbers checked, booleans, NULL."""
+    value = _defined(value)
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return number(value)
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise UnsafeValue("string literal contains NUL")
+        return _quoted_string(value, _dialect(context))
+    raise UnsafeValue(f"{type(value).__name__} cannot be a SQL literal")
+
+
+def number(value: Any) -> str:
+    """A finite number rendered as digits only."""
+    value = _defined(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UnsafeValue(f"{value!r} is not a finite number")
+    return repr(value) if isinstance(value, float) else str(int(value))
+
+
+@pass_context
+def sqltype(context: Context, value: Any) -> str:
+    """A data type, accepted only if sqlglot parses it as a type of the dialect."""
+    value = _defined(value)
+    if not isinstance(value, str) or not value.strip():
+        raise UnsafeValue(f"{value!r} is not a data type")
+    dialect = _dialect(context)
+    try:
+        cast = sqlglot.parse_one(f"CAST(NULL AS {value})", read=dialect, error_level=ErrorLevel.RAISE)
+    except SqlglotError as error:
+        raise UnsafeValue(f"{value!r} is not a {dialect} data type") from error
+    if not isinstance(cast, exp.Cast):
+        raise UnsafeValue(f"{value!r} is not a {dialect} data type")
+    data_type = cast.to
+    return data_type.sql(dialect)
+
+
+def _load_library(name: str) -> str | None:
+    """Templates may import the shared macro library shipped with the package (`lib/*.j2`)."""
+    if not name.startswith("lib/") or ".." in name:
+        return None
+    resource = resources.files("services.templates.builtin").joinpath(name)
+    return resource.read_text() if resource.is_file() else None
+
+
+def _environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        loader=FunctionLoader(_load_library),
+        undefined=StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.globals.clear()
+    env.globals.update({"range": env.globals.get("range", range), "namespace": Namespace})
+    env.filters.update(
+        {"ident": ident, "qualified": qualified, "literal": literal, "sqltype": sqltype, "number": number}
+    )
+    return env
+
+
+_ENV = _environment()
+
+
+@lru_cache(maxsize=256)
+def _compiled(code: str) -> Any:
+    return _ENV.from_string(code)
+
+
+def column_sources(config: dict[str, Any]) -> dict[str, Any]:
+    """`sources[name]`: the source column of each mapped target column (built-in config shape)."""
+    columns = config.get("columns")
+    if not isinstance(columns, list):
+        return {}
+    return {
+        column["name"]: column.get("source", column["name"])
+        for column in columns
+        if isinstance(column, dict) and isinstance(column.get("name"), str)
+    }
+
+
+def compile_template(code: str) -> None:
+    """Fail early on a template that does not compile in the sandbox."""
+    try:
+        _compiled(code)
+    except JinjaTemplateError as error:
+        raise TemplateError(f"template does not compile: {error}") from error
+
+
+def render(code: str, dialect: SqlDialect, config: dict[str, Any]) -> Rendered:
+    """Render `code` for `config` and check that every statement parses in `dialect`.
+
+    Templates see `dialect`, `config` and `sources` (target column name -> source column name).
+    """
+    try:
+        text = _compiled(code).render(dialect=dialect, config=config, sources=column_sources(config))
+    except SecurityError as error:
+        raise TemplateError(f"template violates the sandbox: {error}") from error
+    except UndefinedError as error:
+        raise InvalidConfig(
+            [ConfigProblem("", f"template needs a value the config lacks: {error}")]
+        ) from error
+    except UnsafeValue as error:
+        raise InvalidConfig([ConfigProblem("", str(error))]) from error
+    except JinjaTemplateError as error:
+        raise TemplateError(f"template failed to render: {error}") from error
+    if len(text) > MAX_RENDERED_CHARS:
+        raise TemplateError(f"rendered code exceeds {MAX_RENDERED_CHARS} characters")
+    return Rendered(code=text, statements=tuple(parse_statements(text, dialect)))
+
+
+# Quoted names, strings and comments as the dialects' generators write them; they never decide how
+# a statement parses, so statements that differ only inside them parse alike (the skeleton cache).
+_ATOMS = {
+    "postgres": r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"",
+    "sqlite": r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"",
+    "clickhouse": r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|`(?:[^`\\]|\\.|``)*`",
+}
+_SCANNERS = {
+    dialect: re.compile(rf"(?P<atom>{atoms})|(?P<comment>--[^\n]*|/\*.*?\*/)|(?P<end>;)", re.DOTALL)
+    for dialect, atoms in _ATOMS.items()
+}
+
+
+def parse_statements(text: str, dialect: SqlDialect) -> list[Statement]:
+    """Split on top-level semicolons and check that each statement parses in `dialect`.
+
+    Parsing is the costly part of rendering, so results are cached by the statement's skeleton
+    (quoted names and strings replaced by placeholders): generating hundreds of pipelines from
+    one template parses its statements once.
+    """
+    statements: list[Statement] = []
+    for sql, skeleton in _split(text, dialect):
+        returns_rows, uses_batch = _verdict(skeleton, dialect, sql)
+        statements.append(Statement(sql=sql, returns_rows=returns_rows, uses_batch=uses_batch))
+    if not statements:
+        raise TemplateError("rendered code contains no SQL statement")
+    return statements
+
+
+def _split(text: str, dialect: SqlDialect) -> list[tuple[str, str]]:
+    pieces: list[tuple[str, str]] = []
+    start, skeleton = 0, []
+    cursor = 0
+    for match in _SCANNERS[dialect].finditer(text):
+        skeleton.append(text[cursor : match.start()])
+        cursor = match.end()
+        if match.lastgroup == "atom":
+            skeleton.append("'s'" if match.group().startswith("'") else '"i"')
+        elif match.lastgroup == "comment":
+            skeleton.append(" ")
+        else:
+            _keep(pieces, text[start : match.start()], "".join(skeleton))
+            start, skeleton = match.end(), []
+    skeleton.append(text[cursor:])
+    _keep(pieces, text[start:], "".join(skeleton))
+    return pieces
+
+
+def _keep(pieces: list[tuple[str, str]], sql: str, skeleton: str) -> None:
+    if skeleton.strip():
+        pieces.append((sql.strip(), " ".join(skeleton.split())))
+
+
+@lru_cache(maxsize=8_192)
+def _parsed_skeleton(skeleton: str, dialect: str) -> tuple[bool, bool] | str:
+    """(returns rows, uses the batch parameter) when it parses; else why it does not."""
+    read = _SQLGLOT_DIALECT[dialect]
+    try:
+        expression = sqlglot.parse_one(skeleton, read=read, error_level=ErrorLevel.RAISE)
+    except (ParseError, SqlglotError) as error:
+        return f"does not parse as {read}: {error}"
+    if isinstance(expression, exp.Command):
+        return f"is not SQL sqlglot understands as {read}"
+    return isinstance(expression, exp.Query), expression.find(exp.Parameter, exp.Placeholder) is not None
+
+
+def _verdict(skeleton: str, dialect: str, sql: str) -> tuple[bool, bool]:
+    verdict = _parsed_skeleton(skeleton, dialect)
+    if isinstance(verdict, str):
+        raise TemplateError(f"statement {sql[:120]!r} {verdict}")
+    return verdict
+
+
+def code_digest(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()

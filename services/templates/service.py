@@ -1,0 +1,626 @@
+"""The templates application: template versions, instances, control-table generation, runs, adaptation.
+
+Routes and the worker are thin callers of `TemplatesService` (one per process, shared through
+`Runtime.component`). Pure decisions live in `domain`; SQL in `store`; execution in `targets`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.runtime import Runtime
+from services.templates import store
+from services.templates.builtin import BuiltinTemplate, builtin_templates
+from services.templates.domain.config import check_schema, validated
+from services.templates.domain.generation import (
+    CannotAdapt,
+    ControlSpec,
+    adapt_config,
+    entry_config,
+    entry_problems,
+)
+from services.templates.domain.model import (
+    BUILTIN_SCOPE,
+    ConfigProblem,
+    GenerationReason,
+    InvalidConfig,
+    SemVer,
+    SqlDialect,
+    TemplateError,
+    connection_dialect,
+)
+from services.templates.domain.rendering import (
+    Rendered,
+    code_digest,
+    compile_template,
+    parse_statements,
+    render,
+)
+from services.templates.streaming import read_batch
+from services.templates.tables import (
+    ControlEntry,
+    PipelineInstance,
+    PipelineRun,
+    PipelineState,
+    TemplateVersion,
+)
+from services.templates.targets import ClickHouseTarget, RunStats, SqlAlchemyTarget, Target
+from shared import metrics
+from shared.bus import publish_event
+from shared.events import DriftDetected, PipelineRunMetrics, PipelinesGenerated
+from shared.events.base import utc_now
+
+log = structlog.get_logger(__name__)
+COMPONENT = "templates.service"
+PLATFORM_CONNECTION = "platform"
+CLICKHOUSE_CONNECTION = "clickhouse"
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(ValueError):
+    pass
+
+
+class Connections:
+    """Run targets by name: `platform` (the metadata database), `clickhouse` (the process's
+    ClickHouse) and whatever `AIETL_TEMPLATES_CONNECTIONS` names. URLs are never shown to users."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._targets: dict[str, Target] = {}
+        self._owned: list[SqlAlchemyTarget] = []
+
+    def names(self) -> list[str]:
+        builtin = [PLATFORM_CONNECTION] if self.platform_allowed else []
+        return [*builtin, CLICKHOUSE_CONNECTION, *self.runtime.settings.templates_connections]
+
+    @property
+    def platform_allowed(self) -> bool:
+        """The metadata database is a run target only outside production (embedded, tests, demos)."""
+        return self.runtime.settings.environment != "production"
+
+    def dialect(self, name: str) -> SqlDialect:
+        if name == PLATFORM_CONNECTION and self.platform_allowed:
+            return connection_dialect(self.runtime.database.url)
+        if name == CLICKHOUSE_CONNECTION:
+            return "clickhouse"
+        url = self.runtime.settings.templates_connections.get(name)
+        if url is None:
+            raise NotFound(f"unknown connection {name!r}; known: {', '.join(self.names())}")
+        return connection_dialect(url.get_secret_value())
+
+    def target(self, name: str) -> Target:
+        if name not in self._targets:
+            if name == PLATFORM_CONNECTION and self.platform_allowed:
+                self._targets[name] = SqlAlchemyTarget(self.runtime.database.engine)
+            elif name == CLICKHOUSE_CONNECTION:
+                self._targets[name] = ClickHouseTarget(self.runtime.clickhouse())
+            else:
+                self.dialect(name)
+                url = self.runtime.settings.templates_connections[name].get_secret_value()
+                owned = SqlAlchemyTarget.from_url(url) if connection_dialect(url) != "clickhouse" else None
+                if owned is None:
+                    raise NotFound(f"connection {name!r}: use the 'clickhouse' connection for ClickHouse")
+                self._owned.append(owned)
+                self._targets[name] = owned
+        return self._targets[name]
+
+    async def close(self) -> None:
+        for target in self._owned:
+            await target.close()
+        self._owned.clear()
+        self._targets.clear()
+
+
+@dataclass
+class GeneratedEntry:
+    entry_id: str
+    pipeline_name: str
+    template_id: str
+    template_version: str | None = None
+    code: str | None = None
+    errors: list[ConfigProblem] = field(default_factory=list)
+    instance_id: str | None = None
+    instance_version: int | None = None
+    created: bool = False
+
+
+@dataclass(frozen=True)
+class SavedInstance:
+    instance: PipelineInstance
+    created: bool
+
+
+class AdaptationOutcome(BaseModel):
+    """What one drift event produced; stored by `process_once` and republished on redelivery."""
+
+    generated: list[PipelinesGenerated] = []
+
+
+def _usage() -> tuple[float, float]:
+    """CPU seconds used by this process so far, and its peak resident memory in MB."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+class TemplatesService:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.connections = Connections(runtime)
+        self._builtins_ready = False
+        self._run_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        runtime.on_shutdown(self.connections.close)
+
+    # --- templates -------------------------------------------------------------------------
+
+    async def ensure_builtins(self) -> None:
+        """Store the shipped templates once (idempotent across processes)."""
+        if self._builtins_ready:
+            return
+        try:
+            async with self.runtime.database.transaction() as session:
+                rows = await session.execute(
+                    select(TemplateVersion.template_id, TemplateVersion.version).where(
+                        TemplateVersion.project_id == BUILTIN_SCOPE
+                    )
+                )
+                stored = {(template_id, version) for template_id, version in rows}
+                session.add_all(
+                    _builtin_row(template)
+                    for template in builtin_templates()
+                    if (template.template_id, template.version) not in stored
+                )
+        except IntegrityError:
+            log.info("built-in templates stored by another process")
+        self._builtins_ready = True
+
+    async def create_template(
+        self,
+        session: AsyncSession,
+        project_id: str,
+        *,
+        template_id: str,
+        version: str | None,
+        pattern: str,
+        category: str,
+        dialect: str,
+        description: str,
+        config_schema: dict[str, Any],
+        code: str,
+    ) -> TemplateVersion:
+        """A new immutable version; without `version` the latest one's minor is bumped."""
+        await self.ensure_builtins()
+        if any(template.template_id == template_id for template in builtin_templates()):
+            raise Conflict(f"template_id {template_id!r} is a built-in template's id")
+        check_schema(config_schema)
+        compile_template(code)
+        existing = [t for t in await store.template_versions(session, project_id, template_id)]
+        latest = max((SemVer(t.major, t.minor, t.patch) for t in existing), default=None)
+        if version is None:
+            chosen = latest.bump_minor() if latest else SemVer(1, 0, 0)
+        else:
+            chosen = SemVer.parse(version)
+            if latest is not None and chosen <= latest:
+                raise Conflict(f"version {chosen} of {template_id!r} must be greater than {latest}")
+        row = TemplateVersion(
+            project_id=project_id,
+            template_id=template_id,
+            version=str(chosen),
+            major=chosen.major,
+            minor=chosen.minor,
+            patch=chosen.patch,
+            pattern=pattern,
+            category=category,
+            dialect=dialect,
+            description=description,
+            config_schema=config_schema,
+            code=code,
+        )
+        session.add(row)
+        await session.flush()
+        return row
+
+    async def list_templates(
+        self, session: AsyncSession, project_id: str, pattern: str | None = None
+    ) -> list[tuple[TemplateVersion, int, int]]:
+        await self.ensure_builtins()
+        counts = await store.usage(session, project_id)
+        return [
+            (t, *counts.get((t.project_id, t.template_id, t.version), (0, 0)))
+            for t in await store.template_versions(session, project_id, pattern=pattern)
+        ]
+
+    async def resolve_template(
+        self, session: AsyncSession, project_id: str, template_id: str, version: str | None = None
+    ) -> TemplateVersion:
+        """The project's template of that id, else the built-in; the latest version unless pinned."""
+        await self.ensure_builtins()
+        candidates = await store.template_versions(session, project_id, template_id)
+        own = [t for t in candidates if t.project_id == project_id] or list(candidates)
+        if version is not None:
+            own = [t for t in own if t.version == version]
+        if not own:
+            pinned = f" version {version}" if version else ""
+            raise NotFound(f"template {template_id!r}{pinned} not found")
+        return max(own, key=lambda t: (t.major, t.minor, t.patch))
+
+    # --- instances -------------------------------------------------------------------------
+
+    @staticmethod
+    def prepare(template: TemplateVersion, config: Any) -> tuple[dict[str, Any], Rendered]:
+        """Validate the config against the template's schema and render it (raises InvalidConfig)."""
+        ready = validated(template.config_schema, config)
+        return ready, render(template.code, template.dialect, ready)  # type: ignore[arg-type]
+
+    def check_connection(self, template: TemplateVersion, connection: str) -> None:
+        dialect = self.connections.dialect(connection)
+        if dialect != template.dialect:
+            raise InvalidConfig(
+                [
+                    ConfigProblem(
+                        "/connection",
+                        f"connection {connection!r} speaks {dialect}; template {template.template_id!r} "
+                        f"is for {template.dialect}",
+                    )
+                ]
+            )
+
+    async def save_instance(
+        self,
+        session: AsyncSession,
+        *,
+        project_id: str,
+        pipeline_name: str,
+        template: TemplateVersion,
+        config: dict[str, Any],
+        rendered: Rendered,
+        connection: str,
+        reason: GenerationReason,
+        source_system: str | None = None,
+        source_object: str | None = None,
+        control_entry_id: str | None = None,
+        drift_event_id: str | None = None,
+    ) -> SavedInstance:
+        """A new instance version unless the latest one already has this template, config and code."""
+        latest = await store.latest_instance(session, project_id, pipeline_name)
+        digest = code_digest(rendered.code)
+        if (
+            latest is not None
+            and latest.code_sha256 == digest
+            and latest.config == config
+            and latest.connection == connection
+            and (latest.template_scope, latest.template_id, latest.template_version)
+            == (template.project_id, template.template_id, template.version)
+        ):
+            return SavedInstance(latest, created=False)
+        instance = PipelineInstance(
+            instance_id=latest.instance_id if latest else str(uuid.uuid4()),
+            project_id=project_id,
+            pipeline_name=pipeline_name,
+            version=latest.version + 1 if latest else 1,
+            template_scope=template.project_id,
+            template_id=template.template_id,
+            template_version=template.version,
+            dialect=template.dialect,
+            connection=connection,
+            source_system=source_system if source_system is not None else (latest and latest.source_system),
+            source_object=source_object if source_object is not None else (latest and latest.source_object),
+            control_entry_id=control_entry_id if control_entry_id else (latest and latest.control_entry_id),
+            config=config,
+            code=rendered.code,
+            code_sha256=digest,
+            reason=reason,
+            drift_event_id=drift_event_id,
+        )
+        session.add(instance)
+        await session.flush()
+        return SavedInstance(instance, created=True)
+
+    async def instantiate(
+        self,
+        project_id: str,
+        *,
+        pipeline_name: str,
+        template_id: str,
+        template_version: str | None,
+        config: Any,
+        connection: str,
+        source_system: str | None = None,
+        source_object: str | None = None,
+    ) -> SavedInstance:
+        async with self.runtime.database.transaction() as session:
+            template = await self.resolve_template(session, project_id, template_id, template_version)
+            self.check_connection(template, connection)
+            ready, rendered = self.prepare(template, config)
+            saved = await self.save_instance(
+                session,
+                project_id=project_id,
+                pipeline_name=pipeline_name,
+                template=template,
+                config=ready,
+                rendered=rendered,
+                connection=connection,
+                reason="manual",
+                source_system=source_system,
+                source_object=source_object,
+            )
+        if saved.created:
+            await self._announce([generated_event(saved.instance)])
+        return saved
+
+    # --- control table -----------------------------------------------------------------------
+
+    async def generate(self, project_id: str, *, dry_run: bool) -> list[GeneratedEntry]:
+        """One pipeline per enabled control entry. A dry run renders and validates everything and
+        saves nothing; a real run saves a new instance version for each valid entry that changed."""
+        await self.ensure_builtins()
+        results: list[GeneratedEntry] = []
+        created: list[PipelineInstance] = []
+        async with self.runtime.database.transaction() as session:
+            templates: dict[str, TemplateVersion | NotFound] = {}
+            for row in await store.control_entries(session, project_id, enabled_only=True):
+                spec = control_spec(row)
+                result = GeneratedEntry(spec.entry_id, spec.pipeline_name, spec.template_id)
+                results.append(result)
+                if spec.template_id not in templates:
+                    try:
+                        templates[spec.template_id] = await self.resolve_template(
+                            session, project_id, spec.template_id
+                        )
+                    except NotFound as missing:
+                        templates[spec.template_id] = missing
+                template = templates[spec.template_id]
+                if isinstance(template, NotFound):
+                    result.errors = [ConfigProblem("/template_id", str(template))]
+                    continue
+                result.template_version = template.version
+                result.errors, prepared = self._render_entry(spec, template)
+                if prepared is not None:
+                    result.code = prepared[1].code
+                if prepared is None or result.errors or dry_run:
+                    continue
+                ready, rendered = prepared
+                saved = await self.save_instance(
+                    session,
+                    project_id=project_id,
+                    pipeline_name=spec.pipeline_name,
+                    template=template,
+                    config=ready,
+                    rendered=rendered,
+                    connection=spec.target_system,
+                    reason="control_table",
+                    source_system=spec.source_system,
+                    source_object=spec.source_object,
+                    control_entry_id=spec.entry_id,
+                )
+                result.instance_id = saved.instance.instance_id
+                result.instance_version = saved.instance.version
+                result.created = saved.created
+                if saved.created:
+                    created.append(saved.instance)
+        await self._announce([generated_event(instance) for instance in created])
+        return results
+
+    def _render_entry(
+        self, spec: ControlSpec, template: TemplateVersion
+    ) -> tuple[list[ConfigProblem], tuple[dict[str, Any], Rendered] | None]:
+        """Every problem of one control entry (its own fields, its connection, its config) and its code
+        when the config renders."""
+        pattern: Any = template.pattern
+        problems = entry_problems(spec, pattern)
+        try:
+            self.check_connection(template, spec.target_system)
+        except NotFound as error:
+            problems.append(ConfigProblem("/target_system", str(error)))
+        except InvalidConfig as error:
+            problems.extend(ConfigProblem("/target_system", p.message) for p in error.problems)
+        try:
+            prepared = self.prepare(template, entry_config(spec, pattern))
+        except InvalidConfig as error:
+            return [*problems, *error.problems], None
+        except TemplateError as error:
+            return [*problems, ConfigProblem("", str(error))], None
+        return problems, prepared
+
+    # --- runs --------------------------------------------------------------------------------
+
+    async def run(self, project_id: str, instance_id: str) -> PipelineRun:
+        """Execute the instance's latest version on its target, record the run, publish its metrics."""
+        async with self.runtime.database.sessions() as session:
+            versions = await store.instance_versions(session, project_id, instance_id)
+        if not versions:
+            raise NotFound(f"pipeline instance {instance_id!r} not found")
+        instance = versions[-1]
+        async with self._run_locks[instance.instance_id]:
+            started_at, started, (cpu_before, _) = utc_now(), time.perf_counter(), _usage()
+            stats, malformed, error = RunStats(), 0, None
+            try:
+                stats, malformed = await self._execute(instance)
+            except Exception as failure:  # a failed run is data: recorded, published, never raised
+                error = f"{type(failure).__name__}: {failure}"[:4_000]
+                log.warning("pipeline run failed", pipeline=instance.pipeline_name, error=error)
+            duration = time.perf_counter() - started
+            cpu_after, peak_mb = _usage()
+            run = PipelineRun(
+                run_id=str(uuid.uuid4()),
+                project_id=project_id,
+                instance_id=instance.instance_id,
+                instance_version=instance.version,
+                pipeline_name=instance.pipeline_name,
+                template_scope=instance.template_scope,
+                template_id=instance.template_id,
+                template_version=instance.template_version,
+                status="failed" if error else "success",
+                started_at=started_at,
+                ended_at=utc_now(),
+                duration_seconds=duration,
+                rows_read=stats.rows_read,
+                rows_written=stats.rows_written,
+                error_count=malformed + (1 if error else 0),
+                error_message=error or (f"{malformed} malformed messages skipped" if malformed else None),
+                high_watermark=stats.high_watermark,
+                cpu_percent=100 * (cpu_after - cpu_before) / duration if duration > 0 else 0.0,
+                memory_mb=peak_mb,
+            )
+            async with self.runtime.database.transaction() as session:
+                session.add(run)
+        metrics.PIPELINE_RUNS.labels(status=run.status).inc()
+        await publish_event(self.runtime.broker, run_metrics_event(run))
+        return run
+
+    async def _execute(self, instance: PipelineInstance) -> tuple[RunStats, int]:
+        """Run the code on its target and keep the pipeline's state. A SQL-target streaming pipeline
+        first reads its topic from the stored offsets. Returns the figures and malformed messages."""
+        target = self.connections.target(instance.connection)
+        statements = parse_statements(instance.code, instance.dialect)  # type: ignore[arg-type]
+        async with self.runtime.database.sessions() as session:
+            state = await session.get(PipelineState, (instance.project_id, instance.pipeline_name))
+        offsets = dict(state.stream_offsets) if state else {}
+        malformed = 0
+        if any(statement.uses_batch for statement in statements):
+            batch = await read_batch(instance.config, offsets)
+            applied = await target.execute(statements, batch.payload)
+            stats = RunStats(batch.messages, applied.rows_written, applied.high_watermark)
+            offsets, malformed = batch.next_offsets, batch.malformed
+        else:
+            stats = await target.execute(statements)
+        async with self.runtime.database.transaction() as session:
+            await session.merge(
+                PipelineState(
+                    project_id=instance.project_id,
+                    pipeline_name=instance.pipeline_name,
+                    high_watermark=stats.high_watermark or (state.high_watermark if state else None),
+                    stream_offsets=offsets,
+                    updated_at=utc_now(),
+                )
+            )
+        return stats, malformed
+
+    # --- self-healing ------------------------------------------------------------------------
+
+    async def adapt(self, session: AsyncSession, event: DriftDetected) -> AdaptationOutcome:
+        """New versions of the pipelines reading the drifted table, with the adapted column mapping."""
+        generated: list[PipelinesGenerated] = []
+        for instance in await store.latest_instances(
+            session, event.project_id, source_system=event.connector_id
+        ):
+            if not _same_table(instance.source_object, event.table_name):
+                continue
+            try:
+                config = adapt_config(instance.config, event.drifts)
+                if config == instance.config:
+                    continue
+                template = await self.resolve_template(
+                    session, event.project_id, instance.template_id, instance.template_version
+                )
+                ready, rendered = self.prepare(template, config)
+            except (CannotAdapt, InvalidConfig, TemplateError, NotFound) as error:
+                log.warning("pipeline not adapted", pipeline=instance.pipeline_name, reason=str(error))
+                continue
+            saved = await self.save_instance(
+                session,
+                project_id=event.project_id,
+                pipeline_name=instance.pipeline_name,
+                template=template,
+                config=ready,
+                rendered=rendered,
+                connection=instance.connection,
+                reason="drift_adaptation",
+                drift_event_id=str(event.event_id),
+            )
+            if saved.created:
+                generated.append(generated_event(saved.instance))
+        return AdaptationOutcome(generated=generated)
+
+    async def _announce(self, events: list[PipelinesGenerated]) -> None:
+        for event in events:
+            await publish_event(self.runtime.broker, event)
+
+
+def _builtin_row(template: BuiltinTemplate) -> TemplateVersion:
+    version = SemVer.parse(template.version)
+    return TemplateVersion(
+        project_id=BUILTIN_SCOPE,
+        template_id=template.template_id,
+        version=template.version,
+        major=version.major,
+        minor=version.minor,
+        patch=version.patch,
+        pattern=template.pattern,
+        category=template.category,
+        dialect=template.dialect,
+        description=template.description,
+        config_schema=template.config_schema,
+        code=template.code,
+    )
+
+
+def _same_table(source_object: str | None, table_name: str) -> bool:
+    if source_object is None:
+        return False
+    return source_object == table_name or source_object.rpartition(".")[2] == table_name.rpartition(".")[2]
+
+
+def control_spec(row: ControlEntry) -> ControlSpec:
+    return ControlSpec(
+        entry_id=row.id,
+        source_system=row.source_system,
+        source_object=row.source_object,
+        target_system=row.target_system,
+        target_object=row.target_object,
+        template_id=row.template_id,
+        load_type=row.load_type,
+        watermark_column=row.watermark_column,
+        keys=tuple(row.keys or ()),
+        config=row.config or {},
+    )
+
+
+def generated_event(instance: PipelineInstance) -> PipelinesGenerated:
+    return PipelinesGenerated(
+        project_id=instance.project_id,
+        instance_id=instance.instance_id,
+        pipeline_name=instance.pipeline_name,
+        template_id=instance.template_id,
+        template_version=instance.template_version,
+        instance_version=instance.version,
+        reason=instance.reason,  # type: ignore[arg-type]
+        drift_event_id=uuid.UUID(instance.drift_event_id) if instance.drift_event_id else None,
+    )
+
+
+def run_metrics_event(run: PipelineRun) -> PipelineRunMetrics:
+    return PipelineRunMetrics(
+        project_id=run.project_id,
+        pipeline_id=run.pipeline_name,
+        run_id=run.run_id,
+        status=run.status,  # type: ignore[arg-type]
+        started_at=run.started_at,
+        ended_at=run.ended_at,
+        duration_seconds=run.duration_seconds,
+        rows_read=run.rows_read,
+        rows_written=run.rows_written,
+        error_count=run.error_count,
+        cpu_percent=run.cpu_percent,
+        memory_mb=run.memory_mb,
+        error_message=run.error_message,
+    )
+
+
+def templates_service(runtime: Runtime) -> TemplatesService:
+    return runtime.component(COMPONENT, lambda: TemplatesService(runtime))
