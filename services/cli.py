@@ -183,6 +183,17 @@ def contracts(out: Path) -> None:
         click.echo(path)
 
 
+@cli.command("predict-eval")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--pipelines", type=click.IntRange(4, 500), default=24, show_default=True)
+@click.option("--days", type=click.IntRange(21, 365), default=35, show_default=True)
+def predict_eval(seed: int, pipelines: int, days: int) -> None:
+    """Score the predict service on simulated held-out time and on real series (JSON)."""
+    from services.predict.evaluate import main as evaluate
+
+    evaluate(["--seed", str(seed), "--pipelines", str(pipelines), "--days", str(days)])
+
+
 @cli.command()
 @click.option("--url", required=True, help="postgresql://, sqlite:///, clickhouse:// or chdb:// URL to read.")
 @click.option(

@@ -79,7 +79,7 @@ async def publish_event(broker: KafkaBroker, event: Event, *, topic: str | None 
     metrics.EVENTS_PUBLISHED.labels(topic=target).inc()
 
 
-def _describe(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
     """A reason for humans: validation errors name the field, never echo the input values."""
     if isinstance(error, ValidationError):
         parts = [
@@ -119,33 +119,52 @@ class _DeadLetterMiddleware(BaseMiddleware):
                     if attempts >= self.settings.handler_max_attempts:
                         raise
                     log.warning(
-                        "handler failed, retrying", topic=topic, attempt=attempts, error=_describe(error)
+                        "handler failed, retrying", topic=topic, attempt=attempts, error=describe_error(error)
                     )
                     await asyncio.sleep(self.settings.handler_retry_backoff_seconds * 2 ** (attempts - 1))
         except Exception as error:
             metrics.EVENTS_FAILED.labels(**labels).inc()
-            await self._dead_letter(record, msg.body, error, attempts)
+            await dead_letter(
+                self.broker, self.settings, record, error, attempts=attempts, group_id=self.group_id
+            )
             return None
         finally:
             metrics.HANDLER_SECONDS.labels(**labels).observe(time.perf_counter() - started)
 
-    async def _dead_letter(self, record: Any, body: bytes, error: BaseException, attempts: int) -> None:
-        reason = _describe(error)
-        letter = DeadLetter(
-            project_id=_project_of(body),
-            original_topic=record.topic,
-            original_key=record.key.decode(errors="replace") if record.key else None,
-            original_partition=record.partition,
-            original_offset=record.offset,
-            original_value_b64=base64.b64encode(body).decode(),
-            consumer_group=self.group_id,
-            error_type=type(error).__name__,
-            reason=reason,
-            attempts=attempts,
-        )
-        await publish_event(self.broker, letter, topic=Topic.dlq(record.topic))
-        metrics.EVENTS_DEAD_LETTERED.labels(topic=record.topic, group=self.group_id).inc()
-        log.error("event dead-lettered", topic=record.topic, offset=record.offset, reason=reason)
+
+async def dead_letter(
+    broker: KafkaBroker,
+    settings: Settings,
+    record: Any,
+    error: BaseException,
+    *,
+    attempts: int,
+    group_id: str,
+) -> None:
+    """Publish `record` to `<topic>.dlq` with the reason; the consumer then goes on with the next one."""
+    body = record.value or b""
+    reason, project_id = describe_error(error), _project_of(body)
+    # Base64 grows the value by 4/3: keep what fits the producer's limit, or the letter itself
+    # would be refused and the poison redelivered forever.
+    room = settings.kafka_max_message_bytes * 3 // 4
+    if len(body) > room:
+        reason = f"{reason} (original value truncated to its first {room} of {len(body)} bytes)"
+        body = body[:room]
+    letter = DeadLetter(
+        project_id=project_id,
+        original_topic=record.topic,
+        original_key=record.key.decode(errors="replace") if record.key else None,
+        original_partition=record.partition,
+        original_offset=record.offset,
+        original_value_b64=base64.b64encode(body).decode(),
+        consumer_group=group_id,
+        error_type=type(error).__name__,
+        reason=reason,
+        attempts=attempts,
+    )
+    await publish_event(broker, letter, topic=Topic.dlq(record.topic))
+    metrics.EVENTS_DEAD_LETTERED.labels(topic=record.topic, group=group_id).inc()
+    log.error("event dead-lettered", topic=record.topic, offset=record.offset, reason=reason)
 
 
 def _project_of(body: bytes) -> str:

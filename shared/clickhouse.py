@@ -8,11 +8,13 @@ synchronous and not safe for concurrent use: calls run one at a time on a dedica
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+RECENT_SUCCESS_SECONDS = 5.0
 
 
 class ClickHouse:
@@ -21,6 +23,7 @@ class ClickHouse:
         self._credentials = {"username": username, "password": password} if username else {}
         self._client: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        self._last_success = float("-inf")
 
     @property
     def is_embedded(self) -> bool:
@@ -36,7 +39,9 @@ class ClickHouse:
     async def run(self, call: Callable[[Any], T]) -> T:
         """Run `call(client)` on the ClickHouse thread (for batches of statements that belong together)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: call(self._connect()))
+        result = await loop.run_in_executor(self._executor, lambda: call(self._connect()))
+        self._last_success = time.monotonic()
+        return result
 
     async def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         return await self.run(lambda client: client.command(sql, parameters=parameters))
@@ -52,7 +57,9 @@ class ClickHouse:
             await self.run(lambda client: client.insert(table, list(rows), column_names=list(column_names)))
 
     async def ping(self) -> None:
-        await self.query("SELECT 1")
+        """A call that just succeeded proves liveness; a probe must not queue behind a long query."""
+        if time.monotonic() - self._last_success > RECENT_SUCCESS_SECONDS:
+            await self.query("SELECT 1")
 
     async def close(self) -> None:
         if self._client is not None:

@@ -27,7 +27,12 @@ def _redact(key: str, value: Any) -> Any:
 
 
 def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
-    renderer: Any = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        # Rich tracebacks would print every frame's locals, passwords included.
+        else structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+    )
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper(), force=True)
     structlog.configure(
         processors=[

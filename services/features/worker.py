@@ -1,10 +1,39 @@
-"""features worker (being built: see its issue)."""
+"""Features worker: `features.written` in; values go to the online and/or offline store.
 
+Writes are idempotent (upserts keyed by event time; the online store keeps the newer event time), and
+`process_once` records the event so a redelivery after success does nothing at all. An unknown
+feature or a value of the wrong type can never succeed: PermanentError sends it to the DLQ.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.features.component import feature_store
+from services.features.domain import FeatureError
+from services.features.service import ValueIn
 from services.runtime import Runtime
-from shared.bus import ServiceRouter
+from shared.bus import PermanentError, ServiceRouter
+from shared.db import process_once
+from shared.events import FeaturesWritten, Topic
 
 GROUP = "features"
 
 
 def create_router(runtime: Runtime) -> ServiceRouter:
-    return ServiceRouter(runtime.broker, runtime.settings, GROUP)
+    router = ServiceRouter(runtime.broker, runtime.settings, GROUP)
+
+    @router.consumes(Topic.FEATURES_WRITTEN)
+    async def on_features_written(event: FeaturesWritten) -> None:
+        store = feature_store(runtime)
+        values = [ValueIn(v.feature_name, v.entity_id, v.value, v.timestamp) for v in event.values]
+
+        async def work(_session: AsyncSession) -> None:
+            try:
+                await store.write(event.project_id, values, event.storage)
+            except FeatureError as error:
+                raise PermanentError(str(error)) from error
+
+        await process_once(runtime.database, GROUP, event.event_id, work, FeaturesWritten)
+
+    return router

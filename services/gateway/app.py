@@ -12,6 +12,7 @@ import structlog
 from fastapi import APIRouter, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy.exc import DBAPIError
 
 from services.gateway import admin, auth, events
 from services.gateway.admin import ensure_bootstrap_admin
@@ -120,10 +121,34 @@ def _add_error_handlers(app: FastAPI) -> None:
         ]
         return JSONResponse({"detail": details}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
+    @app.exception_handler(DBAPIError)
+    async def unstorable(request: Request, error: DBAPIError) -> JSONResponse:
+        """The database refused a value of the request (SQLSTATE class 22: out of range, NUL in
+        text, ...): the caller's input, so a 422; the value itself is not echoed."""
+        if not _is_data_error(error):
+            return await unexpected(request, error)
+        log.warning("request value refused by the database", path=request.url.path)
+        return JSONResponse(
+            {"detail": "a value in the request cannot be stored (out of range or invalid characters)"},
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        )
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error", path=request.url.path, error_type=type(error).__name__)
         return JSONResponse({"detail": "internal error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def _is_data_error(error: BaseException) -> bool:
+    """A DB-API data exception anywhere in the chain (asyncpg, sqlite3, psycopg alike)."""
+    seen: BaseException | None = error
+    for _ in range(6):
+        if seen is None:
+            return False
+        if type(seen).__name__.endswith("DataError") or str(getattr(seen, "sqlstate", "")).startswith("22"):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
+    return False
 
 
 class RequestGuard:

@@ -114,7 +114,7 @@ class ControlEntryIn(Strict):
     watermark_column: Name | None = None
     keys: list[Name] = Field(default_factory=list, max_length=32)
     enabled: bool = True
-    order: int = 0
+    order: int = Field(default=0, ge=-(2**31), le=2**31 - 1)
     schedule: str | None = Field(
         default=None, max_length=255, description="Cron expression, kept for schedulers."
     )

@@ -25,7 +25,15 @@ class PipelineRunMetrics(Event):
     error_count: int = Field(default=0, ge=0)
     cpu_percent: float | None = Field(default=None, ge=0)
     memory_mb: float | None = Field(default=None, ge=0)
+    memory_limit_mb: float | None = Field(
+        default=None,
+        gt=0,
+        description="Memory available to the run: predictions measure headroom against it.",
+    )
     disk_mb: float | None = Field(default=None, ge=0)
+    disk_limit_mb: float | None = Field(
+        default=None, gt=0, description="Disk capacity, for exhaustion forecasts."
+    )
     network_mb: float | None = Field(default=None, ge=0)
     cost_usd: float | None = Field(default=None, ge=0)
     error_message: str | None = Field(default=None, max_length=4_000)

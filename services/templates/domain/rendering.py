@@ -30,6 +30,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 
 from services.templates.domain.model import ConfigProblem, InvalidConfig, SqlDialect, TemplateError
+from shared.bounded import LimitExceeded, bounded_binop
 
 MAX_RENDERED_CHARS = 2_000_000
 _SQLGLOT_DIALECT = {"postgres": "postgres", "clickhouse": "clickhouse", "sqlite": "sqlite"}
@@ -149,8 +150,17 @@ def _load_library(name: str) -> str | None:
     return resource.read_text() if resource.is_file() else None
 
 
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with `*`, `**` and `%` unable to build huge values."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        return bounded_binop(operator, left, right)
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = _BoundedSandbox(
         loader=FunctionLoader(_load_library),
         undefined=StrictUndefined,
         autoescape=False,
@@ -207,6 +217,8 @@ def render(code: str, dialect: SqlDialect, config: dict[str, Any]) -> Rendered:
         raise InvalidConfig(
             [ConfigProblem("", f"template needs a value the config lacks: {error}")]
         ) from error
+    except LimitExceeded as error:
+        raise TemplateError(f"template would build {error}") from error
     except UnsafeValue as error:
         raise InvalidConfig([ConfigProblem("", str(error))]) from error
     except JinjaTemplateError as error:

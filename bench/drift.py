@@ -1,0 +1,215 @@
+"""Drift figures: detection time for a 1,000-column table, and the worker end to end on the real bus.
+
+- detection: parse + normalise the observed columns, compare with the baseline (renames included),
+  grade, suggest mappings, hash; in-process. "cold" clears the type-parse cache before each run.
+- throughput: N `schema.observed` events are on the topic first; the drift worker (PostgreSQL,
+  tansu) is started and timed until every event is handled. Every event is a real change (a new
+  nullable column -> auto_adapt -> new baseline version -> `drift.detected`).
+- latency: events published at a fixed rate; latency = `drift.detected` received - observed sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+
+from bench.foundation import _drop, _postgres_database
+from services.drift import worker as drift_worker
+from services.drift.domain import columns_of, detect, schema_hash
+from services.drift.domain.types import parse_type
+from services.runtime import Runtime
+from shared.bus import ServiceRouter, ensure_topics, publish_event
+from shared.db import ProcessedEvent
+from shared.embedded_broker import EmbeddedBroker
+from shared.events import DriftDetected, SchemaObserved, Topic
+from shared.events.schema import ObservedColumn
+from shared.migrate import upgrade_async
+from shared.settings import Settings
+
+WIDE_COLUMNS = 1_000
+DETECTION_RUNS = 30
+THROUGHPUT_EVENTS = 3_000
+TABLES = 300
+LATENCY_RATE_PER_SECOND = 100
+LATENCY_SECONDS = 10
+TYPES = [
+    "bigint",
+    "integer",
+    "varchar(255)",
+    "text",
+    "numeric(12,2)",
+    "timestamptz",
+    "boolean",
+    "date",
+    "jsonb",
+]
+TYPES += ["double precision", "smallint", "uuid", "integer[]", "varchar(40)", "numeric(18,4)", "timestamp"]
+
+
+def _wide_tables() -> tuple[list[ObservedColumn], list[ObservedColumn]]:
+    """1,000 columns; the observation renames 2, changes 3 types, relaxes 2, adds 2 and drops 1."""
+    base = [
+        ObservedColumn(
+            name=f"col_{i:04d}", type=TYPES[i % len(TYPES)], nullable=i % 3 != 0, primary_key=i == 0
+        )
+        for i in range(WIDE_COLUMNS)
+    ]
+    observed = [c.model_copy() for c in base]
+    observed[10] = observed[10].model_copy(update={"name": "col0010_renamed"})
+    observed[20] = observed[20].model_copy(update={"name": "colRenamed0020"})
+    observed[1] = observed[1].model_copy(update={"type": "bigint"})
+    observed[2] = observed[2].model_copy(update={"type": "text"})
+    observed[4] = observed[4].model_copy(update={"type": "numeric(14,2)"})
+    observed[3] = observed[3].model_copy(update={"nullable": True})
+    observed[6] = observed[6].model_copy(update={"nullable": True})
+    del observed[500]
+    observed += [ObservedColumn(name="added_a", type="text"), ObservedColumn(name="added_b", type="int")]
+    return base, observed
+
+
+def detection_ms() -> dict[str, Any]:
+    base, observed = _wide_tables()
+    baseline = columns_of(base, "postgres")
+
+    def once(cold: bool) -> tuple[float, int]:
+        if cold:
+            parse_type.cache_clear()
+        started = time.perf_counter()
+        columns = columns_of(observed, "postgres")
+        drifts = detect(baseline, columns, "postgres")
+        schema_hash(columns)
+        return (time.perf_counter() - started) * 1_000, len(drifts)
+
+    once(False)
+    warm = sorted(once(False)[0] for _ in range(DETECTION_RUNS))
+    cold = sorted(once(True)[0] for _ in range(5))
+    drifts = once(False)[1]
+    return {
+        "detect_1000_columns_warm_median_ms": round(statistics.median(warm), 2),
+        "detect_1000_columns_warm_p90_ms": round(warm[int(len(warm) * 0.9) - 1], 2),
+        "detect_1000_columns_cold_cache_median_ms": round(statistics.median(cold), 2),
+        "detect_1000_columns_drifts": drifts,
+    }
+
+
+def _event(table: int, round_: int, run: str) -> SchemaObserved:
+    columns = [
+        {"name": "id", "type": "bigint", "nullable": False, "primary_key": True},
+        {"name": "amount", "type": "numeric(12,2)"},
+        {"name": "created_at", "type": "timestamptz"},
+    ]
+    columns += [{"name": f"extra_{r}", "type": "text"} for r in range(round_)]
+    return SchemaObserved(
+        project_id="bench",
+        connector_id=f"bench_{run}",
+        table_name=f"t{table}",
+        dialect="postgres",
+        columns=columns,
+    )
+
+
+async def _processed(runtime: Runtime) -> int:
+    async with runtime.database.sessions() as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(ProcessedEvent)
+            .where(ProcessedEvent.consumer == drift_worker.GROUP)
+        )
+    return int(count or 0)
+
+
+async def _busy_seconds(runtime: Runtime) -> float:
+    """From the first event handled to the last (consumer-group join excluded)."""
+    async with runtime.database.sessions() as session:
+        first, last = (
+            await session.execute(
+                select(func.min(ProcessedEvent.processed_at), func.max(ProcessedEvent.processed_at)).where(
+                    ProcessedEvent.consumer == drift_worker.GROUP
+                )
+            )
+        ).one()
+    return max((last - first).total_seconds(), 1e-3)
+
+
+async def worker_figures(database_url: str) -> dict[str, Any]:
+    with EmbeddedBroker() as embedded:
+        settings = Settings(
+            kafka_bootstrap_servers=embedded.bootstrap_servers,
+            database_url=database_url,
+            kafka_fetch_max_wait_ms=5,
+            log_level="WARNING",
+        )
+        await upgrade_async(settings.resolved_database_url)
+        await ensure_topics(settings)
+        run = uuid.uuid4().hex[:6]
+        runtime = Runtime(settings, client_id="bench-drift")
+        producer = runtime.broker
+        await producer.connect()
+        # baselines (version 1 of every table), then N changes: all on the topic before the worker starts
+        for table in range(TABLES):
+            await publish_event(producer, _event(table, 0, run))
+        changes = [_event(n % TABLES, 1 + n // TABLES, run) for n in range(THROUGHPUT_EVENTS)]
+        for event in changes:
+            await publish_event(producer, event)
+        total = TABLES + THROUGHPUT_EVENTS
+        runtime.broker.include_router(drift_worker.create_router(runtime))
+        received: dict[str, float] = {}
+        listener = ServiceRouter(runtime.broker, settings, f"bench-listener-{run}")
+
+        @listener.consumes(Topic.DRIFT_DETECTED, auto_offset_reset="latest")
+        async def on_detected(event: DriftDetected) -> None:
+            received.setdefault(str(event.observed_event_id), time.perf_counter())
+
+        runtime.broker.include_router(listener)
+        started = time.perf_counter()
+        await runtime.broker.start()
+        while await _processed(runtime) < total:
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        steady = await _busy_seconds(runtime)
+        print(f"    throughput: {total} events in {elapsed:.1f}s", file=sys.stderr, flush=True)
+
+        # latency at a fixed rate, once the backlog is gone
+        await asyncio.sleep(2)
+        latencies: list[float] = []
+        sent: dict[str, float] = {}
+        base_round = 1 + THROUGHPUT_EVENTS // TABLES + 1
+        count = LATENCY_RATE_PER_SECOND * LATENCY_SECONDS
+        start = time.perf_counter()
+        for n in range(count):
+            target = start + n / LATENCY_RATE_PER_SECOND
+            await asyncio.sleep(max(0.0, target - time.perf_counter()))
+            event = _event(n % TABLES, base_round + n // TABLES, run)
+            sent[str(event.event_id)] = time.perf_counter()
+            await publish_event(producer, event)
+        deadline = time.perf_counter() + 60
+        while len([k for k in sent if k in received]) < count and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
+        latencies = sorted((received[k] - t) * 1_000 for k, t in sent.items() if k in received)
+        await runtime.broker.stop()
+        await runtime.close()
+    return {
+        "worker_events": total,
+        "worker_events_per_second_incl_group_join": round(total / elapsed, 1),
+        "worker_events_per_second_first_to_last": round(total / steady, 1),
+        "latency_rate_per_second": LATENCY_RATE_PER_SECOND,
+        "latency_events_answered": f"{len(latencies)}/{count}",
+        "latency_p50_ms": round(latencies[len(latencies) // 2], 1) if latencies else None,
+        "latency_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 1) if latencies else None,
+    }
+
+
+def run() -> dict[str, Any]:
+    figures: dict[str, Any] = detection_ms()
+    name, url = _postgres_database()
+    try:
+        figures |= asyncio.run(worker_figures(url))
+    finally:
+        _drop(name)
+    return figures

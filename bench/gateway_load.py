@@ -1,0 +1,213 @@
+"""Sustained load on a gateway process: online feature reads and event posts, RSS sampled.
+
+`python -m bench.gateway_load` runs 60 s against a gateway of its own (tansu + a fresh PostgreSQL
+database + Redis); `drive` is also what the short CI test (tests/reliability/test_load.py) uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class LoadResult:
+    requests: int = 0
+    errors: list[str] = field(default_factory=list)
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {"read": [], "post": []})
+    rss_mb: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def figures(self) -> dict[str, object]:
+        every = sorted(self.latencies["read"] + self.latencies["post"])
+        figures: dict[str, object] = {
+            "requests": self.requests,
+            "errors": len(self.errors),
+            "throughput_rps": round(self.requests / self.seconds, 1) if self.seconds else 0.0,
+            "p50_ms": round(_quantile(every, 0.50) * 1000, 2),
+            "p99_ms": round(_quantile(every, 0.99) * 1000, 2),
+            "rss_start_mb": round(self.rss_mb[0], 1) if self.rss_mb else None,
+            "rss_end_mb": round(self.rss_mb[-1], 1) if self.rss_mb else None,
+            "rss_growth_after_warmup_mb": round(self.rss_growth_mb(), 1),
+        }
+        for kind, values in self.latencies.items():
+            figures[f"{kind}_p99_ms"] = round(_quantile(sorted(values), 0.99) * 1000, 2) if values else None
+        return figures
+
+    def rss_growth_mb(self) -> float:
+        """Median RSS of the last quarter minus that of the second quarter (the first is warm-up)."""
+        quarter = max(1, len(self.rss_mb) // 4)
+        if len(self.rss_mb) < 4:
+            return 0.0
+        return statistics.median(self.rss_mb[-quarter:]) - statistics.median(
+            self.rss_mb[quarter : 2 * quarter]
+        )
+
+
+def _quantile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
+
+
+async def prepare_features(
+    http: httpx.AsyncClient, headers: dict[str, str], project: str, entities: int
+) -> bool:
+    """Register a feature and write it for `entities` entities; False when the features API is absent."""
+    registered = await http.post(
+        "/api/v1/advanced/features/register",
+        params={"project_id": project},
+        json={"name": "load_score", "feature_type": "float64", "entity": "user", "storage_type": "online"},
+        headers=headers,
+    )
+    if registered.status_code == 404 and "Not Found" in registered.text:
+        return False
+    assert registered.status_code in (200, 201), registered.text
+    now = datetime.now(UTC).isoformat()
+    values = [
+        {"feature_name": "load_score", "entity_id": f"user_{n}", "value": float(n), "timestamp": now}
+        for n in range(entities)
+    ]
+    written = await http.post(
+        "/api/v1/advanced/features/write",
+        params={"project_id": project},
+        json={"features": values, "storage": "online"},
+        headers=headers,
+    )
+    assert written.status_code == 200, written.text
+    return True
+
+
+async def drive(
+    base_url: str,
+    headers: dict[str, str],
+    pid: int,
+    *,
+    seconds: float,
+    concurrency: int = 8,
+    project: str = "default",
+) -> LoadResult:
+    """Half online reads (if the features API exists), half event posts, from `concurrency` clients."""
+    result = LoadResult()
+    process = psutil.Process(pid)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as http:
+        reads = await prepare_features(http, headers, project, entities=200)
+        deadline = time.monotonic() + seconds
+        connector = f"load-{uuid.uuid4().hex[:6]}"
+
+        async def client(number: int) -> None:
+            sent = 0
+            while time.monotonic() < deadline:
+                sent += 1
+                kind = "read" if reads and sent % 2 == 0 else "post"
+                started = time.perf_counter()
+                if kind == "read":
+                    response = await http.post(
+                        "/api/v1/advanced/features/get-online",
+                        params={"project_id": project},
+                        json={
+                            "feature_names": ["load_score"],
+                            "entity_ids": [f"user_{(number * 7 + sent) % 200}"],
+                        },
+                        headers=headers,
+                    )
+                    ok = response.status_code == 200
+                else:
+                    response = await http.post(
+                        "/api/v1/events/schema-observed",
+                        json={
+                            "project_id": project,
+                            "connector_id": connector,
+                            "table_name": f"t{number}",
+                            "columns": [{"name": "id", "type": "int"}],
+                        },
+                        headers=headers,
+                    )
+                    ok = response.status_code == 202
+                result.latencies[kind].append(time.perf_counter() - started)
+                result.requests += 1
+                if not ok:
+                    result.errors.append(f"{kind} {response.status_code}: {response.text[:200]}")
+
+        async def sample() -> None:
+            while time.monotonic() < deadline:
+                result.rss_mb.append(process.memory_info().rss / 1_048_576)
+                await asyncio.sleep(0.25)
+
+        started = time.monotonic()
+        await asyncio.gather(sample(), *(client(n) for n in range(concurrency)))
+        result.seconds = time.monotonic() - started
+    return result
+
+
+def run() -> dict[str, object]:
+    """60 s (AIETL_LOAD_SECONDS) against a gateway process of its own."""
+    import psycopg2
+
+    from shared.embedded_broker import EmbeddedBroker, free_port, port_open
+    from shared.migrate import upgrade_async
+
+    seconds = float(os.environ.get("AIETL_LOAD_SECONDS", "60"))
+    admin_url = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"aietl_load_{uuid.uuid4().hex[:10]}"
+    connection = psycopg2.connect(admin_url)
+    connection.autocommit = True
+    connection.cursor().execute(f'CREATE DATABASE "{name}"')
+    database_url = f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    password, port = uuid.uuid4().hex, free_port()
+    try:
+        with EmbeddedBroker() as broker:
+            asyncio.run(upgrade_async(database_url.replace("postgresql://", "postgresql+asyncpg://", 1)))
+            env = {
+                **os.environ,
+                "DATABASE_URL": database_url,
+                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+                "AIETL_ADMIN_PASSWORD": password,
+                "AIETL_JWT_SECRET": uuid.uuid4().hex * 2,
+                "AIETL_GATEWAY_PORT": str(port),
+                "AIETL_LOG_LEVEL": "WARNING",
+                "AIETL_DATA_DIR": tempfile.mkdtemp(prefix=name),
+            }
+            gateway = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "gateway"],
+                cwd=ROOT,
+                env=env,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                while not port_open("127.0.0.1", port):
+                    time.sleep(0.1)
+                figures = asyncio.run(_load(f"http://127.0.0.1:{port}", password, gateway.pid, seconds))
+            finally:
+                gateway.kill()
+                gateway.wait()
+    finally:
+        connection.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.close()
+    return figures
+
+
+async def _load(base_url: str, password: str, pid: int, seconds: float) -> dict[str, object]:
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        login = await http.post("/api/v1/auth/login", json={"username": "admin", "password": password})
+    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    result = await drive(base_url, headers, pid, seconds=seconds)
+    return {"seconds": round(result.seconds, 1), **result.figures()}
+
+
+if __name__ == "__main__":
+    for key, value in run().items():
+        print(f"gateway_load.{key}: {value}")

@@ -1,0 +1,32 @@
+"""Pure drift logic: no I/O, no framework. Types, detection, renames, mappings, policies."""
+
+from services.drift.domain.detect import SEVERITY_ORDER, detect
+from services.drift.domain.policy import DEFAULT_POLICY, STATUS_OF, complete, decide, policy_scopes
+from services.drift.domain.schema import (
+    Column,
+    InvalidSchemaError,
+    columns_from_stored,
+    columns_of,
+    schema_hash,
+)
+from services.drift.domain.types import SqlType, UnknownTypeError, classify, normalise, parse_type
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "SEVERITY_ORDER",
+    "STATUS_OF",
+    "Column",
+    "InvalidSchemaError",
+    "SqlType",
+    "UnknownTypeError",
+    "classify",
+    "columns_from_stored",
+    "columns_of",
+    "complete",
+    "decide",
+    "detect",
+    "normalise",
+    "parse_type",
+    "policy_scopes",
+    "schema_hash",
+]

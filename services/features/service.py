@@ -1,0 +1,383 @@
+"""The feature store as one object: registry-backed reads and writes over an online and an offline store.
+
+The worker, the REST routes and services that embed the store in-process (`FeatureStore.get_online`)
+all use this class. The online read path resolves a list of feature names once into an `OnlinePlan`
+(views, fields, TTLs, slots; cached briefly) so a read is one round trip per view plus decoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import orjson
+
+from services.features import registry
+from services.features.domain import (
+    PAYLOAD_START,
+    PREFIX_WIDTH,
+    FeatureError,
+    FeatureSpec,
+    OfflineRow,
+    OnlineWrite,
+    StorageType,
+    UnknownFeature,
+    check_value,
+    encode_online,
+    parse_ref,
+    time_prefix,
+    to_us,
+)
+from services.features.on_demand import compile_expression, registered_transform
+from services.features.stores import HistoricalFeature, OfflineStore, OnlineStore, Window
+from services.features.tables import FeatureView
+from shared.db import Database
+from shared.metrics import FEATURE_ONLINE_SECONDS, FEATURE_VALUES_WRITTEN
+
+PLAN_CACHE_SECONDS = 5.0
+PLAN_CACHE_SIZE = 1_024
+T = TypeVar("T")
+
+
+def now_us() -> int:
+    return time.time_ns() // 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class ValueIn:
+    feature_name: str
+    entity_id: str
+    value: Any
+    timestamp: datetime
+
+
+@dataclass(slots=True)
+class ViewRead:
+    """The fields of one view; their values fill the consecutive slots from `first_slot`."""
+
+    view: str
+    first_slot: int
+    fields: list[str] = field(default_factory=list)
+    ttls_us: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class OnDemandStep:
+    """Fills `output_slots` from the values in `input_slots` (by input name) and the request data."""
+
+    output_slots: dict[str, int]
+    input_slots: dict[str, int]
+    compute: Callable[[Mapping[str, Any]], Mapping[str, Any]]
+
+
+@dataclass(slots=True)
+class OnlinePlan:
+    names: list[str]
+    response_slots: list[int]
+    reads: list[ViewRead] = field(default_factory=list)
+    on_demand: list[OnDemandStep] = field(default_factory=list)
+    slot_count: int = 0
+
+    @property
+    def slots_in_order(self) -> bool:
+        """Response names map to slots 0..n-1 exactly: vectors can be built with zip."""
+        return self.slot_count == len(self.names) and self.response_slots == list(range(self.slot_count))
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    online: int
+    offline: int
+
+
+class _Cache:
+    """A small time-bounded cache; registration in this process clears it at once."""
+
+    def __init__(self) -> None:
+        self._items: dict[Any, tuple[float, Any]] = {}
+
+    async def get(self, key: Any, load: Callable[[], Awaitable[T]]) -> T:
+        hit = self._items.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]  # type: ignore[no-any-return]
+        value = await load()
+        if len(self._items) >= PLAN_CACHE_SIZE:
+            self._items.clear()
+        self._items[key] = (time.monotonic() + PLAN_CACHE_SECONDS, value)
+        return value
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+class FeatureStore:
+    def __init__(
+        self, database: Database, online: OnlineStore, offline: OfflineStore, *, online_label: str
+    ) -> None:
+        self.database = database
+        self.online = online
+        self.offline = offline
+        self.online_label = online_label
+        self._plans = _Cache()
+        self._specs = _Cache()
+
+    def registry_changed(self) -> None:
+        """Call after registering anything so this process reads the new definitions at once."""
+        self._plans.clear()
+        self._specs.clear()
+
+    async def specs(self, project: str, refs: Sequence[str]) -> list[FeatureSpec]:
+        async def load() -> list[FeatureSpec]:
+            async with self.database.sessions() as session:
+                return await registry.resolve(session, project, list(refs))
+
+        return await self._specs.get((project, tuple(refs)), load)
+
+    # --- online reads ---
+
+    async def get_online(
+        self,
+        project: str,
+        feature_names: Sequence[str],
+        entity_ids: Sequence[str],
+        request_data: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """One vector per entity: `{"entity_id", "features": {name: value}, "statuses": {name: status}}`.
+
+        Status is "present", "expired" (past its TTL: value null) or "missing" (never written)."""
+        started = time.perf_counter()
+        plan = await self._plans.get(
+            (project, tuple(feature_names)), lambda: self._plan(project, feature_names)
+        )
+        now = now_us()
+        count = len(entity_ids)
+        values: list[list[Any]] = [[None] * plan.slot_count for _ in range(count)]
+        statuses: list[list[str]] = [["missing"] * plan.slot_count for _ in range(count)]
+        reads = plan.reads
+        results = (
+            [await self.online.read(project, reads[0].view, entity_ids, reads[0].fields)]
+            if len(reads) == 1
+            else await asyncio.gather(
+                *(self.online.read(project, r.view, entity_ids, r.fields) for r in reads)
+            )
+        )
+        loads = orjson.loads
+        for read, rows in zip(reads, results, strict=True):
+            cutoffs = [time_prefix(now - ttl) for ttl in read.ttls_us]
+            strictest = max(cutoffs)
+            first, last = read.first_slot, read.first_slot + len(read.fields)
+            present = ["present"] * len(read.fields)
+            for entity_values, entity_statuses, raws in zip(values, statuses, rows, strict=True):
+                if None not in raws and min(raws) >= strictest:
+                    # every value there and fresh: one decode for the whole vector ([t0, v0, t1, v1, ...])
+                    entity_values[first:last] = loads(b"[" + b",".join(raws) + b"]")[1::2]
+                    entity_statuses[first:last] = present
+                    continue
+                for slot, cutoff, raw in zip(range(first, last), cutoffs, raws, strict=True):
+                    if raw is None:
+                        continue
+                    if raw[:PREFIX_WIDTH] < cutoff:
+                        entity_statuses[slot] = "expired"
+                    else:
+                        entity_values[slot] = loads(raw[PAYLOAD_START:])
+                        entity_statuses[slot] = "present"
+        for step in plan.on_demand:
+            for entity_values, entity_statuses in zip(values, statuses, strict=True):
+                scope = dict(request_data or {})
+                scope.update({name: entity_values[slot] for name, slot in step.input_slots.items()})
+                outputs = step.compute(scope)
+                for name, slot in step.output_slots.items():
+                    entity_values[slot] = outputs.get(name)
+                    entity_statuses[slot] = "missing" if entity_values[slot] is None else "present"
+        names, slots = plan.names, plan.response_slots
+        if plan.slots_in_order:
+            vectors = [
+                {
+                    "entity_id": entity_id,
+                    "features": dict(zip(names, ev, strict=True)),
+                    "statuses": dict(zip(names, es, strict=True)),
+                }
+                for entity_id, ev, es in zip(entity_ids, values, statuses, strict=True)
+            ]
+        else:
+            vectors = [
+                {
+                    "entity_id": entity_id,
+                    "features": {name: ev[slot] for name, slot in zip(names, slots, strict=True)},
+                    "statuses": {name: es[slot] for name, slot in zip(names, slots, strict=True)},
+                }
+                for entity_id, ev, es in zip(entity_ids, values, statuses, strict=True)
+            ]
+        FEATURE_ONLINE_SECONDS.labels(self.online_label).observe(time.perf_counter() - started)
+        return vectors
+
+    async def _plan(self, project: str, feature_names: Sequence[str]) -> OnlinePlan:
+        if not feature_names:
+            raise FeatureError("feature_names must list at least one feature")
+        async with self.database.sessions() as session:
+            on_demand = {
+                output: view
+                for view in await registry.on_demand_views(session, project)
+                for output in view.outputs
+            }
+            stored_refs = [name for name in feature_names if parse_ref(name).name not in on_demand]
+            wanted_views = list(
+                dict.fromkeys(
+                    on_demand[parse_ref(n).name] for n in feature_names if parse_ref(n).name in on_demand
+                )
+            )
+            input_refs = [ref for view in wanted_views for ref in view.inputs]
+            all_refs = list(dict.fromkeys([*stored_refs, *input_refs]))
+            specs = await registry.resolve(session, project, all_refs) if all_refs else []
+        by_ref = dict(zip(all_refs, specs, strict=True))
+        offline_only = [ref for ref, spec in by_ref.items() if not spec.accepts("online")]
+        if offline_only:
+            raise FeatureError(
+                f"features stored offline only cannot be read online: {', '.join(offline_only)}"
+            )
+        entities = {spec.entity for spec in specs}
+        if len(entities) > 1:
+            raise FeatureError(f"features of several entities in one read: {sorted(entities)}")
+        plan = OnlinePlan(names=list(feature_names), response_slots=[])
+        slot_of: dict[str, int] = {}
+        by_view: dict[str, list[tuple[str, FeatureSpec]]] = {}
+        for ref, spec in by_ref.items():
+            by_view.setdefault(spec.view, []).append((ref, spec))
+        for view_name, members in by_view.items():
+            read = ViewRead(view_name, plan.slot_count)
+            for ref, spec in members:
+                slot_of[ref] = plan.slot_count
+                read.fields.append(spec.field)
+                read.ttls_us.append(spec.ttl_us)
+                plan.slot_count += 1
+            plan.reads.append(read)
+        for view in wanted_views:
+            outputs = {}
+            for output in view.outputs:
+                slot_of[output] = outputs[output] = plan.slot_count
+                plan.slot_count += 1
+            inputs = {parse_ref(ref).name: slot_of[ref] for ref in view.inputs}
+            plan.on_demand.append(OnDemandStep(outputs, inputs, _compute(view)))
+        plan.response_slots = [
+            slot_of[name if name in slot_of else parse_ref(name).name] for name in feature_names
+        ]
+        return plan
+
+    # --- writes ---
+
+    async def write(self, project: str, values: Sequence[ValueIn], storage: StorageType) -> WriteResult:
+        """Write to the requested stores, each value only where its feature is stored; idempotent."""
+        if not values:
+            raise FeatureError("features must list at least one value")
+        refs = list(dict.fromkeys(value.feature_name for value in values))
+        specs = dict(zip(refs, await self.specs(project, refs), strict=True))
+        online_rows: list[OnlineWrite] = []
+        offline_rows: list[OfflineRow] = []
+        for value in values:
+            spec = specs[value.feature_name]
+            checked = check_value(spec, value.value)
+            event_us = to_us(value.timestamp)
+            to_online = storage != "offline" and spec.accepts("online")
+            to_offline = storage != "online" and spec.accepts("offline")
+            if not (to_online or to_offline):
+                raise FeatureError(
+                    f"feature {spec.field!r} is stored {spec.storage_type} only, not {storage}"
+                )
+            if to_online:
+                online_rows.append(
+                    OnlineWrite(
+                        spec.view,
+                        value.entity_id,
+                        spec.field,
+                        event_us,
+                        encode_online(event_us, checked),
+                        event_us + spec.ttl_us,
+                    )
+                )
+            if to_offline:
+                offline_rows.append(
+                    OfflineRow(spec.field, value.entity_id, event_us, orjson.dumps(checked).decode())
+                )
+        if offline_rows:
+            await self.offline.write(project, offline_rows, now_us())
+            FEATURE_VALUES_WRITTEN.labels("offline").inc(len(offline_rows))
+        if online_rows:
+            await self.online.write(project, online_rows)
+            FEATURE_VALUES_WRITTEN.labels("online").inc(len(online_rows))
+        return WriteResult(online=len(online_rows), offline=len(offline_rows))
+
+    # --- materialisation ---
+
+    async def _view_specs(self, project: str, view_name: str) -> list[FeatureSpec]:
+        async with self.database.sessions() as session:
+            view = await registry.view(session, project, view_name)
+            if view is None or view.kind != "batch":
+                raise UnknownFeature(f"unknown feature view {view_name!r}")
+            rows = await registry.view_features(session, project, view_name)
+        return [spec for spec in map(registry.spec_of, rows) if spec.storage_type == "both"]
+
+    async def _copy_to_online(self, project: str, view: str, specs: list[FeatureSpec], window: Window) -> int:
+        """Latest offline values in `window` into the online store; values already past TTL are skipped."""
+        if not specs:
+            return 0
+        ttl_by_field = {spec.field: spec.ttl_us for spec in specs}
+        entities = await self.offline.latest_for_online(project, ttl_by_field, window, now_us())
+        if not entities:
+            return 0
+        await self.online.write_entities(project, view, entities)
+        count = sum(entity.value_count for entity in entities)
+        FEATURE_VALUES_WRITTEN.labels("online").inc(count)
+        return count
+
+    async def materialize(self, project: str, view_name: str, start: datetime, end: datetime) -> int:
+        """Latest offline value per entity with event time in [start, end) into the online store."""
+        if end <= start:
+            raise FeatureError("end must be after start")
+        specs = await self._view_specs(project, view_name)
+        return await self._copy_to_online(
+            project, view_name, specs, Window("event", to_us(start), to_us(end))
+        )
+
+    async def materialize_incremental(self, project: str, view_name: str) -> tuple[int, int, int]:
+        """Values written offline since the last run (late data included); returns (count, from, to)."""
+        specs = await self._view_specs(project, view_name)
+        async with self.database.transaction() as session:
+            mark = await registry.watermark(session, project, view_name)
+            low, high = mark.watermark, now_us()
+            count = await self._copy_to_online(project, view_name, specs, Window("written", low, high))
+            mark.watermark = high
+        return count, low, high
+
+    # --- historical ---
+
+    async def historical(
+        self, project: str, feature_names: Sequence[str], entity_rows: Sequence[tuple[str, datetime]]
+    ) -> list[list[Any]]:
+        """Per entity row (in order), per feature: the point-in-time correct value or None."""
+        if not feature_names:
+            raise FeatureError("feature_names must list at least one feature")
+        if not entity_rows:
+            raise FeatureError("entity_rows must list at least one row")
+        specs = await self.specs(project, list(feature_names))
+        not_offline = [spec.field for spec in specs if not spec.accepts("offline")]
+        if not_offline:
+            raise FeatureError(f"features stored online only have no history: {', '.join(not_offline)}")
+        columns = await self.offline.historical(
+            project,
+            [(entity_id, to_us(at)) for entity_id, at in entity_rows],
+            [HistoricalFeature(spec.field, spec.ttl_us) for spec in specs],
+        )
+        loads = orjson.loads
+        decoded = [[None if raw is None else loads(raw) for raw in column] for column in columns]
+        return [list(row) for row in zip(*decoded, strict=True)]
+
+
+def _compute(view: FeatureView) -> Callable[[Mapping[str, Any]], Mapping[str, Any]]:
+    if view.transform:
+        return registered_transform(view.transform)
+    expressions = {name: compile_expression(spec["expression"]) for name, spec in view.outputs.items()}
+    return lambda scope: {name: expression.evaluate(scope) for name, expression in expressions.items()}

@@ -1,0 +1,127 @@
+"""Store interfaces (Feast style: a few methods, one module per backend) and the factory from settings.
+
+Online stores hold the latest value per (project, view, entity, feature version) and apply "an older
+event time never overwrites a newer one". Offline stores keep every value and answer point-in-time
+queries in the database. The TTL rule itself lives in `domain`, so every backend serves alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, NamedTuple, Protocol
+
+from services.features.domain import OfflineRow, OnlineWrite
+from services.runtime import Runtime
+from shared.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class HistoricalFeature:
+    field: str  # name@vN
+    ttl_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Rows to materialise: event time in [low, high), or write time in (low, high] (incremental)."""
+
+    by: Literal["event", "written"]
+    low: int
+    high: int
+
+    def condition(self, low: str, high: str) -> str:
+        """SQL condition with the given placeholders for the bounds (each backend has its own syntax)."""
+        if self.by == "event":
+            return f"event_us >= {low} AND event_us < {high}"
+        return f"written_us > {low} AND written_us <= {high}"
+
+
+class EntityValues(NamedTuple):
+    """One entity's values for the online store: `values_json` is a JSON object field -> payload
+    (payloads as `domain.encode_online` makes them); the key should live until `expire_at_us`."""
+
+    entity_id: str
+    expire_at_us: int
+    value_count: int
+    values_json: str
+
+
+class OnlineStore(Protocol):
+    async def write(self, project: str, rows: Sequence[OnlineWrite]) -> None:
+        """Store each value unless the stored one has a newer event time (atomically per entity)."""
+
+    async def write_entities(self, project: str, view: str, entities: Sequence[EntityValues]) -> None:
+        """`write` for values grouped per entity (materialisation), same rules."""
+
+    async def read(
+        self, project: str, view: str, entity_ids: Sequence[str], fields: Sequence[str]
+    ) -> list[list[bytes | None]]:
+        """Encoded values per entity (in order), per field (in order); None where nothing is stored."""
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class OfflineStore(Protocol):
+    async def write(self, project: str, rows: Sequence[OfflineRow], written_us: int) -> None:
+        """Upsert by (feature version, entity, event time): a redelivered value changes nothing."""
+
+    async def historical(
+        self, project: str, entity_rows: Sequence[tuple[str, int]], features: Sequence[HistoricalFeature]
+    ) -> list[list[str | None]]:
+        """Per feature (in order), per entity row (in order): JSON of the latest value at or before the
+        row's time and within TTL, else None. Computed in the database."""
+
+    async def latest_for_online(
+        self, project: str, ttl_by_field: dict[str, int], window: Window, now_us: int
+    ) -> list[EntityValues]:
+        """Per entity: the latest value of each field inside `window` and not yet past its TTL at
+        `now_us`, already encoded for the online store (grouped and encoded in the database, so
+        materialising a million values costs Python per entity, not per value)."""
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def online_store_from_settings(runtime: Runtime) -> OnlineStore:
+    """`features_online_store`: unset = SQLite under data_dir, "redis" = REDIS_URL, or a URL."""
+    settings = runtime.settings
+    choice = settings.features_online_store
+    if choice == "redis":
+        if not settings.redis_url:
+            raise ValueError("AIETL_FEATURES_ONLINE_STORE=redis needs REDIS_URL")
+        choice = settings.redis_url
+    if choice and choice.startswith(("redis://", "rediss://", "unix://")):
+        from services.features.stores.redis_online import RedisOnlineStore
+
+        return RedisOnlineStore(choice)
+    from services.features.stores.sqlite_online import SqliteOnlineStore
+
+    if choice and choice.startswith("sqlite:///"):
+        return SqliteOnlineStore(choice.removeprefix("sqlite:///"))
+    if choice:
+        raise ValueError(f"AIETL_FEATURES_ONLINE_STORE {choice!r}: use redis, redis://..., sqlite:///path")
+    return SqliteOnlineStore(str(settings.ensure_data_dir() / "features_online.db"))
+
+
+def offline_store_from_settings(runtime: Runtime) -> OfflineStore:
+    """`features_offline_store`: unset/"sql" = the SQL database, "clickhouse" (CLICKHOUSE_* settings),
+    or a SQL URL of a database of its own (migrated like the main one)."""
+    choice = runtime.settings.features_offline_store
+    if choice == "clickhouse":
+        from services.features.stores.clickhouse_offline import ClickHouseOfflineStore
+
+        return ClickHouseOfflineStore(runtime.clickhouse())
+    from services.features.stores.sql_offline import SqlOfflineStore
+
+    if choice in (None, "sql"):
+        return SqlOfflineStore(runtime.database)
+    for plain, driver in (("postgresql://", "postgresql+asyncpg://"), ("sqlite://", "sqlite+aiosqlite://")):
+        if choice.startswith(plain):
+            choice = driver + choice.removeprefix(plain)
+    database = Database(choice)
+    runtime.on_shutdown(database.dispose)
+    return SqlOfflineStore(database)

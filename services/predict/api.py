@@ -1,0 +1,153 @@
+"""Predict routes under /api/v1/advanced/predict."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import Response
+from pydantic import BaseModel, Field, ValidationError
+
+from services.gateway.deps import ProjectDep, RuntimeDep
+from services.predict.domain import InsufficientHistory
+from services.predict.domain.window import Blackout, NoAllowedWindow, parse_blackout
+from services.predict.service import PipelineNotFound, PredictService, get_service
+from shared.events import PipelineRunMetrics
+
+router = APIRouter(prefix="/advanced/predict", tags=["predict"])
+
+ResourceType = Literal["cpu", "memory", "disk", "network"]
+MAX_BULK_RUNS = 10_000
+
+
+class BulkRuns(BaseModel):
+    runs: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=MAX_BULK_RUNS,
+        description="Runs as in the `metrics.ingested` contract, without project_id (taken from the query).",
+    )
+
+
+class Ingested(BaseModel):
+    project_id: str
+    stored: int
+
+
+async def _call(work: Any) -> Any:
+    """Await a use case; answer 409 (with how much more history is needed) or 404 instead of raising."""
+    try:
+        return await work
+    except InsufficientHistory as error:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail={"message": str(error), "have": error.have, "need": error.need, "unit": error.unit},
+        ) from None
+    except PipelineNotFound as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
+
+
+def _service(runtime: RuntimeDep) -> PredictService:
+    return get_service(runtime)
+
+
+@router.post("/runs", response_model=Ingested, status_code=status.HTTP_202_ACCEPTED)
+async def ingest_runs(body: BulkRuns, project_id: ProjectDep, runtime: RuntimeDep) -> Ingested:
+    """Bulk ingest of run metrics (one batched insert; a run id sent again replaces its row)."""
+    events = []
+    for index, run in enumerate(body.runs):
+        if "project_id" in run and run["project_id"] != project_id:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail=f"runs[{index}].project_id differs from the project in scope",
+            )
+        try:
+            events.append(PipelineRunMetrics.model_validate({**run, "project_id": project_id}))
+        except ValidationError as error:
+            first = error.errors(include_input=False, include_url=False)[0]
+            field = ".".join(str(part) for part in first["loc"])
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"runs[{index}].{field}: {first['msg']}"
+            ) from None
+    stored = await _service(runtime).ingest(events)
+    return Ingested(project_id=project_id, stored=stored)
+
+
+@router.get("/failure/{pipeline_id}")
+async def failure(
+    pipeline_id: str,
+    project_id: ProjectDep,
+    runtime: RuntimeDep,
+    horizon_hours: Annotated[int, Query(ge=1, le=168)] = 24,
+) -> dict[str, Any]:
+    """Probability that the pipeline fails within the horizon, with the factors behind it."""
+    result: dict[str, Any] = await _call(
+        _service(runtime).failure(project_id, pipeline_id, float(horizon_hours))
+    )
+    return result
+
+
+@router.get("/resources/{pipeline_id}")
+async def resources(
+    pipeline_id: str,
+    project_id: ProjectDep,
+    runtime: RuntimeDep,
+    resource_type: ResourceType = "cpu",
+    forecast_hours: Annotated[int, Query(ge=1, le=336)] = 48,
+    capacity: Annotated[float | None, Query(gt=0, description="Overrides the stored limit")] = None,
+) -> dict[str, Any]:
+    """Hourly forecast with an 80% interval, the predicted peak and the chance of exceeding capacity."""
+    body, _, _ = await _call(
+        _service(runtime).resource_forecast(project_id, pipeline_id, resource_type, forecast_hours, capacity)
+    )
+    body["plot_url"] = (
+        f"/api/v1/advanced/predict/resources/{pipeline_id}/plot.png?project_id={project_id}"
+        f"&resource_type={resource_type}&forecast_hours={forecast_hours}"
+    )
+    return dict(body)
+
+
+@router.get("/resources/{pipeline_id}/plot.png", response_class=Response)
+async def resources_plot(
+    pipeline_id: str,
+    project_id: ProjectDep,
+    runtime: RuntimeDep,
+    resource_type: ResourceType = "cpu",
+    forecast_hours: Annotated[int, Query(ge=1, le=336)] = 48,
+    capacity: Annotated[float | None, Query(gt=0)] = None,
+) -> Response:
+    """History, forecast and interval as a PNG image."""
+    image = await _call(
+        _service(runtime).resource_plot(project_id, pipeline_id, resource_type, forecast_hours, capacity)
+    )
+    return Response(content=image, media_type="image/png")
+
+
+@router.get("/costs")
+async def costs(project_id: ProjectDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """Current daily cost, next-30-day prediction, anomalous days and estimated savings."""
+    result: dict[str, Any] = await _call(_service(runtime).costs(project_id))
+    return result
+
+
+@router.get("/maintenance-window/{pipeline_id}")
+async def maintenance_window(
+    pipeline_id: str,
+    project_id: ProjectDep,
+    runtime: RuntimeDep,
+    duration_hours: Annotated[int, Query(ge=1, le=24)] = 2,
+    blackout: Annotated[
+        list[str] | None, Query(description="Repeatable, UTC, e.g. 'Mon 08:00-Fri 18:00'")
+    ] = None,
+) -> dict[str, Any]:
+    """The hour-of-week window with the least expected impact, outside the blackouts."""
+    try:
+        blackouts: list[Blackout] = [parse_blackout(text) for text in blackout or []]
+    except ValueError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"blackout: {error}") from None
+    try:
+        result: dict[str, Any] = await _call(
+            _service(runtime).maintenance_window(project_id, pipeline_id, duration_hours, blackouts)
+        )
+    except NoAllowedWindow as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"blackout: {error}") from None
+    return result

@@ -1,0 +1,57 @@
+"""Pure core of predictive maintenance: features, models, forecasts, costs, windows, alert episodes.
+
+Nothing here does I/O or imports a framework; inputs are pandas frames of runs (columns
+`RUN_COLUMNS`) and outputs are plain values.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+# One run as the models read it (the ClickHouse table adds bookkeeping columns).
+RUN_COLUMNS = (
+    "project_id",
+    "pipeline_id",
+    "run_id",
+    "status",
+    "started_at",
+    "ended_at",
+    "duration_seconds",
+    "rows_read",
+    "rows_written",
+    "error_count",
+    "cpu_percent",
+    "memory_mb",
+    "memory_limit_mb",
+    "disk_mb",
+    "disk_limit_mb",
+    "network_mb",
+    "cost_usd",
+)
+
+
+class InsufficientHistory(Exception):
+    """Not enough data to answer honestly; says how much more is needed."""
+
+    def __init__(self, message: str, *, have: float, need: float, unit: str) -> None:
+        super().__init__(message)
+        self.have, self.need, self.unit = have, need, unit
+
+
+def history_days(started_at: pd.Series) -> float:
+    """Days spanned by a series of timestamps (0 when empty)."""
+    if started_at.empty:
+        return 0.0
+    return float((started_at.max() - started_at.min()).total_seconds() / 86_400)
+
+
+def require_history(started_at: pd.Series, min_days: float, what: str) -> None:
+    have = history_days(started_at)
+    if have < min_days:
+        raise InsufficientHistory(
+            f"{what} needs {min_days:g} days of run history; {have:.1f} days are stored, "
+            f"{min_days - have:.1f} more days are needed",
+            have=round(have, 2),
+            need=min_days,
+            unit="days",
+        )

@@ -1,0 +1,134 @@
+"""Failure features of a pipeline's recent history, computed at every run (no look-ahead).
+
+All features are relative to the pipeline's own baseline (ratios, rates, headroom), so one model
+serves pipelines of very different sizes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+FEATURES = (
+    "failure_rate_24h",
+    "recent_failures",
+    "consecutive_failures",
+    "hours_since_last_success",
+    "hours_since_last_failure",
+    "error_rate_24h",
+    "error_rate_trend",
+    "duration_drift",
+    "duration_trend_6h",
+    "duration_per_row_drift",
+    "memory_headroom",
+    "memory_headroom_6h",
+    "memory_trend",
+    "memory_drift",
+    "volume_change",
+    "cpu_drift",
+    "run_frequency_change",
+)
+HOURS_CAP = 24.0 * 14
+LOOKBACK_DAYS = 14  # the longest window any feature looks at
+EPSILON_ERROR_RATE = 1e-3  # errors per 1000 rows: below this, rates count as zero
+
+
+def pipeline_features(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row of features per run of ONE pipeline, indexed by `started_at` (sorted)."""
+    runs = runs.sort_values("started_at")
+    index = pd.DatetimeIndex(runs["started_at"]).as_unit("ns")
+    failed = pd.Series((runs["status"].to_numpy() == "failed").astype(float), index=index)
+    rows = pd.Series(runs["rows_read"].to_numpy(dtype=float), index=index)
+    errors = pd.Series(runs["error_count"].to_numpy(dtype=float), index=index)
+    duration = pd.Series(runs["duration_seconds"].to_numpy(dtype=float), index=index)
+    memory = pd.Series(runs["memory_mb"].to_numpy(dtype=float), index=index)
+    limit = pd.Series(runs["memory_limit_mb"].to_numpy(dtype=float), index=index)
+    cpu = pd.Series(runs["cpu_percent"].to_numpy(dtype=float), index=index)
+    ok = 1.0 - failed
+
+    def mean(series: pd.Series, window: str) -> pd.Series:
+        return series.rolling(window, min_periods=1).mean()
+
+    def total(series: pd.Series, window: str) -> pd.Series:
+        return series.rolling(window, min_periods=1).sum()
+
+    # Baselines use successful runs only: a failure's own numbers are not "normal".
+    ok_duration = duration.where(ok > 0)
+    ok_memory = memory.where(ok > 0)
+    error_rate_24h = 1_000 * total(errors, "24h") / total(rows, "24h").clip(lower=1)
+    error_rate_7d = 1_000 * total(errors, "7D") / total(rows, "7D").clip(lower=1)
+    duration_7d = ok_duration.rolling("7D", min_periods=1).median()
+    per_row = ok_duration / rows.clip(lower=1)
+    per_row_baseline = per_row.rolling("14D", min_periods=1).median()
+    memory_24h_max = ok_memory.rolling("24h", min_periods=1).max()
+    memory_prev = (total(ok_memory.fillna(0), "48h") - total(ok_memory.fillna(0), "24h")) / (
+        total(ok_memory.notna().astype(float), "48h") - total(ok_memory.notna().astype(float), "24h")
+    ).replace(0, np.nan)
+    runs_24h = total(pd.Series(1.0, index=index), "24h")
+    runs_7d = total(pd.Series(1.0, index=index), "7D")
+    span_days = ((index - index[0]).total_seconds() / 86_400).to_numpy().clip(1, 7)
+
+    def hours_since(mask: pd.Series) -> np.ndarray:
+        times = pd.Series(np.where(mask.to_numpy() > 0, index.asi8, np.nan)).ffill().to_numpy()
+        hours = (index.asi8 - times) / 3.6e12
+        return np.where(np.isnan(hours), HOURS_CAP, np.minimum(hours, HOURS_CAP))
+
+    streak = failed.groupby((failed == 0).cumsum()).cumsum()
+    features = pd.DataFrame(
+        {
+            "failure_rate_24h": mean(failed, "24h"),
+            "recent_failures": failed.rolling(6, min_periods=1).sum(),
+            "consecutive_failures": streak,
+            "hours_since_last_success": hours_since(ok),
+            "hours_since_last_failure": hours_since(failed),
+            "error_rate_24h": error_rate_24h,
+            "error_rate_trend": np.log(
+                (error_rate_24h + EPSILON_ERROR_RATE) / (error_rate_7d + EPSILON_ERROR_RATE)
+            ),
+            "duration_drift": np.log(ok_duration.rolling("24h", min_periods=1).mean() / duration_7d),
+            "duration_trend_6h": np.log(ok_duration.rolling("6h", min_periods=1).mean() / duration_7d),
+            "duration_per_row_drift": np.log(
+                per_row.rolling("24h", min_periods=1).median() / per_row_baseline
+            ),
+            "memory_headroom": 1 - memory_24h_max / limit,
+            "memory_headroom_6h": 1 - ok_memory.rolling("6h", min_periods=1).max() / limit,
+            "memory_drift": np.log(
+                ok_memory.rolling("24h", min_periods=1).mean()
+                / ok_memory.rolling("14D", min_periods=1).median()
+            ),
+            "memory_trend": (ok_memory.rolling("24h", min_periods=1).mean() - memory_prev) / limit,
+            "volume_change": np.log(mean(rows, "24h").clip(lower=1) / mean(rows, "7D").clip(lower=1)),
+            "cpu_drift": np.log(mean(cpu, "24h").clip(lower=0.1) / mean(cpu, "7D").clip(lower=0.1)),
+            "run_frequency_change": np.log(runs_24h / (runs_7d / span_days)),
+        },
+        index=index,
+    )
+    return features.replace([np.inf, -np.inf], np.nan).astype(float)
+
+
+def failure_labels(runs: pd.DataFrame, horizon_hours: float) -> pd.Series:
+    """1 when the pipeline fails within (t, t + horizon]; NaN when that window is not yet observed."""
+    runs = runs.sort_values("started_at")
+    times = pd.DatetimeIndex(runs["started_at"]).as_unit("ns").asi8
+    failed_times = times[runs["status"].to_numpy() == "failed"]
+    horizon = int(horizon_hours * 3.6e12)
+    padded = np.append(failed_times, np.iinfo(np.int64).max)  # "never" after the last failure
+    next_failure = padded[np.searchsorted(failed_times, times, side="right")]
+    positive = next_failure <= times + horizon
+    observed = positive | (times + horizon <= times[-1])
+    return pd.Series(
+        np.where(observed, positive.astype(float), np.nan),
+        index=pd.DatetimeIndex(runs["started_at"]).as_unit("ns"),
+    )
+
+
+def dataset(runs: pd.DataFrame, horizon_hours: float) -> pd.DataFrame:
+    """Features + label + pipeline + time for every run of every pipeline (labels may be NaN)."""
+    parts = []
+    for (project, pipeline), group in runs.groupby(["project_id", "pipeline_id"], sort=False):
+        features = pipeline_features(group)
+        features["label"] = failure_labels(group, horizon_hours).to_numpy()
+        features["project_id"], features["pipeline_id"] = project, pipeline
+        features["time"] = features.index
+        parts.append(features.reset_index(drop=True))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*FEATURES, "label"])

@@ -1,0 +1,254 @@
+"""Vector sink routes: connector CRUD under /api/v1/connectors, ingest and search under
+/api/v1/advanced/vectors. Secrets in connector configs are accepted, stored encrypted, never returned."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+
+from services.gateway.deps import ProjectDep, RuntimeDep, SessionDep
+from services.vector_sink import store
+from services.vector_sink.config import REDACTED, StoreType, parse_options, redacted, split_secrets
+from services.vector_sink.connectors.base import CollectionNotFound, UnsupportedOperation
+from services.vector_sink.domain import Document, FilterError, MetadataValue
+from services.vector_sink.service import (
+    ConnectorMisconfigured,
+    IngestReport,
+    UnknownConnector,
+    VectorSinkService,
+    service_of,
+)
+from services.vector_sink.tables import Connector
+from shared.events.base import Name
+
+router = APIRouter(tags=["vector-sink"])
+MAX_DOCUMENTS = 1_000
+
+
+class ConnectorIn(BaseModel):
+    name: Name
+    type: StoreType
+    config: dict[str, Any] = Field(default_factory=dict, description="Options of the store type; see docs")
+
+
+class ConnectorPatch(BaseModel):
+    name: Name | None = None
+    config: dict[str, Any] | None = Field(
+        default=None, description="Replaces the options; a secret left out or sent as *** is kept"
+    )
+
+
+class ConnectorOut(BaseModel):
+    id: str
+    project_id: str
+    name: str
+    type: str
+    config: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConnectionCheck(BaseModel):
+    ok: bool
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+class DocumentIn(BaseModel):
+    doc_id: Name
+    operation: Literal["upsert", "delete"] = "upsert"
+    text: str | None = None
+    embedding: list[float] | None = Field(default=None, max_length=8_192)
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    source: str | None = None
+    author: str | None = None
+    created_at: AwareDatetime | None = None
+
+
+class IngestIn(BaseModel):
+    connector_id: Name
+    collection: Name
+    documents: list[DocumentIn] = Field(min_length=1, max_length=MAX_DOCUMENTS)
+
+
+class SearchIn(BaseModel):
+    connector_id: Name
+    collection: Name
+    query: str | None = Field(default=None, min_length=1, max_length=10_000)
+    vector: list[float] | None = Field(default=None, min_length=1, max_length=8_192)
+    top_k: int = Field(default=10, ge=1, le=1_000)
+    filter: dict[str, Any] | None = None
+    hybrid: bool = False
+
+
+class HitOut(BaseModel):
+    id: str
+    score: float
+    text: str | None
+    metadata: dict[str, Any]
+
+
+class SearchOut(BaseModel):
+    hits: list[HitOut]
+
+
+def _out(row: Connector) -> ConnectorOut:
+    return ConnectorOut(
+        id=row.id,
+        project_id=row.project_id,
+        name=row.name,
+        type=row.store_type,
+        config=redacted(row.options, row.secret_names),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _invalid(error: ValidationError, prefix: str) -> HTTPException:
+    detail = [
+        {"type": item["type"], "loc": [prefix, *item["loc"]], "msg": item["msg"]}
+        for item in error.errors(include_input=False, include_url=False)
+    ]
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
+
+
+def _seal(
+    service: VectorSinkService, store_type: str, config: dict[str, Any], kept: dict[str, str]
+) -> tuple[dict[str, Any], list[str], str | None]:
+    try:
+        options = parse_options(store_type, config)
+    except ValidationError as error:
+        raise _invalid(error, "config") from None
+    plain, secrets = split_secrets(options)
+    secrets = {**kept, **secrets}
+    return plain, sorted(secrets), service.secret_box.seal(secrets)
+
+
+async def _connector(session: SessionDep, project_id: str, connector_id: str) -> Connector:
+    row = await store.get_connector(session, project_id, connector_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"connector {connector_id!r} not found")
+    return row
+
+
+@router.post("/connectors", response_model=ConnectorOut, status_code=status.HTTP_201_CREATED)
+async def create_connector(
+    body: ConnectorIn, project_id: ProjectDep, session: SessionDep, runtime: RuntimeDep
+) -> ConnectorOut:
+    """Store a vector store connection for the project (secrets encrypted, never returned)."""
+    if await store.get_connector(session, project_id, body.name) is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"name: connector {body.name!r} exists")
+    plain, names, sealed = _seal(service_of(runtime), body.type, body.config, {})
+    row = await store.add_connector(session, project_id, body.name, body.type, plain, names, sealed)
+    await session.commit()
+    return _out(row)
+
+
+@router.get("/connectors", response_model=list[ConnectorOut])
+async def list_connectors(project_id: ProjectDep, session: SessionDep) -> list[ConnectorOut]:
+    return [_out(row) for row in await store.list_connectors(session, project_id)]
+
+
+@router.get("/connectors/{connector_id}", response_model=ConnectorOut)
+async def get_connector(connector_id: str, project_id: ProjectDep, session: SessionDep) -> ConnectorOut:
+    return _out(await _connector(session, project_id, connector_id))
+
+
+@router.patch("/connectors/{connector_id}", response_model=ConnectorOut)
+async def update_connector(
+    connector_id: str, body: ConnectorPatch, project_id: ProjectDep, session: SessionDep, runtime: RuntimeDep
+) -> ConnectorOut:
+    row = await _connector(session, project_id, connector_id)
+    service = service_of(runtime)
+    if body.name is not None and body.name != row.name:
+        if await store.get_connector(session, project_id, body.name) is not None:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"name: connector {body.name!r} exists")
+        row.name = body.name
+    if body.config is not None:
+        config = {k: v for k, v in body.config.items() if v != REDACTED}
+        kept = {k: v for k, v in service.secret_box.open(row.sealed_secrets).items() if k not in config}
+        row.options, row.secret_names, row.sealed_secrets = _seal(service, row.store_type, config, kept)
+    store.touch(row)
+    await session.commit()
+    await service.forget(row.id)
+    return _out(row)
+
+
+@router.delete("/connectors/{connector_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_connector(
+    connector_id: str, project_id: ProjectDep, session: SessionDep, runtime: RuntimeDep
+) -> None:
+    """Forget the connection and its document records; the vectors in the store are left alone."""
+    row = await _connector(session, project_id, connector_id)
+    await service_of(runtime).forget(row.id)
+    await store.remove_connector(session, row)
+    await session.commit()
+
+
+@router.post("/connectors/{connector_id}/test", response_model=ConnectionCheck)
+async def test_connection(
+    connector_id: str, project_id: ProjectDep, session: SessionDep, runtime: RuntimeDep
+) -> ConnectionCheck:
+    row = await _connector(session, project_id, connector_id)
+    service = service_of(runtime)
+    try:
+        seconds = await service.test_connection(row)
+    except Exception as error:  # any failure of a remote store is the answer, not a server error
+        message = f"{type(error).__name__}: {error}"[:500]
+        for secret in service.secret_box.open(row.sealed_secrets).values():
+            message = message.replace(secret, REDACTED)
+        return ConnectionCheck(ok=False, error=message)
+    return ConnectionCheck(ok=True, latency_ms=round(seconds * 1000, 2))
+
+
+@router.post("/advanced/vectors/ingest")
+async def ingest(body: IngestIn, project_id: ProjectDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """Chunk, embed and upsert documents now; unchanged ones are skipped, rejected ones reported."""
+    documents = [Document(**item.model_dump()) for item in body.documents]
+    try:
+        report: IngestReport = await service_of(runtime).ingest(
+            project_id, body.connector_id, body.collection, documents
+        )
+    except UnknownConnector as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"connector_id: {error}") from None
+    except ConnectorMisconfigured as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"connector_id: {error}") from None
+    return {
+        "collection": body.collection,
+        **report.__dict__,
+        "rejected": [r.__dict__ for r in report.rejected],
+    }
+
+
+@router.post("/advanced/vectors/search", response_model=SearchOut)
+async def search(body: SearchIn, project_id: ProjectDep, runtime: RuntimeDep) -> SearchOut:
+    """Nearest chunks to `query` (text) or `vector`, with metadata `filter`; `hybrid` adds BM25."""
+    if (body.query is None) == (body.vector is None):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="give exactly one of query, vector")
+    try:
+        hits = await service_of(runtime).search(
+            project_id,
+            body.connector_id,
+            body.collection,
+            query=body.query,
+            vector=body.vector,
+            top_k=body.top_k,
+            filter=body.filter,
+            hybrid=body.hybrid,
+        )
+    except UnknownConnector as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"connector_id: {error}") from None
+    except CollectionNotFound:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"collection: {body.collection!r} not found"
+        ) from None
+    except FilterError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"filter: {error}") from None
+    except UnsupportedOperation as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"hybrid: {error}") from None
+    except (ConnectorMisconfigured, ValueError) as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"vector: {error}") from None
+    return SearchOut(hits=[HitOut(**hit.__dict__) for hit in hits])

@@ -1,0 +1,138 @@
+"""Connector configurations (the seed's JSON), validated per store type; secrets kept apart.
+
+A configuration is stored in two halves: the options in plain JSON, and the secret fields
+(`api_key`, `token`, `embedding_api_key`) encrypted with Fernet. Responses show `"***"` for a set
+secret; logs never see them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography.fernet import Fernet, InvalidToken
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from services.vector_sink.domain import ChunkingPolicy, FieldType, Metric
+from services.vector_sink.embeddings import DEFAULT_MODEL, EmbeddingConfig
+from shared.settings import Settings
+
+StoreType = Literal["milvus", "weaviate", "pinecone"]
+SECRET_FIELDS = ("api_key", "token", "embedding_api_key")
+REDACTED = "***"
+
+
+class CommonOptions(BaseModel):
+    """What every connector shares: distance, chunking, metadata schema and embedding model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: Metric = "cosine"
+    metadata_schema: dict[str, FieldType] = Field(default_factory=dict)
+    chunk_size: int = Field(default=1_000, ge=16, le=60_000)
+    chunk_overlap: int = Field(default=150, ge=0)
+    markdown: bool = True
+    embedding_provider: Literal["local", "openai"] = "local"
+    embedding_model: str = DEFAULT_MODEL
+    embedding_base_url: str | None = None
+    embedding_dimension: int | None = Field(default=None, ge=1, le=8_192)
+    embedding_api_key: SecretStr | None = None
+
+    def chunking(self) -> ChunkingPolicy:
+        return ChunkingPolicy(self.chunk_size, min(self.chunk_overlap, self.chunk_size - 1), self.markdown)
+
+    def embedding(self) -> EmbeddingConfig:
+        return EmbeddingConfig(
+            self.embedding_provider, self.embedding_model, self.embedding_base_url, self.embedding_dimension
+        )
+
+
+class MilvusOptions(CommonOptions):
+    """`uri` (a file for Milvus Lite or `http://host:19530`), else MILVUS_HOST, else Lite under data_dir."""
+
+    uri: str | None = None
+    host: str | None = None
+    port: int = Field(default=19530, ge=1, le=65535)
+    db_name: str = ""
+    token: SecretStr | None = None
+
+
+class WeaviateOptions(CommonOptions):
+    """`url` of the REST API (else WEAVIATE_URL); gRPC on `grpc_host`:`grpc_port`."""
+
+    url: str | None = None
+    grpc_host: str | None = None
+    grpc_port: int = Field(default=50051, ge=1, le=65535)
+    api_key: SecretStr | None = None
+
+
+class PineconeOptions(CommonOptions):
+    """`index_host` (data plane URL) or `index_name` resolved through the control plane."""
+
+    index_host: str | None = None
+    index_name: str | None = None
+    control_host: str | None = None
+    cloud: str = "aws"
+    region: str = "us-east-1"
+    api_key: SecretStr | None = None
+
+
+OPTIONS: dict[str, type[CommonOptions]] = {
+    "milvus": MilvusOptions,
+    "weaviate": WeaviateOptions,
+    "pinecone": PineconeOptions,
+}
+
+
+def parse_options(store_type: str, config: dict[str, Any]) -> CommonOptions:
+    return OPTIONS[store_type].model_validate(config)
+
+
+def split_secrets(options: CommonOptions) -> tuple[dict[str, Any], dict[str, str]]:
+    """(plain options to store as JSON, secrets to encrypt)."""
+    plain = options.model_dump(mode="json", exclude=set(SECRET_FIELDS), exclude_none=True)
+    secrets = {
+        name: value.get_secret_value()
+        for name in SECRET_FIELDS
+        if isinstance(value := getattr(options, name, None), SecretStr)
+    }
+    return plain, secrets
+
+
+def redacted(plain: dict[str, Any], secret_names: list[str]) -> dict[str, Any]:
+    return {**plain, **dict.fromkeys(secret_names, REDACTED)}
+
+
+class SecretBox:
+    """Fernet encryption of connector secrets. The key comes from AIETL_VECTOR_SINK_SECRET_KEY or,
+    when unset (embedded mode), from a key file created under `data_dir` with mode 0600."""
+
+    def __init__(self, settings: Settings) -> None:
+        configured = settings.vector_sink_secret_key
+        key = configured.get_secret_value().encode() if configured else self._key_file(settings.data_dir)
+        self._fernet = Fernet(key)
+
+    @staticmethod
+    def _key_file(data_dir: Path) -> bytes:
+        path = data_dir / "vector_sink.key"
+        if not path.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(Fernet.generate_key())
+        return path.read_bytes().strip()
+
+    def seal(self, secrets: dict[str, str]) -> str | None:
+        if not secrets:
+            return None
+        return self._fernet.encrypt(json.dumps(secrets).encode()).decode()
+
+    def open(self, sealed: str | None) -> dict[str, str]:
+        if not sealed:
+            return {}
+        try:
+            return json.loads(self._fernet.decrypt(sealed.encode()))  # type: ignore[no-any-return]
+        except InvalidToken:
+            raise ValueError("connector secrets cannot be decrypted with the configured key") from None

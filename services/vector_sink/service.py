@@ -1,0 +1,323 @@
+"""The vector sink's use cases, shared by the worker and the REST routes of one process.
+
+Ingestion order makes re-runs safe: (1) record the ids about to be written as pending, (2) write
+the new chunks, (3) delete the stale ones, (4) record exactly the new ids. A crash anywhere leaves
+a record from which the next run deletes whatever may be left over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import structlog
+
+from services.runtime import Runtime
+from services.vector_sink import store
+from services.vector_sink.config import CommonOptions, SecretBox, parse_options
+from services.vector_sink.connectors import open_store
+from services.vector_sink.connectors.base import VectorStore
+from services.vector_sink.domain import (
+    Chunk,
+    CollectionSpec,
+    Document,
+    DocumentPlan,
+    Hit,
+    Limits,
+    RejectedDocument,
+    batches,
+    plan_document,
+    scoped_collection,
+    validate_document,
+)
+from services.vector_sink.embeddings import Embedder, EmbeddingConfig, create_embedder
+from services.vector_sink.tables import Connector
+from shared import metrics
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+DELETE_BATCH = 1_000
+
+
+class UnknownConnector(LookupError):
+    pass
+
+
+class ConnectorMisconfigured(ValueError):
+    """The connector's store or model does not fit the collection (e.g. dimensions differ)."""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    doc_id: str
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    changed_documents: int = 0
+    unchanged_documents: int = 0
+    deleted_documents: int = 0
+    written_chunks: int = 0
+    deleted_chunks: int = 0
+    embedded_texts: int = 0
+    cache_hits: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+@dataclass
+class OpenConnector:
+    row_id: str
+    stamp: str
+    options: CommonOptions
+    store: VectorStore
+    embedder: Embedder
+
+
+class VectorSinkService:
+    def __init__(self, runtime: Runtime, limits: Limits | None = None) -> None:
+        self.runtime = runtime
+        self.limits = limits or Limits()
+        self.secret_box = SecretBox(runtime.settings)
+        self._open: dict[str, OpenConnector] = {}
+        self._ensured: dict[tuple[str, str], CollectionSpec] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    @staticmethod
+    async def _run(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Store clients and the model are blocking: keep them off the event loop."""
+        return await asyncio.to_thread(call, *args, **kwargs)
+
+    # --- connectors ---
+
+    async def connector(self, project_id: str, connector_id: str) -> OpenConnector:
+        async with self.runtime.database.sessions() as session:
+            row = await store.get_connector(session, project_id, connector_id)
+        if row is None:
+            raise UnknownConnector(f"connector {connector_id!r} not found")
+        return await self.open(row)
+
+    async def open(self, row: Connector) -> OpenConnector:
+        """The connector's store, opened once and reopened only when its configuration changes."""
+        async with self._lock(("open", row.id)):  # concurrent first uses share one client
+            return await self._open_locked(row)
+
+    async def _open_locked(self, row: Connector) -> OpenConnector:
+        stamp = row.updated_at.isoformat()
+        current = self._open.get(row.id)
+        if current is not None and current.stamp == stamp:
+            return current
+        if current is not None:
+            await self._run(current.store.close)
+        options = parse_options(row.store_type, row.options)
+        secrets = self.secret_box.open(row.sealed_secrets)
+        try:
+            embedder = await self._run(create_embedder, options.embedding(), secrets.get("embedding_api_key"))
+            opened = await self._run(open_store, options, secrets, self.runtime.settings, embedder)
+        except (ValueError, FileNotFoundError) as error:
+            raise ConnectorMisconfigured(str(error)) from None
+        self._open[row.id] = OpenConnector(row.id, stamp, options, opened, embedder)
+        return self._open[row.id]
+
+    async def forget(self, connector_id: str) -> None:
+        current = self._open.pop(connector_id, None)
+        if current is not None:
+            await self._run(current.store.close)
+
+    async def test_connection(self, row: Connector) -> float:
+        started = time.perf_counter()
+        connector = await self.open(row)
+        await self._run(connector.store.ping)
+        return time.perf_counter() - started
+
+    async def ready(self) -> None:
+        """Readiness: the default local model loads (connectors are checked by test-connection)."""
+        await self._run(create_embedder, EmbeddingConfig())
+
+    async def close(self) -> None:
+        for connector_id in list(self._open):
+            await self.forget(connector_id)
+
+    async def _collection(self, connector: OpenConnector, project_id: str, collection: str) -> CollectionSpec:
+        """Create the project's collection on first use; its existing dimension must fit the model."""
+        name = scoped_collection(project_id, collection)
+        key = (connector.stamp + connector.row_id, name)
+        async with self._lock(key):
+            if key not in self._ensured:
+                options = connector.options
+                wanted = CollectionSpec(
+                    name, connector.embedder.dimension, options.metric, options.metadata_schema
+                )
+                try:
+                    spec = await self._run(connector.store.ensure_collection, wanted)
+                except (ValueError, LookupError) as error:  # e.g. a foreign collection, a missing index
+                    raise ConnectorMisconfigured(str(error)) from None
+                if spec.dimension != wanted.dimension:
+                    raise ConnectorMisconfigured(
+                        f"collection {collection!r} has dimension {spec.dimension}, "
+                        f"the connector's model {connector.embedder.name} gives {wanted.dimension}"
+                    )
+                self._ensured[key] = spec
+        return self._ensured[key]
+
+    # --- ingestion ---
+
+    async def ingest(
+        self, project_id: str, connector_id: str, collection: str, documents: Sequence[Document]
+    ) -> IngestReport:
+        """Bring the store in line with these documents; bad ones are rejected, the rest proceed."""
+        connector = await self.connector(project_id, connector_id)
+        spec = await self._collection(connector, project_id, collection)
+        async with self._lock((connector.row_id, spec.name)):  # one run at a time per collection
+            return await self._ingest(project_id, connector, spec, collection, documents)
+
+    async def _ingest(
+        self,
+        project_id: str,
+        connector: OpenConnector,
+        spec: CollectionSpec,
+        collection: str,
+        documents: Sequence[Document],
+    ) -> IngestReport:
+        report = IngestReport()
+        accepted: dict[str, Document] = {}
+        for document in documents:
+            try:
+                validate_document(document, spec.dimension, self.limits, spec.metadata_schema)
+            except RejectedDocument as error:
+                report.rejected.append(Rejection(document.doc_id, str(error)))
+                continue
+            accepted[document.doc_id] = document  # the last version of a doc in one batch wins
+        database = self.runtime.database
+        key = (project_id, connector.row_id, collection)
+        async with database.transaction() as session:
+            records = await store.document_records(session, *key, accepted)
+        policy, model = connector.options.chunking(), connector.embedder.name
+        plans: list[DocumentPlan] = []
+        for document in accepted.values():
+            plan = plan_document(document, records.get(document.doc_id), policy, model)
+            if plan is None:
+                report.unchanged_documents += document.operation == "upsert"
+            else:
+                plans.append(plan)
+        if not plans:
+            return report
+        async with database.transaction() as session:
+            await store.mark_pending(session, *key, plans)
+        to_write = [chunk for plan in plans for chunk in plan.to_write]
+        vectors = await self._embeddings(connector.embedder, to_write, report)
+        for batch in batches(
+            to_write,
+            self.limits.batch_count,
+            self.limits.batch_bytes,
+            lambda c: len(c.text) + 4 * spec.dimension,
+        ):
+            frame = _frame(batch, vectors)
+            await self._run(connector.store.write_data, data=frame, table_name=spec.name, mode="upsert")
+        stale = sorted({chunk_id for plan in plans for chunk_id in plan.to_delete})
+        for start in range(0, len(stale), DELETE_BATCH):
+            await self._run(connector.store.delete, spec.name, ids=stale[start : start + DELETE_BATCH])
+        async with database.transaction() as session:
+            await store.commit_plans(session, *key, plans)
+        report.written_chunks = len(to_write)
+        report.deleted_chunks = len(stale)
+        report.changed_documents = sum(1 for p in plans if p.chunks)
+        report.deleted_documents = sum(1 for p in plans if not p.chunks)
+        metrics.VECTOR_CHUNKS_WRITTEN.labels(store=connector.store.kind).inc(len(to_write))
+        log.info(
+            "documents ingested",
+            project_id=project_id,
+            collection=collection,
+            changed=report.changed_documents,
+            deleted=report.deleted_documents,
+            written=report.written_chunks,
+            stale_deleted=report.deleted_chunks,
+        )
+        return report
+
+    async def _embeddings(
+        self, embedder: Embedder, chunks: list[Chunk], report: IngestReport
+    ) -> dict[str, np.ndarray]:
+        """Vectors by content hash: given by the document, from the cache, or computed (then cached)."""
+        vectors = {c.content_hash: np.asarray(c.embedding, np.float32) for c in chunks if c.embedding}
+        wanted = {c.content_hash: c.text for c in chunks if c.content_hash not in vectors}
+        if not wanted:
+            return vectors
+        async with self.runtime.database.sessions() as session:
+            cached = await store.cached_embeddings(session, embedder.name, list(wanted))
+        vectors.update(cached)
+        missing = [h for h in wanted if h not in cached]
+        report.cache_hits += len(wanted) - len(missing)
+        report.embedded_texts += len(missing)
+        if missing:
+            computed = await self._run(embedder.embed, [wanted[h] for h in missing])
+            fresh = dict(zip(missing, computed, strict=True))
+            vectors.update(fresh)
+            async with self.runtime.database.transaction() as session:
+                await store.cache_embeddings(session, embedder.name, fresh)
+        return vectors
+
+    # --- search ---
+
+    async def search(
+        self,
+        project_id: str,
+        connector_id: str,
+        collection: str,
+        *,
+        query: str | None = None,
+        vector: list[float] | None = None,
+        top_k: int = 10,
+        filter: dict[str, Any] | None = None,
+        hybrid: bool = False,
+    ) -> list[Hit]:
+        connector = await self.connector(project_id, connector_id)
+        name = scoped_collection(project_id, collection)  # searching never creates a collection
+        started = time.perf_counter()
+        try:
+            return await self._run(
+                connector.store.query,
+                name,
+                vector=vector,
+                text=query,
+                top_k=top_k,
+                filter=filter,
+                hybrid=hybrid,
+            )
+        finally:
+            metrics.VECTOR_QUERY_SECONDS.labels(store=connector.store.kind).observe(
+                time.perf_counter() - started
+            )
+
+    async def stored_ids(self, project_id: str, connector_id: str, collection: str, doc_id: str) -> set[str]:
+        """What the store holds for a document (evidence that nothing is stale)."""
+        connector = await self.connector(project_id, connector_id)
+        spec = await self._collection(connector, project_id, collection)
+        return await self._run(connector.store.document_ids, spec.name, doc_id)
+
+
+def _frame(chunks: list[Chunk], vectors: dict[str, np.ndarray]) -> pd.DataFrame:
+    rows = [{**chunk.metadata, "id": chunk.id, "text": chunk.text} for chunk in chunks]
+    frame = pd.DataFrame(rows, dtype=object)  # keep ints as ints where a column has gaps
+    frame["embedding"] = [vectors[chunk.content_hash] for chunk in chunks]
+    return frame
+
+
+def service_of(runtime: Runtime) -> VectorSinkService:
+    """The process-wide service, shared by the worker and the routes."""
+
+    def create() -> VectorSinkService:
+        service = VectorSinkService(runtime)
+        runtime.on_shutdown(service.close)
+        runtime.readiness["vector_sink_model"] = service.ready
+        return service
+
+    return runtime.component("vector_sink", create)

@@ -1,0 +1,199 @@
+"""REST: detect, decide, baselines, audit, policies, the history page; project scoping and 422s."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+
+from shared.events import Topic
+from tests.support import read_topic
+
+API = "/api/v1/advanced/schema-drift"
+COLUMNS = [
+    {"name": "id", "type": "bigint", "nullable": False, "primary_key": True},
+    {"name": "amount", "type": "numeric(10,2)"},
+    {"name": "note", "type": "text"},
+]
+
+
+def _body(table: str, columns: list[dict], dialect: str = "postgres") -> dict:
+    return {
+        "connector_id": "pg_main",
+        "table_name": table,
+        "dialect": dialect,
+        "current_schema": {"columns": columns},
+    }
+
+
+async def test_first_detect_sets_the_baseline_then_low_drift_is_adapted(
+    client: httpx.AsyncClient, project_user
+):
+    _, headers = project_user
+    table = f"t_{uuid.uuid4().hex[:8]}"
+    first = await client.post(f"{API}/detect", json=_body(table, COLUMNS), headers=headers)
+    assert first.status_code == 200, first.text
+    assert first.json()["drifts_detected"] == 0 and first.json()["baseline_version"] == 1
+    assert first.json()["baseline_created"] is True
+
+    same = await client.post(f"{API}/detect", json=_body(table, list(reversed(COLUMNS))), headers=headers)
+    assert same.json()["drifts_detected"] == 0 and same.json()["detection_id"] is None
+
+    widened = [
+        *COLUMNS[:1],
+        {"name": "amount", "type": "numeric(14,2)"},
+        *COLUMNS[2:],
+        {"name": "tag", "type": "text"},
+    ]
+    second = (await client.post(f"{API}/detect", json=_body(table, widened), headers=headers)).json()
+    assert second["drifts_detected"] == 2 and second["status"] == "adapted" and second["new_version"] == 2
+    drift = next(d for d in second["drifts"] if d["drift_type"] == "type_change")
+    assert drift["severity"] == "low" and drift["confidence_score"] == 1.0
+    assert (
+        drift["suggested_mapping"]["transformation_logic"] == 'CAST("amount" AS DECIMAL(14, 2)) AS "amount"'
+    )
+
+    history = (
+        await client.get(f"{API}/history?connector_id=pg_main&table_name={table}", headers=headers)
+    ).json()
+    assert [v["version"] for v in history["versions"]] == [1, 2] and history["blocked"] is False
+    baselines = (await client.get(f"{API}/baselines", headers=headers)).json()
+    mine = next(b for b in baselines if b["table_name"] == table)
+    assert mine["version"] == 2 and mine["columns"] == 4 and mine["blocked"] is False
+    audit = (await client.get(f"{API}/audit?table_name={table}", headers=headers)).json()
+    assert [a["action"] for a in audit] == ["detected", "baseline_created"]
+    assert audit[0]["actor"].startswith("user:") and audit[0]["strategy"] == "auto_adapt"
+    assert audit[0]["before_hash"] != audit[0]["after_hash"]
+    page = await client.get(f"{API}/history/page?connector_id=pg_main&table_name={table}", headers=headers)
+    assert page.status_code == 200 and "<svg" in page.text and "v2" in page.text
+
+
+async def test_critical_drift_blocks_until_adapted(client: httpx.AsyncClient, project_user, runtime):
+    _, headers = project_user
+    table = f"t_{uuid.uuid4().hex[:8]}"
+    await client.post(f"{API}/detect", json=_body(table, COLUMNS), headers=headers)
+    dropped_key = [*COLUMNS[1:], {"name": "renamed_nothing", "type": "int"}]
+    result = (await client.post(f"{API}/detect", json=_body(table, dropped_key), headers=headers)).json()
+    assert result["status"] == "blocked" and result["strategy"] == "fail" and result["new_version"] is None
+    again = (await client.post(f"{API}/detect", json=_body(table, dropped_key), headers=headers)).json()
+    assert again["detection_id"] == result["detection_id"]  # the same open change is not recorded twice
+    history = (
+        await client.get(f"{API}/history?connector_id=pg_main&table_name={table}", headers=headers)
+    ).json()
+    assert history["blocked"] is True
+
+    only_new = [i for i, d in enumerate(result["drifts"]) if d["drift_type"] == "new_column"]
+    adapted = await client.post(
+        f"{API}/detections/{result['detection_id']}/adapt",
+        json={"strategy": "auto_adapt", "drift_indexes": only_new},
+        headers=headers,
+    )
+    assert adapted.status_code == 200, adapted.text
+    assert adapted.json()["status"] == "adapted" and adapted.json()["new_version"] == 2
+    published = await read_topic(
+        runtime.settings.resolved_kafka_servers,
+        Topic.DRIFT_DETECTED,
+        lambda value: table.encode() in value and b'"status":"adapted"' in value,
+    )
+    accepted = json.loads(published[0])
+    assert accepted["new_version"] == 2 and [d["drift_type"] for d in accepted["drifts"]] == ["new_column"]
+    assert accepted["event_id"] != result["detection_id"]  # a new fact: downstream must not drop it
+    history = (
+        await client.get(f"{API}/history?connector_id=pg_main&table_name={table}", headers=headers)
+    ).json()
+    assert history["blocked"] is False
+    assert [c["name"] for c in history["versions"][-1]["columns"]] == [
+        "id",
+        "amount",
+        "note",
+        "renamed_nothing",
+    ]
+    twice = await client.post(f"{API}/detections/{result['detection_id']}/adapt", json={}, headers=headers)
+    assert twice.status_code == 409
+
+
+async def test_unblock_and_policies(client: httpx.AsyncClient, project_user):
+    _, headers = project_user
+    table = f"t_{uuid.uuid4().hex[:8]}"
+    policy = {"connector_id": "pg_main", "table_name": table, "strategies": {"low": "fail"}}
+    put = await client.put(f"{API}/policies", json=policy, headers=headers)
+    assert put.status_code == 200 and put.json()["strategies"]["low"] == "fail"
+    assert put.json()["strategies"]["critical"] == "fail" and put.json()["strategies"]["medium"] == "suggest"
+    effective = await client.get(
+        f"{API}/policies/effective?connector_id=pg_main&table_name={table}", headers=headers
+    )
+    assert effective.json()["strategies"]["low"] == "fail"
+    await client.post(f"{API}/detect", json=_body(table, COLUMNS), headers=headers)
+    blocked = (
+        await client.post(
+            f"{API}/detect", json=_body(table, [*COLUMNS, {"name": "x", "type": "int"}]), headers=headers
+        )
+    ).json()
+    assert blocked["status"] == "blocked"
+    unblock = {"connector_id": "pg_main", "table_name": table}
+    assert (await client.post(f"{API}/unblock", json=unblock, headers=headers)).status_code == 204
+    assert (await client.post(f"{API}/unblock", json=unblock, headers=headers)).status_code == 404
+    actions = [
+        a["action"] for a in (await client.get(f"{API}/audit?table_name={table}", headers=headers)).json()
+    ]
+    assert actions[:2] == ["unblocked", "detected"] and "policy_set" in actions
+    listed = (await client.get(f"{API}/detections?table_name={table}&status=blocked", headers=headers)).json()
+    assert [d["id"] for d in listed] == [blocked["detection_id"]]
+
+
+async def test_bad_input_is_422_naming_the_field(client: httpx.AsyncClient, project_user):
+    _, headers = project_user
+    table = f"t_{uuid.uuid4().hex[:8]}"
+    unknown = await client.post(
+        f"{API}/detect", json=_body(table, [{"name": "a", "type": "definitely_not_a_type"}]), headers=headers
+    )
+    assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"][-1] == "type"
+    assert "unknown type 'definitely_not_a_type'" in unknown.text
+    duplicate = await client.post(
+        f"{API}/detect",
+        json=_body(table, [{"name": "a", "type": "int"}, {"name": "a", "type": "int"}]),
+        headers=headers,
+    )
+    assert duplicate.status_code == 422 and "duplicate column name" in duplicate.text
+    assert duplicate.json()["detail"][0]["loc"] == ["body", "current_schema", "columns", "1", "name"]
+    empty = await client.post(
+        f"{API}/detect", json=_body(table, [{"name": " ", "type": "int"}]), headers=headers
+    )
+    assert empty.status_code == 422 and "name" in empty.json()["detail"][0]["loc"]
+    policy = await client.put(f"{API}/policies", json={"strategies": {"low": "explode"}}, headers=headers)
+    assert policy.status_code == 422 and "strategies" in policy.text
+    missing = await client.post(f"{API}/detections/{uuid.uuid4()}/adapt", json={}, headers=headers)
+    assert missing.status_code == 404
+
+
+async def test_other_projects_see_nothing(client: httpx.AsyncClient, project_user, auth):
+    _, headers = project_user
+    table = f"t_{uuid.uuid4().hex[:8]}"
+    await client.post(f"{API}/detect", json=_body(table, COLUMNS), headers=headers)
+    result = (
+        await client.post(f"{API}/detect", json=_body(table, COLUMNS[:2]), headers=headers)
+    ).json()  # a nullable column removed: high -> alert
+    assert result["status"] == "alerted"
+    other = (
+        await client.get(
+            f"{API}/history?project_id=default&connector_id=pg_main&table_name={table}", headers=auth
+        )
+    ).json()
+    assert other["versions"] == []
+    assert (
+        await client.get(f"{API}/detections/{result['detection_id']}?project_id=default", headers=auth)
+    ).status_code == 404
+    foreign = await client.get(
+        f"{API}/history?project_id=default&connector_id=pg_main&table_name={table}", headers=headers
+    )
+    assert foreign.status_code == 404
+
+
+async def test_analyser_is_off_by_default(client: httpx.AsyncClient, project_user):
+    _, headers = project_user
+    table = f"t_{uuid.uuid4().hex[:8]}"
+    await client.post(f"{API}/detect", json=_body(table, COLUMNS), headers=headers)
+    result = (await client.post(f"{API}/detect", json=_body(table, COLUMNS[:2]), headers=headers)).json()
+    response = await client.post(f"{API}/detections/{result['detection_id']}/analyse", headers=headers)
+    assert response.status_code == 503 and "not configured" in response.text

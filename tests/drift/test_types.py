@@ -1,0 +1,112 @@
+"""Type normalisation across dialects and classification of type changes (pure domain)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.drift.domain import UnknownTypeError, classify, normalise, parse_type
+
+SAME_TYPES = [
+    [
+        ("postgres", "int4"),
+        ("postgres", "integer"),
+        ("mysql", "int(11)"),
+        ("clickhouse", "Int32"),
+        ("generic", "int"),
+    ],
+    [("postgres", "bigint"), ("clickhouse", "Int64"), ("sqlite", "INTEGER"), ("postgres", "bigserial")],
+    [
+        ("postgres", "text"),
+        ("clickhouse", "String"),
+        ("clickhouse", "Nullable(String)"),
+        ("mysql", "longtext"),
+    ],
+    [("clickhouse", "LowCardinality(Nullable(String))"), ("sqlite", "TEXT"), ("generic", "string")],
+    [("postgres", "character varying(255)"), ("mysql", "varchar(255)"), ("sqlite", "VARCHAR(255)")],
+    [
+        ("postgres", "timestamptz"),
+        ("postgres", "timestamp with time zone"),
+        ("clickhouse", "DateTime64(3, 'UTC')"),
+    ],
+    [("clickhouse", "DateTime"), ("mysql", "timestamp"), ("clickhouse", "DateTime64(6)")],
+    [("postgres", "timestamp"), ("mysql", "datetime(6)"), ("sqlite", "DATETIME")],
+    [("postgres", "numeric(10,2)"), ("mysql", "decimal(10,2)"), ("clickhouse", "Decimal(10, 2)")],
+    [("postgres", "integer[]"), ("clickhouse", "Array(Int32)"), ("postgres", "int4[]")],
+    [("postgres", "double precision"), ("postgres", "float8"), ("clickhouse", "Float64"), ("sqlite", "REAL")],
+    [("postgres", "boolean"), ("mysql", "tinyint(1)"), ("clickhouse", "Bool")],
+    [("postgres", "uuid"), ("clickhouse", "UUID")],
+    [("postgres", "jsonb"), ("mysql", "json")],
+]
+
+
+@pytest.mark.parametrize("spellings", SAME_TYPES, ids=lambda s: s[0][1])
+def test_spellings_of_one_type_normalise_alike(spellings) -> None:
+    canonical = {normalise(type_string, dialect).canonical for dialect, type_string in spellings}
+    assert len(canonical) == 1, canonical
+
+
+def test_distinct_types_stay_distinct() -> None:
+    assert normalise("numeric(10,2)", "postgres") != normalise("numeric(12,2)", "postgres")
+    assert normalise("varchar(50)", "mysql") != normalise("varchar(255)", "mysql")
+    assert normalise("Int32", "clickhouse") != normalise("UInt32", "clickhouse")
+    assert normalise("timestamp", "postgres") != normalise("timestamptz", "postgres")
+    assert normalise("integer[]", "postgres") != normalise("bigint[]", "postgres")
+
+
+def test_clickhouse_nullable_wrapper_is_reported() -> None:
+    assert parse_type("Nullable(Int64)", "clickhouse").nullable_wrapper
+    assert parse_type("LowCardinality(Nullable(String))", "clickhouse").nullable_wrapper
+    assert not parse_type("Int64", "clickhouse").nullable_wrapper
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("int", "bigint", "widening"),
+        ("smallint", "int", "widening"),
+        ("bigint", "int", "narrowing"),
+        ("float", "double", "widening"),
+        ("double", "float", "narrowing"),
+        ("varchar(50)", "varchar(255)", "widening"),
+        ("varchar(255)", "text", "widening"),
+        ("text", "varchar(50)", "narrowing"),
+        ("decimal(10,2)", "decimal(12,2)", "widening"),
+        ("decimal(10,2)", "decimal(12,4)", "widening"),
+        ("decimal(12,2)", "decimal(10,2)", "narrowing"),
+        ("decimal(10,4)", "decimal(10,2)", "narrowing"),
+        ("int", "decimal(18,4)", "widening"),
+        ("bigint", "decimal(10,2)", "narrowing"),
+        ("date", "timestamp", "widening"),
+        ("timestamp", "date", "narrowing"),
+        ("int", "text", "widening"),
+        ("text", "int", "incompatible"),
+        ("date", "boolean", "incompatible"),
+        ("boolean", "int", "widening"),
+        ("int", "double", "widening"),
+        ("bigint", "double", "narrowing"),
+        ("int", "int", "same"),
+    ],
+)
+def test_classification(old: str, new: str, expected: str) -> None:
+    assert classify(normalise(old), normalise(new)) == expected
+
+
+def test_unsigned_and_array_classification() -> None:
+    assert classify(normalise("UInt32", "clickhouse"), normalise("Int64", "clickhouse")) == "widening"
+    assert classify(normalise("UInt32", "clickhouse"), normalise("Int32", "clickhouse")) == "narrowing"
+    assert classify(normalise("Int32", "clickhouse"), normalise("UInt64", "clickhouse")) == "narrowing"
+    assert (
+        classify(normalise("Array(Int32)", "clickhouse"), normalise("Array(Int64)", "clickhouse"))
+        == "widening"
+    )
+    assert (
+        classify(normalise("Array(Int32)", "clickhouse"), normalise("Int32", "clickhouse")) == "incompatible"
+    )
+
+
+@pytest.mark.parametrize(
+    ("type_string", "dialect"), [("bogus_type", "postgres"), ("", "generic"), ("int int", "mysql")]
+)
+def test_unknown_types_raise_a_clear_error(type_string: str, dialect: str) -> None:
+    with pytest.raises(UnknownTypeError, match=f"unknown type .* for dialect {dialect}"):
+        normalise(type_string, dialect)

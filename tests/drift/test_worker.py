@@ -1,0 +1,108 @@
+"""The worker over the real bus (tansu): observed -> detected, idempotent on redelivery, bad input -> DLQ."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+
+from sqlalchemy import func, select
+
+from services.drift import store
+from services.drift import worker as drift_worker
+from services.drift.tables import Detection
+from services.runtime import Runtime
+from shared.bus import publish_event
+from shared.events import SchemaObserved, Topic
+from tests.support import eventually, read_topic
+
+
+def _observed(table: str, columns: list[dict], **extra) -> SchemaObserved:
+    return SchemaObserved(
+        project_id="default",
+        connector_id="mysql_shop",
+        table_name=table,
+        dialect="mysql",
+        columns=columns,
+        **extra,
+    )
+
+
+async def _versions(runtime: Runtime, table: str) -> list[int]:
+    async with runtime.database.sessions() as session:
+        return [v.version for v in await store.versions(session, "default", "mysql_shop", table)]
+
+
+async def test_observed_to_detected_and_idempotent_on_redelivery(runtime: Runtime) -> None:
+    table = f"orders_{uuid.uuid4().hex[:8]}"
+    servers = runtime.settings.resolved_kafka_servers
+    base = [
+        {"name": "id", "type": "bigint", "nullable": False, "primary_key": True},
+        {"name": "qty", "type": "int"},
+    ]
+    await publish_event(runtime.broker, _observed(table, base))
+    await eventually(lambda: _versions(runtime, table))
+
+    changed = _observed(
+        table,
+        [
+            base[0],
+            {"name": "quantity", "type": "bigint"},
+            {"name": "sku", "type": "varchar(20)", "nullable": False},
+        ],
+    )
+    await publish_event(runtime.broker, changed)
+    marker = str(changed.event_id).encode()
+    first = await read_topic(servers, Topic.DRIFT_DETECTED, lambda value: marker in value)
+    detected = json.loads(first[0])
+    assert detected["observed_event_id"] == str(changed.event_id)
+    assert detected["status"] == "pending" and detected["strategy"] == "suggest"
+    kinds = sorted((d["drift_type"], d["column_name"]) for d in detected["drifts"])
+    assert kinds == [("new_column", "sku"), ("renamed_column", "quantity"), ("type_change", "quantity")]
+
+    await publish_event(runtime.broker, changed)  # redelivery of the same event
+    both = await read_topic(servers, Topic.DRIFT_DETECTED, lambda value: marker in value, count=2)
+    assert {json.loads(value)["event_id"] for value in both} == {detected["event_id"]}
+    async with runtime.database.sessions() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(Detection).where(Detection.table_name == table)
+        )
+    assert count == 1
+    assert await _versions(runtime, table) == [1]
+
+
+def _original_contains(marker: str):
+    """Dead letters carry the original bytes base64-encoded."""
+    return lambda value: marker.encode() in base64.b64decode(json.loads(value)["original_value_b64"])
+
+
+async def test_unusable_observations_go_to_the_dead_letter_topic(runtime: Runtime) -> None:
+    servers = runtime.settings.resolved_kafka_servers
+    dlq = Topic.dlq(Topic.SCHEMA_OBSERVED)
+    unknown_type = _observed(f"bad_{uuid.uuid4().hex[:8]}", [{"name": "id", "type": "no_such_type"}])
+    await publish_event(runtime.broker, unknown_type)
+    letters = await read_topic(servers, dlq, _original_contains(str(unknown_type.event_id)))
+    assert "columns[0].type" in json.loads(letters[0])["reason"]
+
+    marker = uuid.uuid4().hex
+    malformed = {"project_id": "default", "connector_id": marker, "columns": []}
+    await runtime.broker.publish(json.dumps(malformed).encode(), Topic.SCHEMA_OBSERVED)
+    letters = await read_topic(servers, dlq, _original_contains(marker))
+    assert json.loads(letters[0])["reason"].startswith("invalid event")
+
+
+async def test_a_batch_is_processed_in_order_and_once(runtime: Runtime) -> None:
+    """Several changes of one table in one batch build on each other; replaying the batch changes nothing."""
+    table = f"batch_{uuid.uuid4().hex[:8]}"
+    base = [{"name": "id", "type": "bigint", "nullable": False, "primary_key": True}]
+    events = [
+        _observed(table, base),
+        _observed(table, [*base, {"name": "a", "type": "text"}]),
+        _observed(table, [*base, {"name": "a", "type": "text"}, {"name": "b", "type": "text"}]),
+    ]
+    outputs = await drift_worker.process_batch(runtime, [*events, events[1]])
+    assert [o.new_version for o in outputs] == [2, 3]
+    assert await _versions(runtime, table) == [1, 2, 3]
+    replayed = await drift_worker.process_batch(runtime, events)
+    assert [o.event_id for o in replayed] == [o.event_id for o in outputs]
+    assert await _versions(runtime, table) == [1, 2, 3]

@@ -1,0 +1,154 @@
+"""Unit tests of the predict core on seeded simulated histories (no services)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from services.predict import evaluate
+from services.predict.domain import InsufficientHistory, require_history
+from services.predict.domain import failure as failure_domain
+from services.predict.domain import window as window_domain
+from services.predict.domain.alerts import transition
+from services.predict.domain.features import failure_labels, pipeline_features
+from services.predict.domain.forecast import forecast
+from services.predict.service import BatchWriter
+from services.predict.simulator import simulate
+
+
+@pytest.fixture(scope="module")
+def sim() -> evaluate.Simulation:
+    return simulate(pipelines=12, days=28, seed=11)
+
+
+def test_features_never_look_ahead(sim: evaluate.Simulation) -> None:
+    runs = sim.runs[sim.runs["pipeline_id"] == "pipeline-001"].sort_values("started_at")
+    full = pipeline_features(runs)
+    for position in (30, 200, 500):
+        prefix = pipeline_features(runs.iloc[: position + 1])
+        pd.testing.assert_series_equal(full.iloc[position], prefix.iloc[-1], check_names=False)
+
+
+def test_labels_mark_failures_within_the_horizon_and_leave_the_unobserved_tail_open() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    runs = pd.DataFrame(
+        {
+            "started_at": [start + timedelta(hours=h) for h in range(10)],
+            "status": ["success"] * 5 + ["failed"] + ["success"] * 4,
+        }
+    )
+    labels = failure_labels(runs, horizon_hours=2).to_numpy()
+    assert list(labels[:6]) == [0, 0, 0, 1, 1, 0]
+    assert np.isnan(labels[-1]) and np.isnan(labels[-2])
+
+
+def test_alert_episode_opens_once_and_closes_with_hysteresis() -> None:
+    states, is_open = [], False
+    for probability in (0.5, 0.75, 0.9, 0.68, 0.72, 0.5, 0.8):
+        step = transition(episode_open=is_open, probability=probability, threshold=0.7, clear_margin=0.15)
+        states.append(step)
+        is_open = (is_open or step == "open") and step != "close"
+    assert states == ["stay", "open", "stay", "stay", "stay", "close", "open"]
+
+
+def test_failure_model_ranks_degradations_on_held_out_time(sim: evaluate.Simulation) -> None:
+    result = evaluate.evaluate_failure(sim, 24, trees=100)
+    assert result["by_cause"]["degradation"]["roc_auc"] >= 0.85, result
+    assert result["roc_auc"] >= 0.75, result  # sudden breaks are unpredictable by design
+
+
+def test_failure_model_explains_with_thresholds_from_healthy_history(sim: evaluate.Simulation) -> None:
+    model = failure_domain.fit(sim.runs, 24, now=datetime.now(UTC), trees=30)
+    runs = sim.runs[sim.runs["pipeline_id"] == "pipeline-001"]
+    features = failure_domain.latest_features(runs)
+    probability = float(model.probabilities(features)[0])
+    assert 0.0 <= probability <= 1.0
+    for factor in model.factors(features):
+        rule = model.rules[factor.factor]
+        assert factor.threshold == round(rule.threshold, 4)
+        assert factor.severity in ("low", "medium", "high", "critical")
+    assert 0.0 <= model.tree_agreement(features) <= 1.0
+
+
+def test_failure_model_refuses_without_failures_to_learn_from() -> None:
+    healthy = simulate(pipelines=3, days=8, seed=3, healthy_share=1.0).runs
+    healthy = healthy.assign(status="success")
+    with pytest.raises(InsufficientHistory, match="needs at least"):
+        failure_domain.fit(healthy, 24, now=datetime.now(UTC))
+
+
+def test_short_history_says_how_much_more_is_needed() -> None:
+    times = pd.Series(pd.date_range("2026-01-01", periods=49, freq="h", tz="UTC"))
+    with pytest.raises(InsufficientHistory, match=r"5\.0 more days") as raised:
+        require_history(times, 7, "a forecast")
+    assert raised.value.need == 7 and raised.value.have == 2.0
+
+
+def test_resource_forecasts_beat_seasonal_naive_with_calibrated_intervals(sim: evaluate.Simulation) -> None:
+    small = evaluate.Simulation(
+        runs=sim.runs[sim.runs["pipeline_id"].isin(["pipeline-000", "pipeline-004"])], pipelines=[]
+    )
+    result = evaluate.evaluate_simulated_forecasts(small)
+    assert result["mase_mean"] < 1.0, result
+    assert result["relative_mae_vs_seasonal_naive"] < 1.0, result
+    assert 0.65 <= result["coverage_80"] <= 0.95, result
+
+
+def test_forecast_on_a_real_series_shipped_offline() -> None:
+    series = evaluate.real_series()
+    air = evaluate.evaluate_monthly_forecasts(series["air_passengers"])
+    assert air["mase_mean"] < 1.0 and 0.75 <= air["coverage_80"] <= 0.9, air
+    co2 = evaluate.evaluate_monthly_forecasts(series["co2_monthly"])
+    assert co2["mase_mean"] < 1.0, co2
+
+
+def test_exceedance_probability_follows_the_interval() -> None:
+    values = (
+        50 + 10 * np.sin(np.arange(24 * 10) * 2 * np.pi / 24) + np.random.default_rng(0).normal(0, 1, 240)
+    )
+    result = forecast(values, 24, seasons=(24,))
+    assert result.exceedance_probability(1_000).max() < 0.01
+    assert result.exceedance_probability(1).min() > 0.99
+    peak = float(result.mean.max())
+    assert 0.3 < result.exceedance_probability(peak).max() < 0.7
+
+
+def test_cost_anomalies_find_spikes_and_ignore_level_shifts(sim: evaluate.Simulation) -> None:
+    result = evaluate.evaluate_anomalies(sim)
+    assert result["f1"] >= 0.85, result
+    assert result["level_shifts_flagged"] <= 1, result
+
+
+def test_maintenance_window_regret_against_hindsight(sim: evaluate.Simulation) -> None:
+    result = evaluate.evaluate_windows(sim, 21)
+    assert result["regret_mean"] <= 0.10, result
+
+
+def test_maintenance_window_respects_blackouts(sim: evaluate.Simulation) -> None:
+    runs = sim.runs[sim.runs["pipeline_id"] == "pipeline-002"]
+    blackout = window_domain.parse_blackout("Sat 00:00-Mon 08:00")
+    chosen = window_domain.best_window(runs, 3, [blackout])
+    assert all(not blackout.covers((chosen.start_hour_of_week + k) % 168) for k in range(3))
+    assert 0.0 <= chosen.confidence <= 1.0
+    with pytest.raises(window_domain.NoAllowedWindow):
+        whole_week = [window_domain.parse_blackout(t) for t in ("Mon 00:00-Thu 00:00", "Thu 00:00-Mon 00:00")]
+        window_domain.best_window(runs, 2, whole_week)
+    with pytest.raises(ValueError, match="must look like"):
+        window_domain.parse_blackout("weekends")
+
+
+async def test_batch_writer_groups_concurrent_writes() -> None:
+    written: list[int] = []
+
+    async def write(rows: list[object]) -> None:
+        await asyncio.sleep(0.01)
+        written.append(len(rows))
+
+    writer = BatchWriter(write, max_rows=100)  # type: ignore[arg-type]
+    await asyncio.gather(*(writer.write([[i]]) for i in range(30)))
+    assert sum(written) == 30
+    assert len(written) < 30  # rows that arrived during a write went together

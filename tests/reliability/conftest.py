@@ -1,0 +1,175 @@
+"""An isolated stack for the tests that kill processes: its own tansu and its own PostgreSQL database.
+
+The session fixtures (`settings`, `runtime`) keep every worker consuming in the pytest process; a
+worker process under test must not share its consumer group with them, so it gets a bus of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from shared.bus import ensure_topics
+from shared.db import Database
+from shared.embedded_broker import EmbeddedBroker, free_port, port_open
+from shared.migrate import upgrade_async
+from shared.settings import Settings
+from tests.conftest import ADMIN_PASSWORD, JWT_SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
+# Kept small so that an oversized event is cheap to build; the bus refuses anything larger.
+MAX_MESSAGE_BYTES = 16_384
+
+
+def scale(default: int) -> int:
+    """Event counts scale with `AIETL_RELIABILITY_EVENTS` (the crash tests' total; others in proportion)."""
+    return int(os.environ.get("AIETL_RELIABILITY_EVENTS", default))
+
+
+@dataclass
+class Stack:
+    """Where the processes under test connect, and the environment that points them there."""
+
+    settings: Settings
+    env: dict[str, str]
+    logs: Path
+    database: Database
+    processes: list[Service] = field(default_factory=list)
+
+    def spawn(self, name: str, *args: str, port_env: str | None = None, **env: str) -> Service:
+        """Start `python -m services.cli <args>`; its output goes to a log file kept for diagnosis."""
+        port = free_port()
+        environment = {**self.env, **env}
+        if port_env is not None:
+            environment[port_env] = str(port)
+        log_path = self.logs / f"{name}-{len(self.processes)}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", *args],
+                cwd=ROOT,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        service = Service(name, process, port, log_path)
+        self.processes.append(service)
+        return service
+
+
+@dataclass
+class Service:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_listening(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not port_open("127.0.0.1", self.port):
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.output()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} not listening within {timeout}s:\n{self.output()}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, exactly like an OOM kill or a lost node."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6_000:]
+
+
+@pytest.fixture(scope="session")
+def stack_broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker() as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def stack_database_url(postgres_admin_url: str) -> Iterator[str]:
+    name = f"aietl_rel_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(postgres_admin_url)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield f"{postgres_admin_url.rsplit('/', 1)[0]}/{name}"
+    with admin.cursor() as cursor:
+        cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+async def stack(
+    stack_broker: EmbeddedBroker,
+    stack_database_url: str,
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Stack]:
+    data_dir = tmp_path_factory.mktemp("reliability-data")
+    logs = tmp_path_factory.mktemp("reliability-logs")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("AIETL_") and key not in {"CLICKHOUSE_HOST", "CLICKHOUSE_DSN", "MILVUS_HOST"}
+    }
+    env.update(
+        DATABASE_URL=stack_database_url,
+        KAFKA_BOOTSTRAP_SERVERS=stack_broker.bootstrap_servers,
+        REDIS_URL=redis_url,
+        AIETL_ENVIRONMENT="test",
+        AIETL_DATA_DIR=str(data_dir),
+        AIETL_JWT_SECRET=JWT_SECRET,
+        AIETL_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        AIETL_LOG_FORMAT="json",
+        AIETL_KAFKA_SESSION_TIMEOUT_MS="3000",
+        AIETL_KAFKA_HEARTBEAT_INTERVAL_MS="500",
+        AIETL_KAFKA_FETCH_MAX_WAIT_MS="20",
+        AIETL_HANDLER_RETRY_BACKOFF_SECONDS="0.01",
+        AIETL_KAFKA_MAX_MESSAGE_BYTES=str(MAX_MESSAGE_BYTES),
+        PYTHONUNBUFFERED="1",
+    )
+    settings = Settings(
+        environment="test",
+        data_dir=data_dir,
+        database_url=stack_database_url,
+        kafka_bootstrap_servers=stack_broker.bootstrap_servers,
+        redis_url=redis_url,
+        kafka_max_message_bytes=MAX_MESSAGE_BYTES,
+    )
+    await upgrade_async(settings.resolved_database_url)
+    await ensure_topics(settings)
+    database = Database(settings.resolved_database_url)
+    stack = Stack(settings, env, logs, database)
+    yield stack
+    for service in stack.processes:
+        await asyncio.to_thread(service.stop)
+    await database.dispose()

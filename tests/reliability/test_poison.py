@@ -1,0 +1,178 @@
+"""Poison input on every consumed topic goes to `<topic>.dlq` with a reason; the consumer goes on.
+
+Runs against the session runtime (every worker consuming in this process, as `aietl up` runs them).
+Which topics are consumed, and by which group, is read from the broker's subscribers, so a worker
+that starts consuming a new topic is covered without touching this file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from services.gateway.events import INBOUND
+from services.runtime import Runtime
+from shared.events import CONTRACTS, DeadLetter, Event, Topic
+from tests.foundation.test_contracts import EXAMPLES
+from tests.reliability.topics import read_all
+
+CONTRACT_ERRORS = {"ValidationError", "PayloadTooLarge"}
+
+
+@dataclass(frozen=True)
+class Consumed:
+    topic: str
+    group: str
+
+
+def consumed_topics(runtime: Runtime) -> list[Consumed]:
+    found = {
+        Consumed(topic, subscriber.group_id)
+        for subscriber in runtime.broker.subscribers
+        for topic in subscriber.topic_names
+        if topic in CONTRACTS
+    }
+    return sorted(found, key=lambda c: c.topic)
+
+
+def example_of(topic: str, project: str) -> Event:
+    example = next(e for e in EXAMPLES if e.topic == topic)
+    return example.model_copy(update={"event_id": uuid.uuid4(), "project_id": project})
+
+
+def poison(topic: str, project: str, max_bytes: int) -> dict[str, bytes]:
+    """Bad values for `topic`, by kind; each would be valid but for the one thing named."""
+    good = json.loads(example_of(topic, project).model_dump_json())
+    wrong_types = {**good, "event_id": "not-a-uuid", "occurred_at": "yesterday", "project_id": 42}
+    return {
+        "malformed_json": b'{"project_id": "' + project.encode() + b'", "event_id": ',
+        "not_an_object": b"[1, 2, 3]",
+        "wrong_schema_version": json.dumps({**good, "schema_version": 99}).encode(),
+        "unknown_field": json.dumps({**good, "surprise": {"nested": True}}).encode(),
+        "wrong_types": json.dumps(wrong_types).encode(),
+        "missing_fields": json.dumps({"project_id": project}).encode(),
+        # Valid JSON (trailing whitespace) that only its size disqualifies.
+        "oversized": json.dumps(good).encode() + b" " * (max_bytes + 1),
+        "binary": bytes(range(256)),
+    }
+
+
+async def committed_offset(servers: str, group: str, partition: TopicPartition) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group, partitions=[partition])
+    finally:
+        await admin.close()
+    meta = offsets.get(partition)
+    return -1 if meta is None else meta.offset
+
+
+@pytest.mark.timeout(180)
+async def test_poison_is_dead_lettered_and_the_consumer_goes_on(runtime: Runtime) -> None:
+    settings = runtime.settings
+    servers = settings.resolved_kafka_servers
+    consumed = consumed_topics(runtime)
+    assert any(c.topic == Topic.SCHEMA_OBSERVED for c in consumed), consumed
+    project = f"poison-{uuid.uuid4().hex[:8]}"
+    producer = AIOKafkaProducer(
+        bootstrap_servers=servers, acks="all", max_request_size=2 * settings.kafka_max_message_bytes + 65_536
+    )
+    await producer.start()
+    sent: dict[tuple[str, str], bytes] = {}
+    good: dict[Consumed, tuple[Event, TopicPartition, int]] = {}
+    try:
+        for target in consumed:
+            # One key for all of a topic's messages: one partition, so the good event comes last.
+            key = f"{project}/{target.topic}".encode()
+            for kind, value in poison(target.topic, project, settings.kafka_max_message_bytes).items():
+                await producer.send_and_wait(target.topic, value, key=key, headers=[("kind", kind.encode())])
+                sent[(target.topic, kind)] = value
+            event = example_of(target.topic, project)
+            record = await producer.send_and_wait(target.topic, event.model_dump_json().encode(), key=key)
+            good[target] = (event, TopicPartition(target.topic, record.partition), record.offset)
+    finally:
+        await producer.stop()
+
+    # The consumer went on: each group committed past its good event, which came after the poison.
+    deadline = time.monotonic() + 90
+    for target, (_event, partition, offset) in good.items():
+        while await committed_offset(servers, target.group, partition) <= offset:
+            assert time.monotonic() < deadline, f"{target} stuck before offset {offset}"
+            await asyncio.sleep(0.2)
+
+    for target in consumed:
+        letters = [
+            DeadLetter.model_validate_json(value)
+            for value in await read_all(servers, Topic.dlq(target.topic))
+            if project.encode() in value or b"poison-" in value
+        ]
+        by_value = {letter.original_value(): letter for letter in letters if letter.original_key}
+        for (topic, kind), value in sent.items():
+            if topic != target.topic:
+                continue
+            letter = by_value.get(value) or next(
+                (d for d in letters if "truncated" in d.reason and value.startswith(d.original_value())), None
+            )
+            assert letter is not None, f"{kind} on {topic} was not dead-lettered"
+            assert letter.error_type in CONTRACT_ERRORS, (kind, topic, letter.error_type, letter.reason)
+            assert letter.reason and letter.consumer_group == target.group
+            assert letter.original_topic == topic
+        event = good[target][0]
+        rejected = [
+            letter for letter in letters if letter.original_value() == event.model_dump_json().encode()
+        ]
+        assert all(letter.error_type not in CONTRACT_ERRORS for letter in rejected), rejected
+
+
+@pytest.mark.parametrize("model", INBOUND, ids=lambda m: m.topic)
+async def test_bad_event_posts_get_4xx_with_a_message(
+    client: httpx.AsyncClient, auth: dict[str, str], model: type[Event]
+) -> None:
+    url = "/api/v1/events/" + model.topic.replace(".", "-")
+    max_bytes = 1_024  # only the body's shape matters here; the gateway's size limit is tested below
+    bodies = poison(model.topic, "default", max_bytes)
+    bodies.pop("oversized")
+    for kind, body in bodies.items():
+        response = await client.post(url, content=body, headers={**auth, "content-type": "application/json"})
+        assert 400 <= response.status_code < 500, (kind, response.status_code, response.text)
+        assert response.json()["detail"], kind
+    wrong_media = await client.post(
+        url, content=b"project_id=default", headers={**auth, "content-type": "text/plain"}
+    )
+    assert 400 <= wrong_media.status_code < 500
+    huge = await client.post(
+        url,
+        content=b" " * (10 * 1_048_576 + 1),
+        headers={**auth, "content-type": "application/json"},
+    )
+    assert huge.status_code == 413 and "exceeds" in huge.json()["detail"]
+
+
+async def test_values_the_database_refuses_are_4xx(
+    client: httpx.AsyncClient, project_user: tuple[str, dict[str, str]]
+) -> None:
+    """NUL in text and integers beyond the column's range reach PostgreSQL as a data exception:
+    the gateway answers 422 without echoing the value (found by fuzzing; once a 500)."""
+    project, headers = project_user
+    history = await client.get(
+        "/api/v1/advanced/schema-drift/history",
+        params={"project_id": project, "connector_id": "c\x00", "table_name": "t"},
+        headers=headers,
+    )
+    assert 400 <= history.status_code < 500, history.text
+    connector = await client.post(
+        "/api/v1/connectors",
+        params={"project_id": project},
+        json={"name": "nul\x00name", "type": "milvus", "config": {}},
+        headers=headers,
+    )
+    assert 400 <= connector.status_code < 500, connector.text
