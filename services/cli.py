@@ -195,6 +195,32 @@ def predict_eval(seed: int, pipelines: int, days: int) -> None:
 
 
 @cli.command()
+@click.option("--url", default=None, help="A running platform (default: start one in a temporary folder).")
+@click.option("--username", default="admin", show_default=True, help="With --url.")
+@click.option(
+    "--password",
+    envvar="AIETL_DEMO_PASSWORD",
+    show_envvar=True,
+    default=None,
+    help="With --url (else prompted).",
+)
+def demo(url: str | None, username: str, password: str | None) -> None:
+    """Show the whole loop working: drift, features, templates, predictions, vectors, over REST.
+
+    With --url the demo writes into that platform (project `demo` for an administrator); its
+    simulated runs also feed the shared failure model there.
+    """
+    from services import demo as scenario
+
+    if url is not None and password is None:
+        password = click.prompt("Password", hide_input=True)
+    try:
+        scenario.run(url, username, password, click.echo)
+    except scenario.DemoFailed as error:
+        raise click.ClickException(str(error)) from None
+
+
+@cli.command()
 @click.option("--url", required=True, help="postgresql://, sqlite:///, clickhouse:// or chdb:// URL to read.")
 @click.option(
     "--tables", required=True, help="Comma-separated table names (schema.table or db.table allowed)."

@@ -1,0 +1,693 @@
+"""`aietl demo`: the whole loop, driven through the public REST API the way a user would drive it.
+
+Six numbered steps (log in, schema drift, feature store, templates, predictive maintenance, vector
+sink) print what the platform answered. Every figure printed comes from a response, except the
+simulation's hidden truth in step 5, which is labelled as such. Each step also checks the answer it
+got (a rename found, no leakage, a degrading pipeline ranked risky, the right document on top), so a
+passing demo is evidence, not a slideshow. Without `--url` the demo starts `aietl up` itself in a
+temporary folder on embedded defaults and stops it afterwards, failure or not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pandas as pd
+
+from shared.embedded_broker import free_port
+
+Report = Callable[[str], None]
+
+DEMO_PROJECT = "demo"
+CONNECTOR = "crm"
+READY_TIMEOUT_SECONDS = 240.0
+STOP_TIMEOUT_SECONDS = 30.0
+EVENT_TIMEOUT_SECONDS = 60.0
+# Variables that would point a self-started platform at outside services or change its defaults.
+_EXTERNAL_SETTINGS = frozenset(
+    {
+        "DATABASE_URL",
+        "REDIS_URL",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "CLICKHOUSE_HOST",
+        "CLICKHOUSE_PORT",
+        "CLICKHOUSE_USER",
+        "CLICKHOUSE_PASSWORD",
+        "CLICKHOUSE_DSN",
+        "MILVUS_HOST",
+        "MILVUS_PORT",
+        "WEAVIATE_URL",
+        "PINECONE_API_KEY",
+        "FEATURE_STORE_TTL_SECONDS",
+        "PREDICTION_HORIZON_DAYS",
+        "MIN_HISTORICAL_DAYS",
+    }
+)
+
+
+class DemoFailed(Exception):
+    """A step did not get the answer it needed; the message names the step and the server's words."""
+
+
+class ApiError(Exception):
+    def __init__(self, method: str, path: str, response: httpx.Response) -> None:
+        try:
+            detail: Any = response.json()
+            detail = detail.get("detail", detail) if isinstance(detail, dict) else detail
+        except ValueError:
+            detail = response.text[:500]
+        super().__init__(f"{method} {path} answered {response.status_code}: {detail}")
+
+
+class Unexpected(Exception):
+    """The platform answered, but not what the scenario expects."""
+
+
+def expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise Unexpected(message)
+
+
+@dataclass
+class Api:
+    """A logged-in client: JSON in and out, errors carrying the server's `detail`."""
+
+    http: httpx.Client
+    project: str = ""
+    base_url: str = ""
+
+    def call(self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 202), **kwargs: Any) -> Any:
+        params = kwargs.pop("params", {})
+        if self.project:
+            params = {"project_id": self.project, **params}
+        response = self.http.request(method, path, params=params, **kwargs)
+        if response.status_code not in ok:
+            raise ApiError(method, path, response)
+        return response.json() if response.content else None
+
+    def url(self, path: str, **params: str) -> str:
+        return f"{self.base_url}{path}?{urlencode({'project_id': self.project, **params})}"
+
+
+@dataclass
+class Context:
+    """What the steps share: the client, a tag that keeps this run's names apart, what to print."""
+
+    api: Api
+    report: Report
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+
+    @property
+    def table(self) -> str:
+        return f"customers_{self.tag}"
+
+    def say(self, line: str) -> None:
+        self.report(f"   {line}")
+
+
+def poll(fetch: Callable[[], Any], what: str, timeout: float = EVENT_TIMEOUT_SECONDS) -> Any:
+    """Events are processed asynchronously: ask again until the answer is there or time is up."""
+    deadline = time.monotonic() + timeout
+    while not (value := fetch()):
+        if time.monotonic() > deadline:
+            raise Unexpected(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(0.2)
+    return value
+
+
+# --- 1. log in -------------------------------------------------------------------------------------
+
+
+def log_in(ctx: Context, username: str, password: str) -> str:
+    """A bearer token for the rest; administrators get a project of the demo's own, others their own."""
+    token = ctx.api.call("POST", "/api/v1/auth/login", json={"username": username, "password": password})
+    ctx.api.http.headers["Authorization"] = f"Bearer {token['access_token']}"
+    me = ctx.api.call("GET", "/api/v1/auth/me")
+    if me["is_admin"]:
+        ctx.api.call(
+            "POST", "/api/v1/projects", json={"id": DEMO_PROJECT, "name": "aietl demo"}, ok=(201, 409)
+        )
+        ctx.api.project = DEMO_PROJECT
+    else:
+        expect(bool(me["projects"]), f"user {me['username']!r} belongs to no project")
+        ctx.api.project = me["projects"][0]
+    role = "administrator" if me["is_admin"] else "member"
+    ctx.say(f"logged in as {me['username']} ({role}); working in project {ctx.api.project!r}")
+    return f"logged in as {me['username']}"
+
+
+# --- 2. schema drift -------------------------------------------------------------------------------
+
+SCHEMA_V1 = [
+    {"name": "customer_id", "type": "integer", "nullable": False, "primary_key": True},
+    {"name": "customer_name", "type": "varchar(100)", "nullable": False},
+    {"name": "lifetime_value", "type": "integer"},
+    {"name": "email", "type": "varchar(255)", "nullable": False},
+]
+# A rename, a widened type, a nullability change and a new column.
+SCHEMA_V2 = [
+    {"name": "customer_id", "type": "integer", "nullable": False, "primary_key": True},
+    {"name": "customerName", "type": "varchar(100)", "nullable": False},
+    {"name": "lifetime_value", "type": "bigint"},
+    {"name": "email", "type": "varchar(255)", "nullable": True},
+    {"name": "loyalty_tier", "type": "text"},
+]
+DRIFT = "/api/v1/advanced/schema-drift"
+
+
+def schema_drift(ctx: Context) -> str:
+    """Publish two observations of a table as an upstream system would; the drift worker compares them."""
+    api, table = ctx.api, ctx.table
+    where = {"connector_id": CONNECTOR, "table_name": table}
+
+    def observe(columns: list[dict[str, Any]]) -> str:
+        event = {"project_id": api.project, **where, "dialect": "postgres", "columns": columns}
+        return str(api.call("POST", "/api/v1/events/schema-observed", json=event)["event_id"])
+
+    observe(SCHEMA_V1)
+    versions = poll(lambda: api.call("GET", f"{DRIFT}/history", params=where)["versions"], "baseline v1")
+    ctx.say(
+        f"published schema.observed for {CONNECTOR}.{table} ({len(SCHEMA_V1)} columns): "
+        f"baseline v{versions[-1]['version']} recorded"
+    )
+    observe(SCHEMA_V2)
+    detections = poll(lambda: api.call("GET", f"{DRIFT}/detections", params=where), "the drift detection")
+    detection = detections[0]
+    policy = api.call("GET", f"{DRIFT}/policies/effective", params=where)["strategies"]
+    ctx.say(f"published the changed schema: {len(detection['drifts'])} drifts detected")
+    for drift in detection["drifts"]:
+        mapping = drift["suggested_mapping"] or {}
+        ctx.say(
+            f"  - {drift['drift_type']}: {drift['description']} | severity {drift['severity']}, "
+            f"confidence {drift['confidence_score']:.2f}, action {policy[drift['severity']]}"
+        )
+        ctx.say(f"      SQL: {mapping.get('transformation_logic')}")
+    renames = [d for d in detection["drifts"] if d["drift_type"] == "renamed_column"]
+    expect(
+        any(d["previous_name"] == "customer_name" and d["column_name"] == "customerName" for d in renames),
+        "the rename customer_name -> customerName was not detected",
+    )
+    ctx.say(
+        f"decision: {detection['strategy']} -> status {detection['status']} "
+        f"(the strictest action wins; baseline stays v{detection['baseline_version']})"
+    )
+    adapted = api.call("POST", f"{DRIFT}/detections/{detection['id']}/adapt", json={"strategy": "auto_adapt"})
+    ctx.say(f"accepted it (POST .../adapt): status {adapted['status']}, baseline v{adapted['new_version']}")
+    ctx.say(f"history page: {api.url(f'{DRIFT}/history/page', **where)} (with the bearer token)")
+    return f"{len(detection['drifts'])} drifts on {CONNECTOR}.{table} (customer_name -> customerName)"
+
+
+# --- 3. feature store ------------------------------------------------------------------------------
+
+FEATURES = "/api/v1/advanced/features"
+THIRTY_DAYS = 30 * 86_400
+
+
+def _number(value: Any) -> str:
+    """Floats to two decimals for reading; anything else as the API sent it."""
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def feature_store(ctx: Context) -> str:
+    """Register, write two points in time, serve the latest online, and show training rows see no future."""
+    api = ctx.api
+    api.call(
+        "POST",
+        f"{FEATURES}/feature-views",
+        json={
+            "name": "demo_customer_spend",
+            "entity": "customer",
+            "ttl_seconds": THIRTY_DAYS,
+            "source": f"{CONNECTOR}.orders",
+            "features": [
+                {"name": "spend_30d", "feature_type": "float64"},
+                {"name": "orders_30d", "feature_type": "int64"},
+            ],
+        },
+    )
+    api.call(
+        "POST",
+        f"{FEATURES}/on-demand-views",
+        json={
+            "name": "demo_basket",
+            "inputs": ["spend_30d", "orders_30d"],
+            "outputs": {"avg_order": {"feature_type": "float64", "expression": "spend_30d / orders_30d"}},
+        },
+    )
+    ctx.say("registered view demo_customer_spend (spend_30d float64, orders_30d int64, TTL 30 d)")
+    ctx.say("and on-demand view demo_basket (avg_order = spend_30d / orders_30d)")
+
+    customer = f"cust-{ctx.tag}"
+    now = datetime.now(UTC).replace(microsecond=0)
+    earlier, later = now - timedelta(days=3), now - timedelta(hours=1)
+    values = [
+        ("spend_30d", 120.0, earlier),
+        ("orders_30d", 3, earlier),
+        ("spend_30d", 310.5, later),
+        ("orders_30d", 7, later),
+    ]
+    written = api.call(
+        "POST",
+        f"{FEATURES}/write",
+        json={
+            "features": [
+                {"feature_name": name, "entity_id": customer, "value": value, "timestamp": _iso(at)}
+                for name, value, at in values
+            ],
+            "storage": "both",
+        },
+    )["written"]
+    ctx.say(
+        f"wrote {customer}: spend_30d 120.0 and orders_30d 3 at {_iso(earlier)}, 310.5 and 7 at "
+        f"{_iso(later)} -> online {written['online']}, offline {written['offline']}"
+    )
+
+    newcomer = f"cust-{ctx.tag}-new"
+    vectors = api.call(
+        "POST",
+        f"{FEATURES}/get-online",
+        json={"feature_names": ["spend_30d", "orders_30d", "avg_order"], "entity_ids": [customer, newcomer]},
+    )["feature_vectors"]
+    for vector in vectors:
+        shown = ", ".join(
+            f"{name}={_number(value)} ({vector['statuses'][name]})"
+            for name, value in vector["features"].items()
+        )
+        ctx.say(f"online {vector['entity_id']}: {shown}")
+    served = vectors[0]["features"]
+    expect(served["spend_30d"] == 310.5, f"online spend_30d is {served['spend_30d']}, not the latest 310.5")
+
+    between = now - timedelta(days=1)
+    rows = api.call(
+        "POST",
+        f"{FEATURES}/historical",
+        json={
+            "feature_names": ["spend_30d", "orders_30d"],
+            "entity_rows": [
+                {"entity_id": customer, "timestamp": _iso(between)},
+                {"entity_id": customer, "timestamp": _iso(now)},
+            ],
+        },
+    )["rows"]
+    for row in rows:
+        shown = ", ".join(f"{name}={_number(value)}" for name, value in row["features"].items())
+        ctx.say(f"training row as of {row['timestamp']}: {shown}")
+    expect(
+        rows[0]["features"]["spend_30d"] == 120.0,
+        f"a training row before the 310.5 write got {rows[0]['features']['spend_30d']}: future leaked",
+    )
+    ctx.say("the row dated before the 310.5 write gets 120.0: no leakage from the future")
+    return f"feature vector spend_30d=310.5 served for {customer}"
+
+
+# --- 4. templates ----------------------------------------------------------------------------------
+
+TEMPLATES = "/api/v1/advanced/templates"
+# The platform's own database speaks SQLite embedded and PostgreSQL in production; ClickHouse is there too.
+TEMPLATE_TARGETS = (
+    ("platform", "full_load_sqlite", "main"),
+    ("platform", "full_load_postgres", "public"),
+    ("clickhouse", "full_load_clickhouse", "default"),
+)
+SHOWN_SQL_LINES = 4
+
+
+def templates(ctx: Context) -> str:
+    """A control-table row for a built-in template, then a dry run that renders and checks its SQL."""
+    api, table = ctx.api, ctx.table
+    entry_id, generated = "", None
+    for target, template_id, schema in TEMPLATE_TARGETS:
+        entry = {
+            "source_system": CONNECTOR,
+            "source_object": f"{schema}.{table}",
+            "target_system": target,
+            "target_object": f"{schema}.dim_{table}",
+            "template_id": template_id,
+            "load_type": "full_load",
+            "keys": ["customer_id"],
+            "config": {
+                "columns": [
+                    {"name": "customer_id"},
+                    {"name": "customer_name", "source": "customerName"},
+                    {"name": "email"},
+                ]
+            },
+        }
+        if entry_id:
+            api.call("PUT", f"{TEMPLATES}/control-table/{entry_id}", json=entry)
+        else:
+            entry_id = api.call("POST", f"{TEMPLATES}/control-table", json=entry)["id"]
+        result = api.call("POST", f"{TEMPLATES}/generate", json={"dry_run": True})
+        generated = next(p for p in result["pipelines"] if p["entry_id"] == entry_id)
+        if not any(problem["pointer"] == "/target_system" for problem in generated["errors"]):
+            break
+        ctx.say(f"{template_id} cannot target {target!r}: {generated['errors'][0]['message']}")
+    assert generated is not None  # TEMPLATE_TARGETS is not empty
+    expect(not generated["errors"], f"the dry run reported {generated['errors']}")
+    ctx.say(
+        f"control-table entry {entry_id[:8]}: {CONNECTOR} {table} -> {generated['pipeline_name']} "
+        f"with {generated['template_id']} {generated['template_version']} "
+        "(customer_name read from the renamed customerName)"
+    )
+    lines = [line for line in generated["code"].splitlines() if line.strip()]
+    ctx.say(
+        f"dry run: {result['valid']} valid, {result['invalid']} invalid, nothing saved; "
+        f"{len(lines)} SQL lines, first {SHOWN_SQL_LINES}:"
+    )
+    for line in lines[:SHOWN_SQL_LINES]:
+        ctx.say(f"  | {line if len(line) <= 100 else line[:97] + '...'}")
+    return f"{generated['pipeline_name']} rendered ({len(lines)} SQL lines)"
+
+
+# --- 5. predictive maintenance ---------------------------------------------------------------------
+
+PREDICT = "/api/v1/advanced/predict"
+# In seed 27 of the simulator the latest memory leak builds up over 104 h; cutting the history at
+# 80% of it puts "now" about a day before that pipeline starts failing.
+SIMULATION_SEED, SIMULATED_PIPELINES, SIMULATED_DAYS = 27, 10, 21
+LEAK_SHARE_ELAPSED = 0.8
+PIPELINE_NAMES = (
+    "orders_load",
+    "customers_sync",
+    "payments_cdc",
+    "inventory_snapshot",
+    "clickstream_agg",
+    "invoices_export",
+    "shipments_merge",
+    "returns_load",
+    "reviews_ingest",
+    "ledger_close",
+)
+
+
+@dataclass(frozen=True)
+class History:
+    runs: pd.DataFrame
+    degrading: str
+    healthy: str
+    leak_started_hours_ago: float
+    failures_in_hours: float
+
+
+def simulated_history(now: datetime) -> History:
+    """Simulated hourly runs ending now, with one pipeline's memory leak a day away from failures."""
+    from services.predict.simulator import simulate
+
+    simulation = simulate(
+        project_id=DEMO_PROJECT, pipelines=SIMULATED_PIPELINES, days=SIMULATED_DAYS, seed=SIMULATION_SEED
+    )
+    names = {plan.pipeline_id: PIPELINE_NAMES[i] for i, plan in enumerate(simulation.pipelines)}
+    leaking, leak = max(
+        (
+            (plan, d)
+            for plan in simulation.pipelines
+            for d in plan.degradations
+            if d.mechanism == "memory_leak" and d.start_hour + d.ramp_hours <= 24 * SIMULATED_DAYS
+        ),
+        key=lambda found: found[1].start_hour,
+    )
+    healthy = next(p for p in simulation.pipelines if not p.degradations and not p.breaks)
+    cut_hour = leak.start_hour + LEAK_SHARE_ELAPSED * leak.ramp_hours
+    start = simulation.runs["started_at"].min().floor("h")
+    shift = pd.Timestamp(now) - (start + pd.Timedelta(hours=cut_hour))
+    runs = simulation.runs.assign(
+        started_at=simulation.runs["started_at"] + shift,
+        ended_at=simulation.runs["ended_at"] + shift,
+        pipeline_id=simulation.runs["pipeline_id"].map(names),
+        run_id=simulation.runs["run_id"].str.replace("pipeline-", "demo-run-", regex=False),
+    )
+    return History(
+        runs=runs[runs["started_at"] <= pd.Timestamp(now)],
+        degrading=names[leaking.pipeline_id],
+        healthy=names[healthy.pipeline_id],
+        leak_started_hours_ago=cut_hour - leak.start_hour,
+        failures_in_hours=leak.start_hour + leak.ramp_hours - cut_hour,
+    )
+
+
+def _run_payload(runs: pd.DataFrame) -> list[dict[str, Any]]:
+    frame = runs.drop(columns=["project_id"])
+    for column in ("started_at", "ended_at"):
+        frame[column] = frame[column].dt.floor("us").map(lambda t: t.isoformat())
+    return list(frame.to_dict(orient="records"))
+
+
+def predictive_maintenance(ctx: Context) -> str:
+    """Backfill run history in bulk, then ask for failure risk, its reasons, and a resource forecast."""
+    api = ctx.api
+    history = simulated_history(datetime.now(UTC))
+    runs = history.runs
+    stored = api.call("POST", f"{PREDICT}/runs", json={"runs": _run_payload(runs)})["stored"]
+    days = (runs["started_at"].max() - runs["started_at"].min()).total_seconds() / 86_400
+    ctx.say(
+        f"bulk-ingested {stored} simulated runs of {runs['pipeline_id'].nunique()} pipelines "
+        f"over {days:.0f} days (hourly, with failures)"
+    )
+    risk = api.call("GET", f"{PREDICT}/failure/{history.degrading}", params={"horizon_hours": 24})
+    model = risk["model"]
+    ctx.say(
+        f"{history.degrading}: failure probability {risk['failure_probability']:.2f} within 24 h "
+        f"(severity {risk['severity']}, confidence {risk['confidence_score']:.2f}, "
+        f"prevention window {risk['prevention_window_hours']} h)"
+    )
+    ctx.say(
+        f"  model: random forest on {model['training_runs']} runs, "
+        f"validation ROC-AUC {model['validation_roc_auc']}"
+    )
+    for factor in risk["contributing_factors"][:3]:
+        ctx.say(
+            f"  - {factor['factor']} {_number(factor['current_value'])} "
+            f"(healthy threshold {_number(factor['threshold'])}): "
+            f"contribution {factor['contribution']:.2f}, {factor['severity']}"
+        )
+    ctx.say(f"  recommended: {risk['recommended_actions'][0]}")
+    ctx.say(
+        f"  the simulation's hidden truth: memory leaking for {history.leak_started_hours_ago:.0f} h, "
+        f"it hits the limit (failures) in {history.failures_in_hours:.0f} h"
+    )
+    calm = api.call("GET", f"{PREDICT}/failure/{history.healthy}", params={"horizon_hours": 24})
+    ctx.say(f"for contrast, healthy {history.healthy}: {calm['failure_probability']:.2f}")
+    expect(
+        risk["failure_probability"] > calm["failure_probability"],
+        "the degrading pipeline is not ranked riskier than the healthy one",
+    )
+
+    forecast = api.call(
+        "GET",
+        f"{PREDICT}/resources/{history.degrading}",
+        params={"resource_type": "memory", "forecast_hours": 24},
+    )
+    peak = forecast["predicted_peak"]
+    ctx.say(
+        f"memory forecast, next 24 h: peak {peak['value']:.0f} MB (80% upper {peak['upper']:.0f}) "
+        f"at {peak['at']}, capacity {forecast['capacity']:.0f} MB, "
+        f"P(exceed) {forecast['probability_exceed_capacity']:.2f}"
+    )
+    ctx.say(f"  {forecast['model']}; plot: {api.base_url}{forecast['plot_url']}")
+    return f"{history.degrading} failure probability {risk['failure_probability']:.2f}"
+
+
+# --- 6. vector sink --------------------------------------------------------------------------------
+
+DOCUMENTS = [
+    {
+        "doc_id": "pw-reset",
+        "text": "# Passwords\n\nReset a forgotten password from the login page; the link expires in an hour.",
+        "metadata": {"year": 2025, "team": "support"},
+        "source": "wiki",
+    },
+    {
+        "doc_id": "vpn",
+        "text": "# VPN\n\nConnect to the office VPN with the company client before opening dashboards.",
+        "metadata": {"year": 2024, "team": "it"},
+        "source": "wiki",
+    },
+    {
+        "doc_id": "expenses",
+        "text": "# Expenses\n\nSubmit travel expenses within 30 days, with receipts attached.",
+        "metadata": {"year": 2023, "team": "finance"},
+        "source": "handbook",
+    },
+    {
+        "doc_id": "old-passwords",
+        "text": "# Passwords (2022)\n\nPasswords were reset by calling the help desk.",
+        "metadata": {"year": 2022, "team": "support"},
+        "source": "wiki",
+    },
+]
+VECTORS = "/api/v1/advanced/vectors"
+
+
+def vector_sink(ctx: Context) -> str:
+    """Documents into Milvus Lite via a connector; a re-ingest is a no-op; a filtered hybrid search."""
+    api = ctx.api
+    name = f"demo_kb_{ctx.tag}"
+    connector = api.call(
+        "POST",
+        "/api/v1/connectors",
+        json={"name": name, "type": "milvus", "config": {"metadata_schema": {"year": "int", "team": "str"}}},
+    )
+    ctx.say(
+        f"connector {name} ({connector['type']}, embeddings {connector['config']['embedding_model']}, "
+        f"{connector['config']['metric']})"
+    )
+    body = {"connector_id": name, "collection": "handbook", "documents": DOCUMENTS}
+    first = api.call("POST", f"{VECTORS}/ingest", json=body)
+    again = api.call("POST", f"{VECTORS}/ingest", json=body)
+    ctx.say(
+        f"ingested {first['changed_documents']} documents: {first['written_chunks']} chunks, "
+        f"{first['embedded_texts']} embedded; again: {again['unchanged_documents']} unchanged, "
+        f"{again['embedded_texts']} embedded"
+    )
+    query = "I forgot my password"
+    hits = api.call(
+        "POST",
+        f"{VECTORS}/search",
+        json={
+            "connector_id": name,
+            "collection": "handbook",
+            "query": query,
+            "top_k": 3,
+            "hybrid": True,
+            "filter": {"year": {"$gte": 2024}},
+        },
+    )["hits"]
+    ctx.say(f"hybrid search {query!r} where year >= 2024:")
+    for hit in hits:
+        text = hit["text"].replace("\n", " ")
+        ctx.say(f"  {hit['score']:.4f} {hit['metadata']['doc_id']} [{hit['id']}] {text[:60]}")
+    expect(bool(hits) and hits[0]["metadata"]["doc_id"] == "pw-reset", f"unexpected top hit: {hits[:1]}")
+    expect(all(hit["metadata"]["year"] >= 2024 for hit in hits), "the filter let an older document through")
+    return f"top search hit {hits[0]['metadata']['doc_id']}"
+
+
+# --- the scenario ----------------------------------------------------------------------------------
+
+
+def run_scenario(base_url: str, username: str, password: str, report: Report) -> str:
+    """The six steps in order, then a one-line summary; the first failure stops them and names its step."""
+    started = time.perf_counter()
+    with httpx.Client(base_url=base_url, timeout=httpx.Timeout(30.0, read=300.0)) as http:
+        ctx = Context(Api(http, base_url=base_url), report)
+        steps: list[tuple[str, Callable[[], str]]] = [
+            ("Log in", lambda: log_in(ctx, username, password)),
+            ("Schema drift", lambda: schema_drift(ctx)),
+            ("Feature store", lambda: feature_store(ctx)),
+            ("Pipeline templates", lambda: templates(ctx)),
+            ("Predictive maintenance", lambda: predictive_maintenance(ctx)),
+            ("Vector sink", lambda: vector_sink(ctx)),
+        ]
+        outcomes = []
+        for number, (title, step) in enumerate(steps, start=1):
+            report(f"{number}. {title}")
+            began = time.perf_counter()
+            try:
+                outcomes.append(step())
+            except (ApiError, Unexpected, httpx.HTTPError) as error:
+                raise DemoFailed(f"step {number} ({title}) failed: {error}") from error
+            ctx.say(f"({time.perf_counter() - began:.1f} s)")
+    return f"Demo passed in {time.perf_counter() - started:.0f} s: " + "; ".join(outcomes[1:]) + "."
+
+
+# --- a platform of its own -------------------------------------------------------------------------
+
+
+def embedded_env(password: str) -> dict[str, str]:
+    """This environment minus anything that would point `aietl up` elsewhere, plus the admin password."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("AIETL_") and key not in _EXTERNAL_SETTINGS
+    }
+    env["AIETL_ADMIN_PASSWORD"] = password
+    return env
+
+
+def _log_tail(path: Path, lines: int = 20) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _wait_ready(base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    with httpx.Client(base_url=base_url, timeout=5.0) as http:
+        while True:
+            if process.poll() is not None:
+                raise DemoFailed(f"aietl up exited with code {process.returncode}:\n{_log_tail(log)}")
+            with contextlib.suppress(httpx.HTTPError):
+                if http.get("/ready").json().get("status") == "ready":
+                    return
+            if time.monotonic() > deadline:
+                raise DemoFailed(
+                    f"aietl up not ready within {READY_TIMEOUT_SECONDS:.0f} s:\n{_log_tail(log)}"
+                )
+            time.sleep(0.3)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C, as a user would; the whole process group only if it does not stop in time."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@contextlib.contextmanager
+def embedded_platform(report: Report) -> Iterator[tuple[str, str, str]]:
+    """`aietl up` in a temporary folder on free ports; yields (url, username, password); always stopped."""
+    password = secrets.token_urlsafe(24)
+    with tempfile.TemporaryDirectory(prefix="aietl-demo-") as folder:
+        port, broker_port = free_port(), free_port()
+        log = Path(folder) / "aietl-up.log"
+        command = [sys.executable, "-m", "services.cli", "up", "--data-dir", str(Path(folder) / "data")]
+        command += ["--port", str(port), "--broker-port", str(broker_port)]
+        started = time.perf_counter()
+        with log.open("wb") as output:
+            process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+                command,
+                cwd=folder,
+                env=embedded_env(password),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C meant for the demo reaches it through _stop
+            )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            report(f"Starting aietl up in {folder} on {base_url} ...")
+            _wait_ready(base_url, process, log)
+            report(f"Platform ready in {time.perf_counter() - started:.0f} s.")
+            yield base_url, "admin", password
+        finally:
+            _stop(process)
+            report(f"Platform stopped (exit code {process.returncode}).")
+
+
+def run(url: str | None, username: str, password: str | None, report: Report) -> None:
+    """Drive the platform at `url`, or one started for the occasion when `url` is None."""
+    if url is not None:
+        summary = run_scenario(url.rstrip("/"), username, password or "", report)
+    else:
+        with embedded_platform(report) as (base_url, admin, generated):
+            summary = run_scenario(base_url, admin, generated, report)
+    report(summary)
