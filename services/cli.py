@@ -91,7 +91,7 @@ async def _up(settings: Settings, started: float) -> None:
         app = create_app(runtime, owns_runtime=False)
         # The gateway answers while the consumer groups join (that takes a few seconds on any
         # Kafka); /ready reports the workers once they consume.
-        workers = asyncio.create_task(runtime.broker.start())
+        workers = asyncio.create_task(runtime.start_consuming())
         runtime.readiness["workers"] = lambda: asyncio.shield(workers)
         url = f"http://{settings.gateway_host}:{settings.gateway_port}"
         await serve_until_stopped(
@@ -125,7 +125,7 @@ async def _worker(settings: Settings, name: str) -> None:
     try:
         runtime.broker.include_router(create_worker_router(name, runtime))
         await ensure_topics(settings)
-        await runtime.broker.start()
+        await runtime.start_consuming()
         app = operations_app(runtime)
         await serve_until_stopped(
             app,

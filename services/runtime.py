@@ -6,13 +6,15 @@ feature worker is the one the gateway's routes read (one chDB data dir per proce
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from faststream.kafka import KafkaBroker
 
-from shared.bus import ServiceRouter, create_broker
+from shared.bus import ServiceRouter, create_broker, record_consumer_lag
 from shared.clickhouse import ClickHouse
 from shared.db import Database
 from shared.settings import Settings
@@ -46,6 +48,18 @@ class Runtime:
 
     def on_shutdown(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)
+
+    async def start_consuming(self) -> None:
+        """Start every subscriber, with the consumer-lag gauge beside them."""
+        await self.broker.start()
+        lag = asyncio.create_task(record_consumer_lag(self.broker))
+
+        async def stop_lag() -> None:
+            lag.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag
+
+        self.on_shutdown(stop_lag)
 
     def clickhouse(self) -> ClickHouse:
         """The process's ClickHouse client (chDB permits one data dir per process); services share it."""

@@ -79,6 +79,31 @@ async def publish_event(broker: KafkaBroker, event: Event, *, topic: str | None 
     metrics.EVENTS_PUBLISHED.labels(topic=target).inc()
 
 
+async def record_consumer_lag(broker: KafkaBroker, every_seconds: float = 15.0) -> None:
+    """Keep `aietl_consumer_lag` current for every partition this process consumes, until cancelled.
+
+    The end offset is the high watermark of the last fetch response (no extra request to the
+    broker); a partition the broker has reported none for yet is skipped.
+    """
+    while True:
+        for subscriber in broker.subscribers:
+            consumer = getattr(subscriber, "consumer", None)
+            if consumer is None:
+                continue
+            for partition in consumer.assignment():
+                highwater = consumer.highwater(partition)
+                if highwater is None:
+                    continue
+                try:
+                    position = await consumer.position(partition)
+                except (KafkaError, AssertionError):
+                    continue  # revoked by a rebalance meanwhile
+                metrics.CONSUMER_LAG.labels(
+                    topic=partition.topic, partition=str(partition.partition), group=subscriber.group_id or ""
+                ).set(max(highwater - position, 0))
+        await asyncio.sleep(every_seconds)
+
+
 def describe_error(error: BaseException) -> str:
     """A reason for humans: validation errors name the field, never echo the input values."""
     if isinstance(error, ValidationError):

@@ -1,6 +1,6 @@
 """Prometheus metrics every process registers; dashboards in deploy/grafana use these names."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_CONSUMED = Counter("aietl_events_consumed_total", "Events received by a worker", ["topic", "group"])
 EVENTS_PUBLISHED = Counter("aietl_events_published_total", "Events published", ["topic"])
@@ -15,6 +15,11 @@ HANDLER_SECONDS = Histogram(
     "Time to handle one event, retries included",
     ["topic", "group"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CONSUMER_LAG = Gauge(
+    "aietl_consumer_lag",
+    "Messages between a consumer's position and its partition's end, as the last fetch reported it",
+    ["topic", "partition", "group"],
 )
 HTTP_REQUEST_SECONDS = Histogram(
     "aietl_http_request_seconds",

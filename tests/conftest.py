@@ -101,7 +101,7 @@ async def runtime(migrated: Settings) -> AsyncIterator[Runtime]:
     runtime = Runtime(migrated, client_id="aietl-tests")
     for name in WORKERS:
         runtime.broker.include_router(create_worker_router(name, runtime))
-    await runtime.broker.start()
+    await runtime.start_consuming()
     await ensure_bootstrap_admin(runtime)
     yield runtime
     await runtime.broker.stop()

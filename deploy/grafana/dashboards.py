@@ -245,6 +245,11 @@ DASHBOARDS = (
                 unit="ops",
             ),
             Panel(
+                "Consumer lag by group and topic",
+                (("sum by (group, topic) (aietl_consumer_lag)", "{{group}} {{topic}}"),),
+                unit="short",
+            ),
+            Panel(
                 "Gateway latency p95 by route",
                 (
                     (

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
 from typing import ClassVar
 
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bus import ServiceRouter, create_broker, ensure_topics, publish_event
+from shared.bus import ServiceRouter, create_broker, ensure_topics, publish_event, record_consumer_lag
 from shared.db import Database, process_once
 from shared.events import DeadLetter, Event, Topic
 from shared.settings import Settings
@@ -101,11 +103,30 @@ async def test_chain_redelivery_and_dead_letters(migrated: Settings) -> None:
         assert attempts == [-1] * migrated.handler_max_attempts
         assert base64.b64decode(failing.original_value_b64) == failing.original_value()
         assert await rows() == effects  # nothing else was written
+
+        lag = asyncio.create_task(record_consumer_lag(broker, every_seconds=0.05))
+        try:
+            reported = await eventually(lambda: _lag_of(topic_in, f"test-{suffix}"))
+        finally:
+            lag.cancel()
+        assert reported and all(value == 0 for value in reported.values()), reported  # all consumed
     finally:
         await broker.stop()
         async with database.transaction() as session:
             await session.execute(text(f"DROP TABLE {table}"))
         await database.dispose()
+
+
+async def _lag_of(topic: str, group: str) -> dict[str, float] | None:
+    """The consumer-lag gauge's value per partition, once it has one."""
+    values = {
+        sample.labels["partition"]: sample.value
+        for family in REGISTRY.collect()
+        if family.name == "aietl_consumer_lag"
+        for sample in family.samples
+        if sample.labels["topic"] == topic and sample.labels["group"] == group
+    }
+    return values or None
 
 
 async def _when(awaitable, condition):
