@@ -428,8 +428,14 @@ def _capacity(runs: pd.DataFrame, resource: str) -> float | None:
 
 def _model_name(result: Forecast) -> str:
     seasons = "+".join(f"{m}h" for m in result.seasons) or "none"
+    interval = (
+        f"interval calibrated on {result.calibration_origins} backtest origins"
+        if result.calibration_origins
+        else "model interval (too little history to calibrate)"
+    )
     return (
-        f"seasonal profile ({seasons}) + statsforecast AutoETS{' on log scale' if result.log_scale else ''}"
+        f"seasonal profile ({seasons}) + statsforecast AutoETS{' on log scale' if result.log_scale else ''}; "
+        + interval
     )
 
 

@@ -101,9 +101,9 @@ def test_resource_forecasts_beat_seasonal_naive_with_calibrated_intervals(sim: e
 def test_forecast_on_a_real_series_shipped_offline() -> None:
     series = evaluate.real_series()
     air = evaluate.evaluate_monthly_forecasts(series["air_passengers"])
-    assert air["mase_mean"] < 1.0 and 0.75 <= air["coverage_80"] <= 0.9, air
+    assert air["mase_mean"] < 1.0 and 0.75 <= air["coverage_80"] <= 0.85, air
     co2 = evaluate.evaluate_monthly_forecasts(series["co2_monthly"])
-    assert co2["mase_mean"] < 1.0, co2
+    assert co2["mase_mean"] < 1.0 and 0.75 <= co2["coverage_80"] <= 0.85, co2
 
 
 def test_exceedance_probability_follows_the_interval() -> None:
@@ -152,3 +152,17 @@ async def test_batch_writer_groups_concurrent_writes() -> None:
     await asyncio.gather(*(writer.write([[i]]) for i in range(30)))
     assert sum(written) == 30
     assert len(written) < 30  # rows that arrived during a write went together
+
+
+def test_prevention_window_is_zero_only_while_the_pipeline_is_failing() -> None:
+    def window(probability: float, streak: int, headroom: float = float("nan"), trend: float = 0.0) -> float:
+        features = pd.DataFrame(
+            {"consecutive_failures": [streak], "memory_headroom": [headroom], "memory_trend": [trend]}
+        )
+        return failure_domain.prevention_window_hours(probability, 24.0, features)
+
+    assert window(0.9, streak=2) == 0.0
+    certain, likely, unlikely = window(1.0, 0), window(0.5, 0), window(0.05, 0)
+    assert 0 < certain < likely < unlikely
+    assert likely == pytest.approx(24.0)  # p = 0.5 within 24 h: median time to failure 24 h
+    assert window(0.5, 0, headroom=0.25, trend=0.5) == pytest.approx(12.0)  # memory runs out first

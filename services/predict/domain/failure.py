@@ -200,13 +200,20 @@ def latest_features(runs: pd.DataFrame) -> pd.DataFrame:
     return pipeline_features(runs).iloc[[-1]]
 
 
+MAX_HAZARD_PROBABILITY = 0.99
+
+
 def prevention_window_hours(probability: float, horizon_hours: float, features: pd.DataFrame) -> float:
-    """Median time to failure under a constant hazard fitted to the probability, capped by memory trend."""
+    """Median time to failure under a constant hazard fitted to the probability, capped by memory trend.
+
+    Zero only while the pipeline is failing; a calibrated probability of 1 means "within the
+    horizon", not "now", so it is held just below 1.
+    """
+    if float(features["consecutive_failures"].iloc[0]) > 0:
+        return 0.0
     if probability <= 0:
         return float(horizon_hours * 10)
-    if probability >= 1:
-        return 0.0
-    hazard = -np.log1p(-probability) / horizon_hours
+    hazard = -np.log1p(-min(probability, MAX_HAZARD_PROBABILITY)) / horizon_hours
     hours = float(np.log(2) / hazard)
     headroom, trend = float(features["memory_headroom"].iloc[0]), float(features["memory_trend"].iloc[0])
     if np.isfinite(headroom) and np.isfinite(trend) and trend > 0:
