@@ -115,6 +115,46 @@ def stack_broker() -> Iterator[EmbeddedBroker]:
 
 
 @pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`milvus-lite server` on a free loopback port: a Milvus that a worker process and the test can
+    both reach (a Milvus Lite file allows one process at a time). Yields its URI."""
+    data = tmp_path_factory.mktemp("milvus-server")
+    port = free_port()
+    with (data / "server.log").open("wb") as log:
+        server = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "milvus-lite"),
+                "server",
+                "--data-dir",
+                str(data / "data"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not port_open("127.0.0.1", port):
+            output = (data / "server.log").read_text(errors="replace")[-4_000:]
+            assert server.poll() is None, f"milvus-lite server exited:\n{output}"
+            assert time.monotonic() < deadline, f"milvus-lite server not listening:\n{output}"
+            time.sleep(0.1)
+        yield uri
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture(scope="session")
 def stack_database_url(postgres_admin_url: str) -> Iterator[str]:
     name = f"aietl_rel_{uuid.uuid4().hex[:12]}"
     admin = psycopg2.connect(postgres_admin_url)

@@ -1,26 +1,28 @@
 """Workers SIGKILLed at random points while events stream in lose nothing and write nothing twice.
 
 Each worker runs as a real process (`aietl worker <name>`) on the isolated stack, and is killed and
-restarted a few times while its topic fills. Afterwards every event has exactly one processed
-marker and its effect is present exactly once: for drift, the whole state of every table equals
-what the same sequence produces applied once without a crash; for features, one offline row per
-value sent, holding that value.
+restarted a few times while its topic fills (`tests/reliability/crash.py`, one harness for all).
+Once its consumer group has committed every event, each event's effect is present exactly once:
+- drift: one processed marker per event, and the whole state of every table equals what the same
+  sequence produces applied once without a crash;
+- features: one processed marker per event, one offline row per value sent, holding that value;
+- predict: one ClickHouse run row per run id, with the values sent (read in a process of its own
+  on the worker's chDB data dir, after the worker has exited);
+- vector_sink: in Milvus (a `milvus-lite server` the worker and the test share), every document
+  holds exactly the chunks of its last version, embedded by the local model; none twice, no orphan.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import random
-import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import structlog
-from aiokafka import AIOKafkaProducer
+import numpy as np
+from pymilvus import MilvusClient
 from sqlalchemy import func, select
 
 from services.drift import service as drift_service
@@ -28,16 +30,34 @@ from services.drift.tables import AuditRecord, Detection, SchemaVersion
 from services.features.domain import FeatureType
 from services.features.registry import FeatureDefinition, register_feature
 from services.features.tables import OfflineValue
+from services.vector_sink import store as vector_store
+from services.vector_sink.config import MilvusOptions, split_secrets
+from services.vector_sink.connectors.milvus import MilvusStore
+from services.vector_sink.domain import make_chunks, scoped_collection
+from services.vector_sink.embeddings import EmbeddingConfig, create_embedder
+from services.vector_sink.tables import DocumentChunks
+from services.vector_sink.worker import to_document
 from shared.db import ProcessedEvent
-from shared.events import Event, FeaturesWritten, FeatureValue, ObservedColumn, SchemaObserved, Topic
-from tests.reliability.conftest import Service, Stack, scale
+from shared.events import (
+    DocumentIngested,
+    FeaturesWritten,
+    FeatureValue,
+    ObservedColumn,
+    PipelineRunMetrics,
+    SchemaObserved,
+    Topic,
+)
+from shared.settings import Settings
+from tests.reliability.conftest import Stack, scale
+from tests.reliability.crash import chdb_query, kill_and_restart_while_streaming, run_seed
 
-log = structlog.get_logger(__name__)
-
-EVENTS = scale(10_000)  # the issue's figure; about 25 s for drift here
+EVENTS = scale(10_000)  # the issue's figure; about 25 s of processing for drift here
 FEATURE_EVENTS = max(100, EVENTS // 8)  # each carries 1-3 values; about 30 s
-KILLS = int(os.environ.get("AIETL_RELIABILITY_KILLS", "3"))
-STREAM_SECONDS = 20.0  # long enough for three restarts (each about 4 s to start and join the group)
+# The predict and vector_sink workers handle one event at a time, each with store round trips
+# (a chDB insert and a history read; SQL, embedding and Milvus upsert + flush + delete), so they
+# get fewer events than drift to stay within about a minute and a half on two loaded cores.
+PREDICT_EVENTS = max(100, EVENTS // 12)  # 833; one run row each (1 in 20 re-sends an earlier run)
+DOCUMENTS = max(40, EVENTS // 50)  # 2.5 events each on average (versions, repeats, deletes)
 TABLES = 40
 SHAPES = (
     [ObservedColumn(name="id", type="int", nullable=False, primary_key=True)],
@@ -52,6 +72,19 @@ SHAPES = (
 def tagged_uuid(tag: str) -> uuid.UUID:
     """A fresh UUID whose first 8 hex digits are the run's tag, so the run's markers are one LIKE away."""
     return uuid.UUID(tag + uuid.uuid4().hex[8:])
+
+
+async def processed(stack: Stack, consumer: str, tag: str) -> int:
+    async with stack.database.sessions() as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(ProcessedEvent)
+            .where(ProcessedEvent.consumer == consumer, ProcessedEvent.event_id.like(f"{tag}%"))
+        )
+    return int(count or 0)
+
+
+# --- drift ---------------------------------------------------------------------------------------
 
 
 def make_events(project: str, tag: str, rng: random.Random) -> list[SchemaObserved]:
@@ -72,91 +105,6 @@ def make_events(project: str, tag: str, rng: random.Random) -> list[SchemaObserv
             )
         )
     return events
-
-
-async def stream(servers: str, topic: str, events: list[Event], seconds: float, published: list[int]) -> None:
-    """Publish the events spread over about `seconds`, keyed, acks=all, in order per table;
-    `published[0]` counts what the broker acknowledged so far."""
-    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        chunk = max(1, len(events) // 40)
-        for start in range(0, len(events), chunk):
-            sends = [
-                await producer.send(topic, e.model_dump_json().encode(), key=e.kafka_key())
-                for e in events[start : start + chunk]
-            ]
-            await asyncio.gather(*sends)
-            published[0] += len(sends)
-            await asyncio.sleep(seconds / 40)
-    finally:
-        await producer.stop()
-
-
-async def processed(stack: Stack, consumer: str, tag: str) -> int:
-    async with stack.database.sessions() as session:
-        count = await session.scalar(
-            select(func.count())
-            .select_from(ProcessedEvent)
-            .where(ProcessedEvent.consumer == consumer, ProcessedEvent.event_id.like(f"{tag}%"))
-        )
-    return int(count or 0)
-
-
-async def wait_for_progress(stack: Stack, consumer: str, tag: str, beyond: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while await processed(stack, consumer, tag) <= beyond:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no progress beyond {beyond} processed events within {timeout}s")
-        await asyncio.sleep(0.05)
-
-
-async def kill_and_restart_while_streaming(
-    stack: Stack, worker: str, consumer: str, topic: str, events: list[Event], tag: str, rng: random.Random
-) -> list[int]:
-    """Run `aietl worker <worker>`, stream `events`, SIGKILL it at random points and restart it;
-    return once every event has its marker. Returns the marker counts seen at each kill."""
-    servers = stack.settings.resolved_kafka_servers
-
-    def start() -> Service:
-        return stack.spawn(f"{worker}-worker", "worker", worker, port_env="AIETL_METRICS_PORT")
-
-    process = start()
-    published = [0]
-    publishing = asyncio.create_task(stream(servers, topic, events, STREAM_SECONDS, published))
-    # Kill points spread over the stream: once a random number of events is published and the
-    # worker has made progress since its last start, plus a random delay.
-    targets = sorted(rng.randrange(len(events) // 20, len(events) * 4 // 5) for _ in range(KILLS))
-    kills: list[int] = []
-    try:
-        for target in targets:
-            while published[0] < target:
-                await asyncio.sleep(0.02)
-            await wait_for_progress(stack, consumer, tag, beyond=kills[-1] if kills else 0, timeout=90)
-            await asyncio.sleep(rng.uniform(0.0, 0.3))
-            process.kill()
-            kills.append(await processed(stack, consumer, tag))
-            log.info("worker killed", worker=worker, processed_at_kill=kills[-1], of=len(events))
-            process = start()
-        await publishing
-        deadline = time.monotonic() + 180
-        while (done := await processed(stack, consumer, tag)) < len(events):
-            assert time.monotonic() < deadline, f"{done}/{len(events)} processed\n{process.output()}"
-            assert process.process.poll() is None, process.output()
-            await asyncio.sleep(0.2)
-        process.stop()  # graceful or not, the at-least-once guarantees hold
-    finally:
-        publishing.cancel()
-        process.kill()
-    assert len(kills) == KILLS and kills[-1] < len(events), f"the kills did not land mid-stream: {kills}"
-    assert await processed(stack, consumer, tag) == len(events)
-    return kills
-
-
-def run_seed() -> int:
-    seed = int(os.environ.get("AIETL_RELIABILITY_SEED", random.randrange(1_000_000)))
-    print(f"\ncrash test seed: {seed} (AIETL_RELIABILITY_SEED replays it)")
-    return seed
 
 
 async def drift_state(stack: Stack, project: str) -> dict[str, dict[str, list[tuple[Any, ...]]]]:
@@ -186,7 +134,8 @@ async def test_drift_worker_survives_sigkill(stack: Stack) -> None:
     rng = random.Random(run_seed())
     project, tag = f"crash-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
     events = make_events(project, tag, rng)
-    await kill_and_restart_while_streaming(stack, "drift", "drift", Topic.SCHEMA_OBSERVED, events, tag, rng)
+    await kill_and_restart_while_streaming(stack, "drift", Topic.SCHEMA_OBSERVED, events, rng)
+    assert await processed(stack, "drift", tag) == len(events)
 
     reference = f"ref-{uuid.uuid4().hex[:8]}"
     async with stack.database.transaction() as session:
@@ -200,6 +149,9 @@ async def test_drift_worker_survives_sigkill(stack: Stack) -> None:
         versions = [version for version, _hash in kinds["versions"]]
         assert versions == list(range(1, len(versions) + 1)), f"gap or duplicate in {table}: {versions}"
     assert crashed == expected
+
+
+# --- features ------------------------------------------------------------------------------------
 
 
 async def test_features_worker_survives_sigkill(stack: Stack) -> None:
@@ -232,9 +184,8 @@ async def test_features_worker_survives_sigkill(stack: Stack) -> None:
             FeaturesWritten(event_id=tagged_uuid(tag), project_id=project, values=values, storage="offline")
         )
 
-    await kill_and_restart_while_streaming(
-        stack, "features", "features", Topic.FEATURES_WRITTEN, events, tag, rng
-    )
+    await kill_and_restart_while_streaming(stack, "features", Topic.FEATURES_WRITTEN, events, rng)
+    assert await processed(stack, "features", tag) == len(events)
 
     async with stack.database.sessions() as session:
         rows = (
@@ -247,3 +198,201 @@ async def test_features_worker_survives_sigkill(stack: Stack) -> None:
     assert len(rows) == len(expected)
     assert {row.feature for row in rows} == {feature}
     assert {(row.entity_id, row.event_us): json.loads(row.value) for row in rows} == expected
+
+
+# --- predict -------------------------------------------------------------------------------------
+
+
+async def test_predict_worker_survives_sigkill(stack: Stack) -> None:
+    """Every run is one row of `predict.runs` in the worker's own chDB, with the values last sent.
+
+    One event in twenty sends an earlier run again (same run id and values, a new event id, as a
+    producer that retries would): still one row. The runs span two days, less than the minimum
+    history, so each event also goes through the alert evaluation (a history read) without
+    training a model."""
+    rng = random.Random(run_seed())
+    project = f"crash-{uuid.uuid4().hex[:8]}"
+    data_dir = stack.settings.data_dir / f"predict-{project}"
+    now = datetime.now(UTC).replace(microsecond=0)
+    events: list[PipelineRunMetrics] = []
+    expected: dict[str, list[Any]] = {}
+    for number in range(PREDICT_EVENTS):
+        if events and rng.random() < 0.05:
+            again = rng.choice(events).model_copy(update={"event_id": uuid.uuid4()})
+            events.append(again)
+            expected[again.run_id] = [*expected[again.run_id][:-1], str(again.event_id)]
+            continue
+        started = now - timedelta(hours=48) + timedelta(seconds=number * 15)
+        status = "failed" if rng.random() < 0.1 else "success"
+        event = PipelineRunMetrics(
+            project_id=project,
+            pipeline_id=f"p{rng.randrange(50)}",
+            run_id=f"run-{number:06d}",
+            status=status,
+            started_at=started,
+            ended_at=started + timedelta(seconds=number % 600),
+            duration_seconds=float(number % 600),
+            rows_read=number,
+            cpu_percent=round(rng.uniform(5, 95), 2),
+        )
+        events.append(event)
+        expected[event.run_id] = [event.pipeline_id, status, float(number % 600), number, str(event.event_id)]
+
+    await kill_and_restart_while_streaming(
+        stack,
+        "predict",
+        Topic.METRICS_INGESTED,
+        events,
+        rng,
+        env={"AIETL_DATA_DIR": str(data_dir), "MIN_HISTORICAL_DAYS": "7"},
+    )
+
+    # Only now that the worker has exited may another process open its chDB data dir.
+    ours = f"FROM predict.runs WHERE project_id = '{project}'"
+    stored, final, _, duplicates, merged = chdb_query(
+        Settings(data_dir=data_dir).resolved_clickhouse_dsn,
+        f"SELECT count() {ours}",
+        "SELECT run_id, pipeline_id, status, duration_seconds, rows_read, event_id "
+        f"FROM predict.runs FINAL WHERE project_id = '{project}'",
+        "OPTIMIZE TABLE predict.runs FINAL",
+        f"SELECT run_id, count() {ours} GROUP BY run_id HAVING count() > 1",
+        f"SELECT count() {ours}",
+    )
+    print(f"predict: {len(events)} events, {len(expected)} runs, {stored[0][0]} rows before OPTIMIZE")
+    # What the service reads (FINAL): exactly one row per run id, all of them, with the values sent.
+    assert len(final) == len(expected)
+    assert {row[0]: row[1:] for row in final} == expected
+    # And physically, once merged: a run stored twice (redelivered or re-sent) collapsed into one row.
+    assert duplicates == []
+    assert merged[0][0] == len(expected)
+
+
+# --- vector_sink ---------------------------------------------------------------------------------
+
+WORDS = (
+    *("pipeline", "schema", "drift", "feature", "vector", "embedding", "kafka", "broker", "partition"),
+    *("offset", "replica", "milvus", "chunk", "document", "ingest", "retry", "crash", "restart"),
+    *("commit", "marker", "idempotent", "store", "cluster"),
+)
+
+
+def document_text(rng: random.Random) -> str:
+    return "\n\n".join(
+        f"## Part {part}\n\n" + " ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 60)))
+        for part in range(rng.randint(2, 4))
+    )
+
+
+def document_events(
+    project: str, connector: str, collection: str, rng: random.Random
+) -> tuple[list[DocumentIngested], dict[str, DocumentIngested | None]]:
+    """Each document's first version, then (interleaved across documents, in order per document)
+    new versions, repeats of the current version and deletions; and each document's last event that
+    leaves content (None when its last event deletes it)."""
+    steps: list[tuple[str, str]] = [(f"doc-{n:05d}", "upsert") for n in range(DOCUMENTS)]
+    for _ in range(DOCUMENTS * 3 // 2):
+        steps.insert(
+            rng.randrange(len(steps) // 3, len(steps) + 1),
+            (f"doc-{rng.randrange(DOCUMENTS):05d}", rng.choice(("upsert", "upsert", "repeat", "delete"))),
+        )
+    events: list[DocumentIngested] = []
+    last: dict[str, DocumentIngested | None] = {}
+    for doc_id, step in steps:
+        previous = last.get(doc_id)
+        if step == "delete" or (step == "repeat" and previous is None):
+            event = DocumentIngested(
+                project_id=project,
+                connector_id=connector,
+                collection=collection,
+                doc_id=doc_id,
+                operation="delete",
+            )
+            last[doc_id] = None
+        else:
+            version = previous if step == "repeat" and previous is not None else None
+            event = DocumentIngested(
+                project_id=project,
+                connector_id=connector,
+                collection=collection,
+                doc_id=doc_id,
+                text=version.text if version else document_text(rng),
+                metadata=version.metadata if version else {"revision": len(events)},
+                source="crash-test",
+            )
+            last[doc_id] = event
+        events.append(event)
+    return events, last
+
+
+async def test_vector_sink_worker_survives_sigkill(stack: Stack, milvus_server: str) -> None:
+    """Every document holds exactly the chunks of its last version (the service's own chunk ids),
+    each once, with the text and the local model's embedding of it; deleted documents hold none,
+    and nothing else is in the collection."""
+    rng = random.Random(run_seed())
+    project, collection = f"crash-{uuid.uuid4().hex[:8]}", "docs"
+    options = MilvusOptions(chunk_size=300, chunk_overlap=40)  # the store comes from MILVUS_HOST/PORT
+    plain, _ = split_secrets(options)
+    async with stack.database.transaction() as session:
+        row = await vector_store.add_connector(session, project, "crash", "milvus", plain, [], None)
+    connector = row.id
+    events, last = document_events(project, connector, collection, rng)
+    host, port = milvus_server.removeprefix("http://").split(":")
+
+    await kill_and_restart_while_streaming(
+        stack,
+        "vector_sink",
+        Topic.DOCUMENTS_INGESTED,
+        events,
+        rng,
+        env={"MILVUS_HOST": host, "MILVUS_PORT": port},
+    )
+
+    policy = options.chunking()
+    expected = {
+        doc_id: {chunk.id: chunk.text for chunk in make_chunks(to_document(event), policy)}
+        for doc_id, event in last.items()
+        if event is not None
+    }
+    everything = {chunk: text for chunks in expected.values() for chunk, text in chunks.items()}
+    owner = {chunk: doc_id for doc_id, chunks in expected.items() for chunk in chunks}
+    assert len(everything) < 16_384, "one query reads the whole collection: page it at this scale"
+    name = scoped_collection(project, collection)
+    milvus = MilvusStore(milvus_server)
+    client = MilvusClient(uri=milvus_server)
+    try:
+        # Per document, what the service's own lookup finds: exactly the last version's chunks.
+        for doc_id in last:
+            assert milvus.document_ids(name, doc_id) == set(expected.get(doc_id, {})), doc_id
+        # The whole collection: each chunk once, with its text; no orphan of an older version.
+        rows = client.query(name, filter='id != ""', output_fields=["id", "doc_id", "text"], limit=16_384)
+        counted = client.query(name, filter="", output_fields=["count(*)"])[0]["count(*)"]
+        sample = rng.sample(sorted(everything), min(64, len(everything)))
+        vectors = {r["id"]: r["embedding"] for r in client.get(name, ids=sample, output_fields=["embedding"])}
+    finally:
+        client.close()
+        milvus.close()
+    ids = Counter(str(r["id"]) for r in rows)
+    assert [chunk for chunk, times in ids.items() if times > 1] == []
+    assert {str(r["id"]): r["text"] for r in rows} == everything
+    assert {str(r["id"]): r["doc_id"] for r in rows} == owner
+    assert counted == len(everything) == len(rows)
+    # Embedded by the default local model: the stored vector is that model's vector of the chunk text.
+    embedder = create_embedder(EmbeddingConfig())
+    wanted = embedder.embed([everything[chunk] for chunk in sample])
+    stored = np.asarray([vectors[chunk] for chunk in sample], dtype=np.float32)
+    np.testing.assert_allclose(stored, wanted, atol=1e-5)
+    # The service's record agrees with the store: nothing pending, deleted documents forgotten.
+    async with stack.database.sessions() as session:
+        records = {
+            r.doc_id: (sorted(r.chunk_ids), r.pending_ids)
+            for r in await session.scalars(
+                select(DocumentChunks).where(
+                    DocumentChunks.project_id == project, DocumentChunks.connector_id == connector
+                )
+            )
+        }
+    assert records == {doc_id: (sorted(chunks), []) for doc_id, chunks in expected.items()}
+    print(
+        f"vector_sink: {len(last)} documents, {len(expected)} live, {len(everything)} chunks, "
+        f"{len(events)} events"
+    )
