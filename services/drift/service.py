@@ -7,8 +7,10 @@ effects it records commit together.
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.drift import store
 from services.drift.domain import (
     STATUS_OF,
+    Column,
     columns_from_stored,
     columns_of,
     complete,
@@ -47,52 +50,100 @@ class TableRef:
     table_name: str
 
 
+@dataclass(slots=True)
+class NewDetection:
+    """A detection this observation recorded, as the plain row it was inserted as (building ORM
+    objects cost the worker more than the database did); it reads like a `Detection`."""
+
+    id: str
+    project_id: str
+    connector_id: str
+    table_name: str
+    observed_event_id: str
+    dialect: str
+    baseline_version: int
+    new_version: int | None
+    before_hash: str
+    after_hash: str
+    observed_columns: list[dict[str, Any]]
+    drifts: list[dict[str, Any]]
+    strategy: str
+    status: str
+    decided_by: str
+    created_at: datetime
+    analysis: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _DETECTION_COLUMNS}
+
+
+_DETECTION_COLUMNS = tuple(column.key for column in Detection.__table__.columns)
+
+
 @dataclass
 class Outcome:
     """What one observation led to. `detection` is None when there was nothing to decide."""
 
     baseline_version: int
-    detection: Detection | None = None
+    detection: Detection | NewDetection | None = None
     is_new: bool = False
     created_baseline: bool = False
     drifts: list[Drift] = field(default_factory=list)
 
-
-def _audit(session: AsyncSession, subject: Any, action: str, actor: str, **values: Any) -> None:
-    session.add(
-        AuditRecord(
-            project_id=subject.project_id,
-            connector_id=subject.connector_id,
-            table_name=subject.table_name,
-            action=action,
-            actor=actor,
-            drifts=values.pop("drifts", []),
-            detail=values.pop("detail", ""),
-            **values,
-        )
-    )
+    def output(self) -> DriftDetected | None:
+        """The `drift.detected` to publish: only a new detection has one (built from the drifts
+        in hand, not re-validated from their stored JSON)."""
+        if self.detection is None or not self.is_new:
+            return None
+        return _event(self.detection, uuid.UUID(self.detection.id), self.drifts)
 
 
-def _add_version(
-    session: AsyncSession,
+def _audit_row(
     subject: Any,
-    version: int,
-    digest: str,
-    columns: list[dict[str, Any]],
-    event_id: str,
-) -> SchemaVersion:
-    row = SchemaVersion(
-        project_id=subject.project_id,
-        connector_id=subject.connector_id,
-        table_name=subject.table_name,
-        version=version,
-        schema_hash=digest,
-        columns=columns,
-        observed_event_id=event_id,
-        created_at=utc_now(),
-    )
-    session.add(row)
-    return row
+    action: str,
+    actor: str,
+    *,
+    detection_id: str | None = None,
+    strategy: str | None = None,
+    before_hash: str | None = None,
+    after_hash: str | None = None,
+    drifts: list[dict[str, Any]] | None = None,
+    detail: str = "",
+) -> dict[str, Any]:
+    """An audit row naming every column, so that rows of one batch go in one executemany."""
+    return {
+        "project_id": subject.project_id,
+        "connector_id": subject.connector_id,
+        "table_name": subject.table_name,
+        "detection_id": detection_id,
+        "action": action,
+        "actor": actor,
+        "strategy": strategy,
+        "before_hash": before_hash,
+        "after_hash": after_hash,
+        "drifts": drifts if drifts is not None else [],
+        "detail": detail,
+        "created_at": utc_now(),
+    }
+
+
+async def _audit(session: AsyncSession, subject: Any, action: str, actor: str, **values: Any) -> None:
+    await store.insert_rows(session, AuditRecord, [_audit_row(subject, action, actor, **values)])
+
+
+def _version_row(
+    subject: Any, version: int, digest: str, columns: list[dict[str, Any]], event_id: str
+) -> dict[str, Any]:
+    return {
+        "project_id": subject.project_id,
+        "connector_id": subject.connector_id,
+        "table_name": subject.table_name,
+        "version": version,
+        "schema_hash": digest,
+        "columns": columns,
+        "observed_event_id": event_id,
+        "created_at": utc_now(),
+    }
 
 
 async def resolve_policy(
@@ -112,29 +163,77 @@ def _policy_for(
     return complete({})
 
 
+@dataclass(slots=True)
+class _Baseline:
+    """A table's current version; its columns are parsed on first use, or handed over already
+    parsed when this batch created the version."""
+
+    version: int
+    schema_hash: str
+    stored: list[dict[str, Any]]
+    parsed: list[Column] | None = None
+
+    def columns(self) -> list[Column]:
+        if self.parsed is None:
+            self.parsed = columns_from_stored(self.stored)
+        return self.parsed
+
+
 @dataclass
 class _TableState:
-    """What deciding about one table needs, loaded once per batch and kept current while it runs."""
+    """What deciding about one table needs, loaded once per batch and kept current while it runs.
+    Policy, block and open detections are loaded only for a table that can change in the batch."""
 
-    latest: SchemaVersion | None
-    policy: dict[Severity, Strategy]
-    blocked: bool
-    open: dict[tuple[int, str], Detection] = field(default_factory=dict)  # (baseline, after hash)
+    latest: _Baseline | None
+    policy: dict[Severity, Strategy] = field(default_factory=dict)
+    blocked: bool = False
+    # undecided detections by (baseline version, observed hash)
+    open: dict[tuple[int, str], Detection | NewDetection] = field(default_factory=dict)
+
+
+@dataclass
+class _Writes:
+    """Every row a batch adds, inserted table by table (in order) once the batch is decided."""
+
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    detections: list[NewDetection] = field(default_factory=list)
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+
+    async def insert(self, session: AsyncSession) -> None:
+        await store.insert_rows(session, SchemaVersion, self.versions)
+        await store.insert_rows(session, Detection, [detection.row() for detection in self.detections])
+        await store.insert_rows(session, Block, self.blocks)
+        await store.insert_rows(session, AuditRecord, self.audit)
 
 
 async def _load_states(
-    session: AsyncSession, events: Sequence[SchemaObserved]
+    session: AsyncSession, events: Sequence[SchemaObserved], digests: Sequence[str]
 ) -> dict[store.TableKey, _TableState]:
-    keys = {(e.project_id, e.connector_id, e.table_name) for e in events}
-    latest = await store.latest_versions(session, keys)
-    blocked = await store.blocked(session, keys)
-    policies = await store.policies_of(session, {project for project, _, _ in keys})
+    """One query for the baselines; three more only if some table can change, i.e. it was observed
+    in a shape other than its baseline's (a batch of repeats, the usual case, needs one)."""
+    shapes: dict[store.TableKey, set[str]] = defaultdict(set)
+    for event, digest in zip(events, digests, strict=True):
+        shapes[(event.project_id, event.connector_id, event.table_name)].add(digest)
+    latest = await store.latest_versions(session, shapes.keys())
     states = {}
-    for key in keys:
-        states[key] = _TableState(latest.get(key), _policy_for(policies, key), key in blocked)
-    for detection in await store.open_detections(session, keys):
-        key = (detection.project_id, detection.connector_id, detection.table_name)
-        states[key].open.setdefault((detection.baseline_version, detection.after_hash), detection)
+    for key, seen in shapes.items():
+        row = latest.get(key)
+        if row is None:
+            states[key] = _TableState(None)
+        else:
+            states[key] = _TableState(_Baseline(row.version, row.schema_hash, row.columns))
+            seen.add(row.schema_hash)
+    changing = [key for key, seen in shapes.items() if len(seen) > 1]
+    if changing:
+        blocked = await store.blocked(session, changing)
+        policies = await store.policies_of(session, {project for project, _, _ in changing})
+        for key in changing:
+            states[key].policy = _policy_for(policies, key)
+            states[key].blocked = key in blocked
+        for detection in await store.open_detections(session, changing):
+            key = (detection.project_id, detection.connector_id, detection.table_name)
+            states[key].open.setdefault((detection.baseline_version, detection.after_hash), detection)
     return states
 
 
@@ -144,46 +243,66 @@ async def observe(session: AsyncSession, event: SchemaObserved, actor: str) -> O
 
 
 async def observe_many(
-    session: AsyncSession, events: Sequence[SchemaObserved], default_actor: str
+    session: AsyncSession,
+    events: Sequence[SchemaObserved],
+    default_actor: str,
+    parsed: Sequence[list[Column]] | None = None,
 ) -> list[Outcome]:
     """Compare observations with their baselines, decide by policy, record everything, in order.
 
-    A handful of queries load the state of every table involved, whatever the number of events; the
-    writes are added to the session for the caller's transaction. Raises `InvalidSchemaError`
-    (naming the field) for a schema that cannot be understood."""
-    states = await _load_states(session, events)
+    A handful of queries load the state of every table involved and one `INSERT` per table writes
+    the rows of all of them, whatever the number of events; the caller's transaction commits them.
+    `parsed` are the events' columns when the caller already parsed them (the worker does, to
+    validate). Raises `InvalidSchemaError` (naming the field) for a schema that cannot be understood."""
+    if parsed is None:
+        parsed = [columns_of(event.columns, event.dialect) for event in events]
+    digests = [schema_hash(columns) for columns in parsed]
+    states = await _load_states(session, events, digests)
+    writes = _Writes()
     outcomes = []
-    for event in events:
+    for event, columns, digest in zip(events, parsed, digests, strict=True):
         state = states[(event.project_id, event.connector_id, event.table_name)]
-        outcomes.append(_observe(session, event, event.observed_by or default_actor, state))
-    await session.flush()
+        actor = event.observed_by or default_actor
+        outcomes.append(_observe(writes, event, columns, digest, actor, state))
+    await writes.insert(session)
     return outcomes
 
 
-def _observe(session: AsyncSession, event: SchemaObserved, actor: str, state: _TableState) -> Outcome:
-    columns = columns_of(event.columns, event.dialect)
-    digest = schema_hash(columns)
-    stored_columns = [column.stored() for column in columns]
+def _observe(
+    writes: _Writes,
+    event: SchemaObserved,
+    columns: list[Column],
+    digest: str,
+    actor: str,
+    state: _TableState,
+) -> Outcome:
     latest = state.latest
+    event_id = str(event.event_id)
     if latest is None:
-        state.latest = _add_version(session, event, 1, digest, stored_columns, str(event.event_id))
-        _audit(session, event, "baseline_created", actor, after_hash=digest, detail="first observation")
+        stored_columns = [column.stored() for column in columns]
+        writes.versions.append(_version_row(event, 1, digest, stored_columns, event_id))
+        state.latest = _Baseline(1, digest, stored_columns, columns)
+        writes.audit.append(
+            _audit_row(event, "baseline_created", actor, after_hash=digest, detail="first observation")
+        )
         return Outcome(baseline_version=1, created_baseline=True)
     if latest.schema_hash == digest:
         return Outcome(baseline_version=latest.version)
     existing = state.open.get((latest.version, digest))
     if existing is not None:
         return Outcome(latest.version, existing, drifts=[Drift.model_validate(d) for d in existing.drifts])
-    drifts = detect(columns_from_stored(latest.columns), columns, event.dialect)
+    drifts = detect(latest.columns(), columns, event.dialect)
     strategy = "fail" if state.blocked else decide(drifts, state.policy)  # blocked stays blocked
-    detection = Detection(
+    stored_columns = [column.stored() for column in columns]
+    detection = NewDetection(
         id=str(uuid.uuid4()),
         project_id=event.project_id,
         connector_id=event.connector_id,
         table_name=event.table_name,
-        observed_event_id=str(event.event_id),
+        observed_event_id=event_id,
         dialect=event.dialect,
         baseline_version=latest.version,
+        new_version=None,
         before_hash=latest.schema_hash,
         after_hash=digest,
         observed_columns=stored_columns,
@@ -193,35 +312,36 @@ def _observe(session: AsyncSession, event: SchemaObserved, actor: str, state: _T
         decided_by="policy",
         created_at=utc_now(),
     )
-    session.add(detection)
+    writes.detections.append(detection)
     if strategy == "auto_adapt":
         detection.new_version = latest.version + 1
-        state.latest = _add_version(
-            session, event, latest.version + 1, digest, stored_columns, str(event.event_id)
-        )
+        writes.versions.append(_version_row(event, latest.version + 1, digest, stored_columns, event_id))
+        state.latest = _Baseline(latest.version + 1, digest, stored_columns, columns)
     else:
         state.open[(latest.version, digest)] = detection
     if strategy == "fail" and not state.blocked:
-        session.add(
-            Block(
-                project_id=event.project_id,
-                connector_id=event.connector_id,
-                table_name=event.table_name,
-                detection_id=detection.id,
-            )
+        writes.blocks.append(
+            {
+                "project_id": event.project_id,
+                "connector_id": event.connector_id,
+                "table_name": event.table_name,
+                "detection_id": detection.id,
+                "blocked_at": utc_now(),
+            }
         )
         state.blocked = True
-    _audit(
-        session,
-        event,
-        "detected",
-        actor,
-        detection_id=detection.id,
-        strategy=strategy,
-        before_hash=latest.schema_hash,
-        after_hash=digest,
-        drifts=detection.drifts,
-        detail=f"policy decided {strategy}: {len(drifts)} drift(s), status {detection.status}",
+    writes.audit.append(
+        _audit_row(
+            event,
+            "detected",
+            actor,
+            detection_id=detection.id,
+            strategy=strategy,
+            before_hash=latest.schema_hash,
+            after_hash=digest,
+            drifts=detection.drifts,
+            detail=f"policy decided {strategy}: {len(drifts)} drift(s), status {detection.status}",
+        )
     )
     return Outcome(latest.version, detection, is_new=True, drifts=drifts)
 
@@ -236,13 +356,19 @@ def record_metrics(outcome: Outcome) -> None:
         ).inc()
 
 
-def to_event(detection: Detection, accepted: Sequence[Drift] | None = None) -> DriftDetected:
+def to_event(detection: Detection | NewDetection, accepted: Sequence[Drift] | None = None) -> DriftDetected:
     """The `drift.detected` event of a detection; its id is the detection's, so re-sends dedupe.
 
     A person's later acceptance is a new fact with its own id, carrying the accepted drifts."""
     event_id = uuid.UUID(detection.id)
-    if accepted is not None:
-        event_id = uuid.uuid5(event_id, f"adapted:{detection.new_version}")
+    if accepted is None:
+        return _event(detection, event_id, [Drift.model_validate(d) for d in detection.drifts])
+    return _event(detection, uuid.uuid5(event_id, f"adapted:{detection.new_version}"), accepted)
+
+
+def _event(
+    detection: Detection | NewDetection, event_id: uuid.UUID, drifts: Sequence[Drift]
+) -> DriftDetected:
     return DriftDetected(
         event_id=event_id,
         project_id=detection.project_id,
@@ -253,9 +379,7 @@ def to_event(detection: Detection, accepted: Sequence[Drift] | None = None) -> D
         new_version=detection.new_version,
         before_hash=detection.before_hash,
         after_hash=detection.after_hash,
-        drifts=list(accepted)
-        if accepted is not None
-        else [Drift.model_validate(d) for d in detection.drifts],
+        drifts=list(drifts),
         strategy=detection.strategy,  # type: ignore[arg-type]
         status=detection.status,  # type: ignore[arg-type]
     )
@@ -294,14 +418,18 @@ async def adapt(
         columns = apply_drifts(latest.columns, detection.observed_columns, chosen)
         after_hash = schema_hash(columns_from_stored(columns))
         detection.new_version = latest.version + 1
-        _add_version(session, detection, latest.version + 1, after_hash, columns, detection.observed_event_id)
+        await store.insert_rows(
+            session,
+            SchemaVersion,
+            [_version_row(detection, latest.version + 1, after_hash, columns, detection.observed_event_id)],
+        )
         await store.clear_block(session, project_id, detection.connector_id, detection.table_name)
     elif strategy == "fail":
         await store.set_block(session, project_id, detection.connector_id, detection.table_name, detection.id)
     detection.strategy = strategy
     detection.status = STATUS_OF[strategy]
     detection.decided_by = actor
-    _audit(
+    await _audit(
         session,
         detection,
         "adapted" if strategy == "auto_adapt" else f"decided_{strategy}",
@@ -323,7 +451,7 @@ async def unblock(
     """Let a blocked source flow again without accepting its change (the baseline stays)."""
     if not await store.clear_block(session, project_id, connector_id, table_name):
         raise NotFoundError(f"{connector_id}/{table_name} is not blocked")
-    _audit(
+    await _audit(
         session,
         TableRef(project_id, connector_id, table_name),
         "unblocked",
@@ -342,5 +470,7 @@ async def set_policy(
 ) -> dict[Severity, Strategy]:
     full = complete(strategies)
     await store.upsert_policy(session, project_id, connector_id, table_name, dict(full), actor)
-    _audit(session, TableRef(project_id, connector_id, table_name), "policy_set", actor, detail=str(full))
+    await _audit(
+        session, TableRef(project_id, connector_id, table_name), "policy_set", actor, detail=str(full)
+    )
     return full

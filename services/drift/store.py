@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import Row, bindparam, delete, func, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.drift.tables import AuditRecord, Block, Detection, Policy, SchemaVersion
 
 OPEN_STATUSES = ("pending", "alerted", "blocked")
+# Rendered as literals: the partial index `ix_drift_detections_open` applies only when the planner
+# sees these very values.
+_OPEN = bindparam("open_statuses", OPEN_STATUSES, expanding=True, literal_execute=True)
 TableKey = tuple[str, str, str]  # project, connector, table
 
 
@@ -75,8 +78,9 @@ def _keyed(model: Any, keys: Collection[TableKey]) -> Any:
     return tuple_(model.project_id, model.connector_id, model.table_name).in_(list(keys))
 
 
-async def latest_versions(session: AsyncSession, keys: Collection[TableKey]) -> dict[TableKey, SchemaVersion]:
-    """The current baseline of each table (one query for any number of tables)."""
+async def latest_versions(session: AsyncSession, keys: Collection[TableKey]) -> dict[TableKey, Row[Any]]:
+    """The current baseline of each table (one query for any number of tables), as plain rows:
+    the worker only reads them, and ORM objects cost more to build than the query takes."""
     latest = (
         select(
             SchemaVersion.project_id,
@@ -88,8 +92,15 @@ async def latest_versions(session: AsyncSession, keys: Collection[TableKey]) -> 
         .group_by(SchemaVersion.project_id, SchemaVersion.connector_id, SchemaVersion.table_name)
         .subquery()
     )
-    rows = await session.scalars(
-        select(SchemaVersion).join(
+    rows = await session.execute(
+        select(
+            SchemaVersion.project_id,
+            SchemaVersion.connector_id,
+            SchemaVersion.table_name,
+            SchemaVersion.version,
+            SchemaVersion.schema_hash,
+            SchemaVersion.columns,
+        ).join(
             latest,
             (SchemaVersion.project_id == latest.c.project_id)
             & (SchemaVersion.connector_id == latest.c.connector_id)
@@ -100,11 +111,18 @@ async def latest_versions(session: AsyncSession, keys: Collection[TableKey]) -> 
     return {(r.project_id, r.connector_id, r.table_name): r for r in rows}
 
 
+async def insert_rows(session: AsyncSession, model: Any, rows: list[dict[str, Any]]) -> None:
+    """One executemany `INSERT` for many rows (every row names the same columns): the ORM unit of
+    work costs more per row than the database does."""
+    if rows:
+        await session.execute(insert(model.__table__), rows)
+
+
 async def open_detections(session: AsyncSession, keys: Collection[TableKey]) -> list[Detection]:
     """Undecided detections of these tables, newest first."""
     rows = await session.scalars(
         select(Detection)
-        .where(_keyed(Detection, keys), Detection.status.in_(OPEN_STATUSES))
+        .where(_keyed(Detection, keys), Detection.status.in_(_OPEN))
         .order_by(Detection.created_at.desc())
     )
     return list(rows)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base
 from shared.events.base import utc_now
+
+OPEN_PREDICATE = "status IN ('pending', 'alerted', 'blocked')"
 
 
 class SchemaVersion(Base):
@@ -46,7 +48,18 @@ class Detection(Base):
     """One observed change of a table and what was decided about it."""
 
     __tablename__ = "drift_detections"
-    __table_args__ = (Index("ix_drift_detections_table", "project_id", "connector_id", "table_name"),)
+    __table_args__ = (
+        Index("ix_drift_detections_table", "project_id", "connector_id", "table_name"),
+        # the undecided ones, which every batch of observations looks up (migration drift_0003)
+        Index(
+            "ix_drift_detections_open",
+            "project_id",
+            "connector_id",
+            "table_name",
+            postgresql_where=text(OPEN_PREDICATE),
+            sqlite_where=text(OPEN_PREDICATE),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     project_id: Mapped[str] = mapped_column(String(64))

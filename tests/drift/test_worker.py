@@ -8,9 +8,9 @@ import uuid
 
 from sqlalchemy import func, select
 
-from services.drift import store
+from services.drift import service, store
 from services.drift import worker as drift_worker
-from services.drift.tables import Detection
+from services.drift.tables import AuditRecord, Detection, SchemaVersion
 from services.runtime import Runtime
 from shared.bus import publish_event
 from shared.events import SchemaObserved, Topic
@@ -106,3 +106,85 @@ async def test_a_batch_is_processed_in_order_and_once(runtime: Runtime) -> None:
     replayed = await drift_worker.process_batch(runtime, events)
     assert [o.event_id for o in replayed] == [o.event_id for o in outputs]
     assert await _versions(runtime, table) == [1, 2, 3]
+
+
+async def _table_state(runtime: Runtime, connector: str, table: str) -> dict[str, list[tuple]]:
+    """A table's versions, detections, audit trail and block, without ids and times."""
+    key = (
+        SchemaVersion.project_id == "default",
+        SchemaVersion.connector_id == connector,
+        SchemaVersion.table_name == table,
+    )
+    async with runtime.database.sessions() as session:
+        versions = await session.execute(
+            select(SchemaVersion.version, SchemaVersion.schema_hash)
+            .where(*key)
+            .order_by(SchemaVersion.version)
+        )
+        detections = await session.execute(
+            select(
+                Detection.baseline_version,
+                Detection.new_version,
+                Detection.before_hash,
+                Detection.after_hash,
+                Detection.strategy,
+                Detection.status,
+            )
+            .where(Detection.connector_id == connector, Detection.table_name == table)
+            .order_by(Detection.created_at)
+        )
+        audit = await session.execute(
+            select(AuditRecord.action, AuditRecord.strategy, AuditRecord.before_hash, AuditRecord.after_hash)
+            .where(AuditRecord.connector_id == connector, AuditRecord.table_name == table)
+            .order_by(AuditRecord.id)
+        )
+        blocked = await store.block(session, "default", connector, table)
+    return {
+        "versions": list(versions.tuples()),
+        "detections": list(detections.tuples()),
+        "audit": list(audit.tuples()),
+        "blocked": [(blocked is not None,)],
+    }
+
+
+def _sequence(connector: str, table: str) -> list[SchemaObserved]:
+    """First sight and a change in one batch, the same change twice, a revert, a critical drop (fail),
+    then another change of the now blocked table."""
+    base = [
+        {"name": "id", "type": "bigint", "nullable": False, "primary_key": True},
+        {"name": "qty", "type": "int"},
+    ]
+    shapes = [
+        base,
+        [*base, {"name": "note", "type": "text", "nullable": False}],  # medium: suggest
+        [*base, {"name": "note", "type": "text", "nullable": False}],
+        base,
+        [base[1]],  # the key column removed: critical, fail
+        [*base, {"name": "extra", "type": "text"}],  # low, but the table is blocked
+    ]
+    return [
+        SchemaObserved(project_id="default", connector_id=connector, table_name=table, columns=columns)
+        for columns in shapes
+    ]
+
+
+async def test_a_batch_has_the_effect_of_its_events_one_by_one(runtime: Runtime) -> None:
+    """Baselines, detections, reuse of an open detection, policy, blocking and the audit trail come out
+    the same whether the observations arrive in one batch or one per transaction."""
+    table = f"seq_{uuid.uuid4().hex[:8]}"
+    async with runtime.database.transaction() as session:
+        await service.set_policy(session, "default", "batched", table, {"medium": "suggest"}, "test")
+        await service.set_policy(session, "default", "single", table, {"medium": "suggest"}, "test")
+    batched = await drift_worker.process_batch(runtime, _sequence("batched", table))
+    single = [await drift_worker.process_one(runtime, event) for event in _sequence("single", table)]
+
+    def described(outputs) -> list[tuple]:
+        return [(o.baseline_version, o.new_version, o.strategy, o.status) for o in outputs if o]
+
+    assert described(batched) == described(single)
+    blocked = (1, None, "fail", "blocked")
+    assert described(batched) == [(1, None, "suggest", "pending"), blocked, blocked]
+    state = await _table_state(runtime, "batched", table)
+    assert state == await _table_state(runtime, "single", table)
+    assert [action for action, *_ in state["audit"]] == ["policy_set", "baseline_created"] + ["detected"] * 3
+    assert state["blocked"] == [(True,)] and len(state["versions"]) == 1
