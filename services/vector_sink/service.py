@@ -221,10 +221,14 @@ class VectorSinkService:
             lambda c: len(c.text) + 4 * spec.dimension,
         ):
             frame = _frame(batch, vectors)
-            await self._run(connector.store.write_data, data=frame, table_name=spec.name, mode="upsert")
+            await self._run(
+                connector.store.write_data, data=frame, table_name=spec.name, mode="upsert", flush=False
+            )
         stale = sorted({chunk_id for plan in plans for chunk_id in plan.to_delete})
         for start in range(0, len(stale), DELETE_BATCH):
             await self._run(connector.store.delete, spec.name, ids=stale[start : start + DELETE_BATCH])
+        if to_write or stale:
+            await self._run(connector.store.flush, spec.name)  # once per run, not per batch
         async with database.transaction() as session:
             await store.commit_plans(session, *key, plans)
         report.written_chunks = len(to_write)

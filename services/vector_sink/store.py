@@ -100,55 +100,80 @@ async def document_records(
     }
 
 
-async def _row(
-    session: AsyncSession, project_id: str, connector_id: str, collection: str, doc_id: str
-) -> DocumentChunks | None:
-    return await session.get(DocumentChunks, (project_id, connector_id, collection, doc_id))
+RECORD_KEY = ("project_id", "connector_id", "collection", "doc_id")
+
+
+def _insert(session: AsyncSession) -> Any:
+    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+
+
+async def _upsert_records(session: AsyncSession, values: list[dict[str, Any]], columns: list[str]) -> None:
+    """One bulk INSERT .. ON CONFLICT DO UPDATE of `columns` (a round trip per document was the
+    slowest part of bookkeeping)."""
+    statement = _insert(session)(DocumentChunks)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(RECORD_KEY), set_={name: statement.excluded[name] for name in columns}
+    )
+    await session.execute(statement, values)
 
 
 async def mark_pending(
     session: AsyncSession, project_id: str, connector_id: str, collection: str, plans: list[DocumentPlan]
 ) -> None:
     """Before writing: remember the ids about to be written, so a crash cannot leave orphans."""
-    for plan in plans:
-        row = await _row(session, project_id, connector_id, collection, plan.doc_id)
-        pending = sorted({c.id for c in plan.to_write})
-        if row is None:
-            session.add(
-                DocumentChunks(
-                    project_id=project_id,
-                    connector_id=connector_id,
-                    collection=collection,
-                    doc_id=plan.doc_id,
-                    fingerprint="",
-                    chunk_ids=[],
-                    pending_ids=pending,
-                )
-            )
-        else:
-            row.pending_ids = sorted(set(row.pending_ids) | set(pending))
-            row.updated_at = utc_now()
+    if not plans:
+        return
+    rows = await session.execute(
+        select(DocumentChunks.doc_id, DocumentChunks.pending_ids).where(
+            *_key(project_id, connector_id, collection), DocumentChunks.doc_id.in_([p.doc_id for p in plans])
+        )
+    )
+    earlier = {doc_id: set(pending) for doc_id, pending in rows}
+    now = utc_now()
+    values = [
+        {
+            "project_id": project_id,
+            "connector_id": connector_id,
+            "collection": collection,
+            "doc_id": plan.doc_id,
+            "fingerprint": "",  # a new record; an existing one keeps its fingerprint and chunk ids
+            "chunk_ids": [],
+            "pending_ids": sorted(earlier.get(plan.doc_id, set()) | {c.id for c in plan.to_write}),
+            "updated_at": now,
+        }
+        for plan in plans
+    ]
+    await _upsert_records(session, values, ["pending_ids", "updated_at"])
 
 
 async def commit_plans(
     session: AsyncSession, project_id: str, connector_id: str, collection: str, plans: list[DocumentPlan]
 ) -> None:
     """After writing and deleting: the record says exactly what the store holds."""
-    for plan in plans:
-        row = await _row(session, project_id, connector_id, collection, plan.doc_id)
-        if not plan.chunks:
-            if row is not None:
-                await session.delete(row)
-            continue
-        if row is None:
-            row = DocumentChunks(
-                project_id=project_id, connector_id=connector_id, collection=collection, doc_id=plan.doc_id
+    gone = [plan.doc_id for plan in plans if not plan.chunks]
+    if gone:
+        await session.execute(
+            delete(DocumentChunks).where(
+                *_key(project_id, connector_id, collection), DocumentChunks.doc_id.in_(gone)
             )
-            session.add(row)
-        row.fingerprint = plan.fingerprint
-        row.chunk_ids = sorted(plan.chunk_ids)
-        row.pending_ids = []
-        row.updated_at = utc_now()
+        )
+    now = utc_now()
+    values = [
+        {
+            "project_id": project_id,
+            "connector_id": connector_id,
+            "collection": collection,
+            "doc_id": plan.doc_id,
+            "fingerprint": plan.fingerprint,
+            "chunk_ids": sorted(plan.chunk_ids),
+            "pending_ids": [],
+            "updated_at": now,
+        }
+        for plan in plans
+        if plan.chunks
+    ]
+    if values:
+        await _upsert_records(session, values, ["fingerprint", "chunk_ids", "pending_ids", "updated_at"])
 
 
 # --- embedding cache ---
@@ -172,12 +197,10 @@ async def cached_embeddings(session: AsyncSession, model: str, hashes: list[str]
 async def cache_embeddings(session: AsyncSession, model: str, vectors: dict[str, np.ndarray]) -> None:
     if not vectors:
         return
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
     now = utc_now()
     values = [
         {"model": model, "content_hash": h, "vector": np.asarray(v, dtype="<f4").tobytes(), "created_at": now}
         for h, v in vectors.items()
     ]
-    for start in range(0, len(values), CACHE_LOOKUP_CHUNK):
-        statement = insert(CachedEmbedding).values(values[start : start + CACHE_LOOKUP_CHUNK])
-        await session.execute(statement.on_conflict_do_nothing())
+    # executemany: SQLAlchemy sends it as batched multi-row INSERTs, without compiling one per chunk
+    await session.execute(_insert(session)(CachedEmbedding).on_conflict_do_nothing(), values)

@@ -166,6 +166,26 @@ def test_delete_by_ids_and_by_filter(milvus: MilvusStore, collection: str) -> No
         milvus.delete(collection)
 
 
+def test_unflushed_writes_and_deletes_are_seen_at_once(milvus: MilvusStore) -> None:
+    """The service flushes once per run: until then, searches must still see every batch."""
+    name = "t_unflushed"
+    milvus.ensure_collection(CollectionSpec(name, 256, "cosine", {"year": "int"}))
+    for start in range(0, len(TEXTS), 2):
+        milvus.write_data(data=_frame().iloc[start : start + 2], table_name=name, flush=False)
+    assert milvus.stats(name).count == len(TEXTS)
+    assert milvus.query(name, text="sourdough bread", top_k=1)[0].id == "c2"
+    milvus.delete(name, ids=["c2"])
+    assert "c2" not in {h.id for h in milvus.query(name, text="sourdough bread", top_k=3)}
+    milvus.flush(name)
+    assert milvus.document_ids(name, "food") == set() and milvus.stats(name).count == len(TEXTS) - 1
+
+
+def test_milvus_lite_indexes_vectors_flat(milvus: MilvusStore, shared: str) -> None:
+    """AUTOINDEX is HNSW in Milvus Lite: rebuilt per segment and slower for filtered searches."""
+    (index,) = milvus.client.list_indexes(shared, field_name="embedding")
+    assert milvus.client.describe_index(shared, index)["index_type"] == "FLAT"
+
+
 def test_ping_and_drop(milvus: MilvusStore, tmp_path: Path) -> None:
     milvus.ping()
     milvus.ensure_collection(CollectionSpec("to_drop", 4))

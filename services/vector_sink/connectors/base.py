@@ -87,8 +87,13 @@ class VectorStore(ABC):
     def stats(self, name: str) -> CollectionStats: ...
 
     # --- writes ---
-    def write_data(self, data: pd.DataFrame, table_name: str, mode: WriteMode = "upsert") -> int:
-        """Write rows: `append` inserts, `upsert` replaces same ids, `overwrite` empties the collection."""
+    def write_data(
+        self, data: pd.DataFrame, table_name: str, mode: WriteMode = "upsert", *, flush: bool = True
+    ) -> int:
+        """Write rows: `append` inserts, `upsert` replaces same ids, `overwrite` empties the collection.
+
+        `flush=False` leaves `flush` to the caller, so a run of many batches flushes once.
+        """
         if mode not in WRITE_MODES:
             raise ValueError(f"mode must be one of {WRITE_MODES}, got {mode!r}")
         records = self._records(data, table_name)
@@ -99,7 +104,14 @@ class VectorStore(ABC):
                 self.ensure_collection(spec)
             if records:
                 self._write(table_name, records, upsert=mode == "upsert")
+            if flush:
+                self.flush(table_name)
         return len(records)
+
+    def flush(self, collection: str) -> None:
+        """Bring earlier writes and deletes into the store's search-ready form (Milvus: sealed
+        segments); they are durable and searchable before it. Stores that need nothing skip it."""
+        return None
 
     def _records(self, data: pd.DataFrame, table_name: str) -> list[VectorRecord]:
         if "text" not in data.columns and "embedding" not in data.columns:

@@ -1,8 +1,12 @@
 """Milvus via pymilvus: Milvus Lite (a local file, the embedded default) or a Milvus server.
 
-Learned by measuring: flush after bulk writes and load a collection after opening it, or search is
-slow or refused. Milvus Lite allows one process per data file. Every collection gets a BM25 function
-over its text, so dense + keyword hybrid search works (also in Milvus Lite).
+Learned by measuring Milvus Lite 3 (a pure-Python engine serving gRPC from a thread of this
+process): flush once after a run of writes, not after every batch (each flush makes a segment to
+compact and index; unflushed rows are durable in its WAL and searchable, but searched slowly); load
+a collection after opening it, or search is refused; index vectors FLAT there (AUTOINDEX is HNSW,
+rebuilt in the background per segment, and slower for filtered searches). Milvus Lite allows one
+process per data file. Every collection gets a BM25 function over its text, so dense + keyword
+hybrid search works (also in Milvus Lite).
 """
 
 from __future__ import annotations
@@ -149,7 +153,9 @@ class MilvusStore(VectorStore):
 
     def _index_params(self, spec: CollectionSpec) -> Any:
         params = MilvusClient.prepare_index_params()
-        params.add_index("embedding", index_type="AUTOINDEX", metric_type=METRICS[spec.metric])
+        lite = self.client.get_server_version().startswith("milvus_lite")
+        index_type = "FLAT" if lite else "AUTOINDEX"
+        params.add_index("embedding", index_type=index_type, metric_type=METRICS[spec.metric])
         params.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         return params
 
@@ -199,7 +205,10 @@ class MilvusStore(VectorStore):
             self.client.upsert(collection, rows)
         else:
             self.client.insert(collection, rows)
-        self.client.flush(collection)
+
+    def flush(self, collection: str) -> None:
+        with self._lock:
+            self.client.flush(collection)
 
     def delete(
         self, collection: str, ids: list[str] | None = None, filter: dict[str, Any] | None = None
@@ -212,7 +221,6 @@ class MilvusStore(VectorStore):
                     self.client.delete(collection, ids=ids)
             else:
                 self.client.delete(collection, filter=milvus_expr(parse_filter(filter)))
-            self.client.flush(collection)
 
     def _search(
         self,
