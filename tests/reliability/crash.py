@@ -59,14 +59,21 @@ async def stream(
     events: Sequence[Event],
     seconds: float,
     ends: dict[int, int],
+    consumed: Callable[[], Awaitable[int]],
 ) -> None:
     """Publish the events spread over about `seconds`, keyed (in order per key), acks=all; `ends`
-    gets, per partition, the offset just past the last event the broker acknowledged there."""
+    gets, per partition, the offset just past the last event the broker acknowledged there.
+
+    The stream stays at most a tenth of the events ahead of `consumed()`: a fast worker cannot
+    finish the stream while a slow restart is under way, so every kill lands mid-stream."""
     producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=5)
     await producer.start()
     try:
         size = max(1, len(events) // SLICES)
+        window = max(size, len(events) // 10)
         for start in range(0, len(events), size):
+            while start - await consumed() > window:
+                await asyncio.sleep(0.05)
             sends = [
                 await producer.send(topic, e.model_dump_json().encode(), key=e.kafka_key())
                 for e in events[start : start + size]
@@ -165,7 +172,7 @@ async def kill_and_restart_while_streaming(
     async with GroupOffsets(servers, worker, topic, stack.settings.kafka_partitions) as offsets:
         process = start()
         ends: dict[int, int] = {}
-        publishing = asyncio.create_task(stream(servers, topic, events, seconds, ends))
+        publishing = asyncio.create_task(stream(servers, topic, events, seconds, ends, offsets.progress))
         # Kill points spread over the processing: once the group has committed a random number of
         # the events (and more than at the last kill), plus a random delay, so that a kill lands
         # anywhere: mid-handler, between a store write and the offset commit, while fetching.
