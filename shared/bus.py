@@ -12,14 +12,15 @@ import base64
 import json
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Generic, TypeVar
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker, KafkaRouter
+from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
 from shared import metrics
@@ -27,6 +28,7 @@ from shared.events import CONTRACTS, DeadLetter, Event, Topic
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
+Parsed = TypeVar("Parsed")
 
 TOPIC_CREATE_ERRORS_OK = {0, 36}  # no error, topic already exists
 UNKNOWN_PROJECT = "unknown"
@@ -227,6 +229,105 @@ class PayloadTooLarge(ValueError):
 
 class PermanentError(Exception):
     """Raised by a handler for input it can never process (retrying cannot help): dead-letter now."""
+
+
+class BatchConsumer(Generic[Parsed]):
+    """Consume a topic in batches: per-record validation and dead letters, one call for the batch.
+
+    A batch bypasses the per-message middleware, so this does its job for batches: a record that
+    `parse` refuses goes to the dead-letter topic at once and the rest of the batch goes on; if the
+    batch call fails, each record is retried on its own (`one`, with backoff) and dead-lettered when
+    it keeps failing. Offsets are committed after `handle` returns (at-least-once), so `batch` and
+    `one` must have exactly-once effect (markers or idempotent writes). Both return the events to
+    publish, which go out in order once the batch is done.
+    """
+
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        settings: Settings,
+        group_id: str,
+        topic: str,
+        *,
+        parse: Callable[[bytes], Parsed],
+        batch: Callable[[Sequence[Parsed]], Awaitable[Sequence[Event]]],
+        one: Callable[[Parsed], Awaitable[Sequence[Event]]],
+    ) -> None:
+        self.broker, self.settings, self.group_id, self.topic = broker, settings, group_id, topic
+        self.parse, self.batch, self.one = parse, batch, one
+        self.labels = {"topic": topic, "group": group_id}
+
+    def subscribe(self, *, max_records: int, wait_ms: int) -> None:
+        """Register on the broker itself (a router's middleware would wrap batches whole)."""
+
+        async def on_batch(values: list[bytes], message: KafkaMessage) -> None:
+            await self.handle(message.raw_message)
+
+        self.broker.subscriber(
+            self.topic,
+            group_id=self.group_id,
+            batch=True,
+            max_records=max_records,
+            batch_timeout_ms=wait_ms,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self.settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=self.settings.kafka_heartbeat_interval_ms,
+            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+            decoder=_raw_bodies,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            title=f"{self.topic}:{self.group_id}",
+        )(on_batch)
+
+    async def handle(self, records: Sequence[Any]) -> None:
+        started = time.perf_counter()
+        metrics.EVENTS_CONSUMED.labels(**self.labels).inc(len(records))
+        valid: list[tuple[Any, Parsed]] = []
+        for record in records:
+            body = record.value or b""
+            try:
+                if len(body) > self.settings.kafka_max_message_bytes:
+                    raise PayloadTooLarge(
+                        f"payload of {len(body)} bytes exceeds {self.settings.kafka_max_message_bytes}"
+                    )
+                valid.append((record, self.parse(body)))
+            except Exception as error:  # parsing is pure: what fails it will always fail it
+                await self._dead_letter(record, error, attempts=1)
+        try:
+            outputs = list(await self.batch([item for _, item in valid])) if valid else []
+        except Exception as error:
+            log.warning(
+                "batch failed, handling its events one by one", size=len(valid), error=describe_error(error)
+            )
+            outputs = await self._one_by_one(valid)
+        await publish_events(self.broker, outputs)
+        metrics.HANDLER_SECONDS.labels(**self.labels).observe(time.perf_counter() - started)
+
+    async def _one_by_one(self, valid: Sequence[tuple[Any, Parsed]]) -> list[Event]:
+        outputs: list[Event] = []
+        attempts = self.settings.handler_max_attempts
+        for record, item in valid:
+            for attempt in range(1, attempts + 1):
+                try:
+                    outputs.extend(await self.one(item))
+                except Exception as error:
+                    if attempt == attempts:
+                        await self._dead_letter(record, error, attempts=attempt)
+                        break
+                    await asyncio.sleep(self.settings.handler_retry_backoff_seconds * 2 ** (attempt - 1))
+                else:
+                    break
+        return outputs
+
+    async def _dead_letter(self, record: Any, error: BaseException, *, attempts: int) -> None:
+        metrics.EVENTS_FAILED.labels(**self.labels).inc()
+        await dead_letter(
+            self.broker, self.settings, record, error, attempts=attempts, group_id=self.group_id
+        )
+
+
+async def _raw_bodies(message: Any) -> Any:
+    """Keep the bodies as bytes: each record is validated (and dead-lettered) on its own."""
+    return message.body
 
 
 class ServiceRouter(KafkaRouter):

@@ -1,11 +1,9 @@
 """Drift worker: `schema.observed` in, `drift.detected` out, exactly once per observation.
 
-It consumes in batches: one transaction records a whole batch (baselines, detections, audit and
-the exactly-once markers, one executemany `INSERT` per table), and the outputs are then published
-in order with their acknowledgements awaited together. Per-event transactions would cap the
-worker at the round-trip rate of the database and the broker.
-Because a batch bypasses the bus's per-message middleware, this module does what it does for
-single messages: validation, dead letters with the reason, retries, metrics.
+It consumes in batches (`shared.bus.BatchConsumer`): one transaction records a whole batch
+(baselines, detections, audit and the exactly-once markers, one executemany `INSERT` per table),
+and the outputs are then published in order with their acknowledgements awaited together.
+Per-event transactions would cap the worker at the round-trip rate of the database and the broker.
 
 - Each record is validated first: a malformed event or a schema that cannot be understood goes
   to `schema.observed.dlq` at once, the rest of the batch goes on.
@@ -19,23 +17,15 @@ single messages: validation, dead letters with the reason, retries, metrics.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Sequence
-from typing import Any
 
-import structlog
-from faststream import AckPolicy
-from faststream.kafka.annotations import KafkaMessage
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.drift import service, store
-from services.drift.domain import Column, InvalidSchemaError, columns_of
+from services.drift.domain import Column, columns_of
 from services.runtime import Runtime
-from shared import metrics
-from shared.bus import PayloadTooLarge, ServiceRouter, dead_letter, describe_error, publish_events
+from shared.bus import BatchConsumer, ServiceRouter
 from shared.db import ProcessedEvent, process_once
 from shared.events import DriftDetected, SchemaObserved, Topic
 from shared.events.base import utc_now
@@ -44,7 +34,6 @@ GROUP = "drift"
 ACTOR = "worker:drift"
 MAX_BATCH = 500
 BATCH_WAIT_MS = 10  # take what has arrived: a busy topic fills batches anyway, a quiet one is not delayed
-log = structlog.get_logger(__name__)
 
 
 async def process_batch(
@@ -102,99 +91,23 @@ async def process_one(runtime: Runtime, event: SchemaObserved) -> DriftDetected 
     return output
 
 
-class DriftConsumer:
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.settings = runtime.settings
-        self.labels = {"topic": Topic.SCHEMA_OBSERVED, "group": GROUP}
-
-    def parse(self, record: Any) -> tuple[SchemaObserved, list[Column]]:
-        """The event and its parsed columns; raises for input that can never be processed."""
-        body = record.value or b""
-        if len(body) > self.settings.kafka_max_message_bytes:
-            raise PayloadTooLarge(
-                f"payload of {len(body)} bytes exceeds {self.settings.kafka_max_message_bytes}"
-            )
-        event = SchemaObserved.model_validate_json(body)
-        return event, columns_of(event.columns, event.dialect)  # InvalidSchemaError names the field
-
-    async def dead_letter(self, record: Any, error: Exception, attempts: int = 1) -> None:
-        metrics.EVENTS_FAILED.labels(**self.labels).inc()
-        await dead_letter(
-            self.runtime.broker, self.settings, record, error, attempts=attempts, group_id=GROUP
-        )
-
-    async def handle(self, records: Sequence[Any]) -> None:
-        started = time.perf_counter()
-        metrics.EVENTS_CONSUMED.labels(**self.labels).inc(len(records))
-        valid: list[tuple[Any, SchemaObserved]] = []
-        parsed: list[list[Column]] = []
-        for record in records:
-            try:
-                event, columns = self.parse(record)
-            except (ValidationError, InvalidSchemaError, ValueError) as error:
-                await self.dead_letter(record, error)
-            else:
-                valid.append((record, event))
-                parsed.append(columns)
-        try:
-            outputs = await process_batch(self.runtime, [event for _, event in valid], parsed)
-        except Exception as error:
-            log.warning(
-                "batch failed, handling its events one by one", size=len(valid), error=describe_error(error)
-            )
-            outputs = await self.one_by_one(valid)
-        await publish_events(self.runtime.broker, outputs)
-        metrics.HANDLER_SECONDS.labels(**self.labels).observe(time.perf_counter() - started)
-
-    async def one_by_one(self, valid: Sequence[tuple[Any, SchemaObserved]]) -> list[DriftDetected]:
-        outputs = []
-        for record, event in valid:
-            for attempt in range(1, self.settings.handler_max_attempts + 1):
-                try:
-                    output = await process_one(self.runtime, event)
-                except Exception as error:
-                    if attempt == self.settings.handler_max_attempts:
-                        await self.dead_letter(record, error, attempt)
-                        break
-                    await asyncio.sleep(self.settings.handler_retry_backoff_seconds * 2 ** (attempt - 1))
-                else:
-                    if output is not None:
-                        outputs.append(output)
-                    break
-        return outputs
+def parse(body: bytes) -> tuple[SchemaObserved, list[Column]]:
+    """The event and its parsed columns; raises for input that can never be processed."""
+    event = SchemaObserved.model_validate_json(body)
+    return event, columns_of(event.columns, event.dialect)  # InvalidSchemaError names the field
 
 
 def create_router(runtime: Runtime) -> ServiceRouter:
-    """The drift subscriber consumes batches, so it is registered on the broker itself: the
-    service router's per-message middleware does not apply to batches (this module does its job).
+    """The drift subscriber consumes batches (`shared.bus.BatchConsumer`)."""
 
-    The objects made at start-up (sqlglot dialects, pydantic and SQLAlchemy metadata) live as long
-    as the process: frozen, the collector stops walking them on every full pass, which was a third
-    of the worker's CPU time under load."""
-    consumer = DriftConsumer(runtime)
-    settings = runtime.settings
+    async def batch(items: Sequence[tuple[SchemaObserved, list[Column]]]) -> list[DriftDetected]:
+        return await process_batch(runtime, [event for event, _ in items], [columns for _, columns in items])
 
-    @runtime.broker.subscriber(
-        Topic.SCHEMA_OBSERVED,
-        group_id=GROUP,
-        batch=True,
-        max_records=MAX_BATCH,
-        batch_timeout_ms=BATCH_WAIT_MS,
-        auto_offset_reset="earliest",
-        session_timeout_ms=settings.kafka_session_timeout_ms,
-        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-        decoder=_raw,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        title=f"{Topic.SCHEMA_OBSERVED}:{GROUP}",
-    )
-    async def on_schema_observed(values: list[bytes], message: KafkaMessage) -> None:
-        await consumer.handle(message.raw_message)
+    async def one(item: tuple[SchemaObserved, list[Column]]) -> list[DriftDetected]:
+        output = await process_one(runtime, item[0])
+        return [] if output is None else [output]
 
-    return ServiceRouter(runtime.broker, settings, GROUP)
-
-
-async def _raw(message: Any) -> Any:
-    """Keep the bodies as bytes: each record is validated (and dead-lettered) on its own."""
-    return message.body
+    BatchConsumer(
+        runtime.broker, runtime.settings, GROUP, Topic.SCHEMA_OBSERVED, parse=parse, batch=batch, one=one
+    ).subscribe(max_records=MAX_BATCH, wait_ms=BATCH_WAIT_MS)
+    return ServiceRouter(runtime.broker, runtime.settings, GROUP)

@@ -1,26 +1,43 @@
 """Predict worker: `metrics.ingested` in (batched into ClickHouse), `maintenance.alerts` out.
 
-Storing is idempotent by run id (the table collapses duplicates), so redelivery needs no extra
-bookkeeping; the handler returns only once the row is stored, so offsets never run ahead of data.
+It consumes in batches (`shared.bus.BatchConsumer`): one ClickHouse insert per batch, then the
+alert episodes of each pipeline the batch touched are re-evaluated once. Storing is idempotent by
+run id (the table collapses duplicates), so redelivery needs no extra bookkeeping; the batch
+returns only once its rows are stored, so offsets never run ahead of data.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from services.predict.service import get_service
 from services.runtime import Runtime
-from shared.bus import ServiceRouter
-from shared.events import PipelineRunMetrics, Topic
+from shared.bus import BatchConsumer, ServiceRouter
+from shared.events import Event, PipelineRunMetrics, Topic
 
 GROUP = "predict"
+MAX_BATCH = 1_000
+BATCH_WAIT_MS = 20
 
 
 def create_router(runtime: Runtime) -> ServiceRouter:
-    router = ServiceRouter(runtime.broker, runtime.settings, GROUP)
-
-    @router.consumes(Topic.METRICS_INGESTED)
-    async def on_metrics_ingested(event: PipelineRunMetrics) -> None:
+    async def batch(events: Sequence[PipelineRunMetrics]) -> list[Event]:
         service = get_service(runtime)
-        await service.ingest([event])
-        await service.evaluate_alerts(event.project_id, event.pipeline_id)
+        await service.ingest(events)
+        for project_id, pipeline_id in dict.fromkeys((e.project_id, e.pipeline_id) for e in events):
+            await service.evaluate_alerts(project_id, pipeline_id)
+        return []  # alerts are published by their episode, once
 
-    return router
+    async def one(event: PipelineRunMetrics) -> list[Event]:
+        return await batch([event])
+
+    BatchConsumer(
+        runtime.broker,
+        runtime.settings,
+        GROUP,
+        Topic.METRICS_INGESTED,
+        parse=PipelineRunMetrics.model_validate_json,
+        batch=batch,
+        one=one,
+    ).subscribe(max_records=MAX_BATCH, wait_ms=BATCH_WAIT_MS)
+    return ServiceRouter(runtime.broker, runtime.settings, GROUP)

@@ -53,10 +53,9 @@ from tests.reliability.crash import chdb_query, kill_and_restart_while_streaming
 
 EVENTS = scale(10_000)  # the figure; about 25 s of processing for drift here
 FEATURE_EVENTS = max(100, EVENTS // 8)  # each carries 1-3 values; about 30 s
-# The predict and vector_sink workers handle one event at a time, each with store round trips
-# (a chDB insert and a history read; SQL, embedding and Milvus upsert + flush + delete), so they
-# get fewer events than drift to stay within about a minute and a half on two loaded cores.
-PREDICT_EVENTS = max(100, EVENTS // 12)  # 833; one run row each (1 in 20 re-sends an earlier run)
+PREDICT_EVENTS = EVENTS  # one run row each (1 in 20 re-sends an earlier run); batched like drift
+# The vector_sink worker handles one document at a time (SQL, embedding, Milvus upsert + flush +
+# delete), so it gets fewer events to stay within about a minute and a half on two loaded cores.
 DOCUMENTS = max(40, EVENTS // 50)  # 2.5 events each on average (versions, repeats, deletes)
 TABLES = 40
 SHAPES = (
