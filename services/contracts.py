@@ -25,6 +25,8 @@ def asyncapi_document() -> dict[str, Any]:
     broker = runtime.broker
     for name in WORKERS:
         broker.include_router(create_worker_router(name, runtime))
+    for subscriber in [s for s in broker.subscribers if not s.specification.include_in_schema]:
+        _document_batch_subscriber(broker, subscriber)
     for topic in OUTPUT_TOPICS:
         model = CONTRACTS[topic]
         broker.publisher(topic, schema=model, title=f"{topic}:publish", description=model.__doc__)
@@ -43,6 +45,24 @@ def asyncapi_document() -> dict[str, Any]:
     )
     document: dict[str, Any] = spec.to_specification().to_jsonable()
     return document
+
+
+def _document_batch_subscriber(broker: Any, subscriber: Any) -> None:
+    """Batch consumers take raw bytes (each record is validated on its own), so FastStream cannot
+    see their event model: declare it with a handler of the model's type, which never runs."""
+    for topic in subscriber.specification.topics:
+        model = CONTRACTS[topic]
+
+        async def receives(event: Any) -> None:
+            """Documentation only."""
+
+        receives.__annotations__["event"] = model
+        broker.subscriber(
+            topic,
+            group_id=subscriber.group_id,
+            title=subscriber.specification.config.title_,
+            description=model.__doc__,
+        )(receives)
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

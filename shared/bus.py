@@ -237,9 +237,9 @@ class BatchConsumer(Generic[Parsed]):
     A batch bypasses the per-message middleware, so this does its job for batches: a record that
     `parse` refuses goes to the dead-letter topic at once and the rest of the batch goes on; if the
     batch call fails, each record is retried on its own (`one`, with backoff) and dead-lettered when
-    it keeps failing. Offsets are committed after `handle` returns (at-least-once), so `batch` and
-    `one` must have exactly-once effect (markers or idempotent writes). Both return the events to
-    publish, which go out in order once the batch is done.
+    it keeps failing (at once for a `PermanentError`). Offsets are committed after `handle` returns
+    (at-least-once), so `batch` and `one` must have exactly-once effect (markers or idempotent
+    writes). Both return the events to publish, which go out in order once the batch is done.
     """
 
     def __init__(
@@ -276,6 +276,8 @@ class BatchConsumer(Generic[Parsed]):
             decoder=_raw_bodies,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             title=f"{self.topic}:{self.group_id}",
+            # The handler sees raw bytes; `services.contracts` documents the topic's event model.
+            include_in_schema=False,
         )(on_batch)
 
     async def handle(self, records: Sequence[Any]) -> None:
@@ -309,6 +311,9 @@ class BatchConsumer(Generic[Parsed]):
             for attempt in range(1, attempts + 1):
                 try:
                     outputs.extend(await self.one(item))
+                except PermanentError as error:
+                    await self._dead_letter(record, error, attempts=attempt)
+                    break
                 except Exception as error:
                     if attempt == attempts:
                         await self._dead_letter(record, error, attempts=attempt)

@@ -1,15 +1,26 @@
-"""vector_sink worker: consumes `documents.ingested` and keeps the vector store in line with it."""
+"""vector_sink worker: consumes `documents.ingested` and keeps the vector store in line with it.
+
+It consumes in batches (`shared.bus.BatchConsumer`): the documents of a batch that go to the same
+collection are ingested as one run (one embedding call, bulk bookkeeping, one flush). Ingestion is
+idempotent by construction (the document's chunk record decides what is rewritten), so when a
+batch fails, or holds a document the collection refuses, its events are applied again one by one
+and only the bad ones are dead-lettered.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from services.runtime import Runtime
 from services.vector_sink.domain import Document
 from services.vector_sink.service import ConnectorMisconfigured, UnknownConnector, service_of
-from shared.bus import PermanentError, ServiceRouter
-from shared.events import Topic
+from shared.bus import BatchConsumer, PermanentError, ServiceRouter
+from shared.events import Event, Topic
 from shared.events.documents import DocumentIngested
 
 GROUP = "vector_sink"
+MAX_BATCH = 200
+BATCH_WAIT_MS = 20
 
 
 def to_document(event: DocumentIngested) -> Document:
@@ -26,19 +37,32 @@ def to_document(event: DocumentIngested) -> Document:
 
 
 def create_router(runtime: Runtime) -> ServiceRouter:
-    router = ServiceRouter(runtime.broker, runtime.settings, GROUP)
     service = service_of(runtime)
 
-    @router.consumes(Topic.DOCUMENTS_INGESTED)
-    async def on_document(event: DocumentIngested) -> None:
-        """Idempotent by construction: the document's chunk record decides what is (re)written."""
-        try:
-            report = await service.ingest(
-                event.project_id, event.connector_id, event.collection, [to_document(event)]
-            )
-        except (UnknownConnector, ConnectorMisconfigured) as error:
-            raise PermanentError(str(error)) from None
-        if report.rejected:
-            raise PermanentError(report.rejected[0].reason)
+    async def batch(events: Sequence[DocumentIngested]) -> list[Event]:
+        runs: dict[tuple[str, str, str], list[Document]] = {}
+        for event in events:  # in offset order: a later version of a document wins
+            key = (event.project_id, event.connector_id, event.collection)
+            runs.setdefault(key, []).append(to_document(event))
+        for (project_id, connector_id, collection), documents in runs.items():
+            try:
+                report = await service.ingest(project_id, connector_id, collection, documents)
+            except (UnknownConnector, ConnectorMisconfigured) as error:
+                raise PermanentError(str(error)) from None
+            if report.rejected:
+                raise PermanentError(report.rejected[0].reason)
+        return []
 
-    return router
+    async def one(event: DocumentIngested) -> list[Event]:
+        return await batch([event])
+
+    BatchConsumer(
+        runtime.broker,
+        runtime.settings,
+        GROUP,
+        Topic.DOCUMENTS_INGESTED,
+        parse=DocumentIngested.model_validate_json,
+        batch=batch,
+        one=one,
+    ).subscribe(max_records=MAX_BATCH, wait_ms=BATCH_WAIT_MS)
+    return ServiceRouter(runtime.broker, runtime.settings, GROUP)

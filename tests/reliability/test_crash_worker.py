@@ -54,8 +54,8 @@ from tests.reliability.crash import chdb_query, kill_and_restart_while_streaming
 EVENTS = scale(10_000)  # the figure; about 25 s of processing for drift here
 FEATURE_EVENTS = max(100, EVENTS // 8)  # each carries 1-3 values; about 30 s
 PREDICT_EVENTS = EVENTS  # one run row each (1 in 20 re-sends an earlier run); batched like drift
-# The vector_sink worker handles one document at a time (SQL, embedding, Milvus upsert + flush +
-# delete), so it gets fewer events to stay within about a minute and a half on two loaded cores.
+# Each vector_sink event is a document to chunk, embed and upsert in Milvus Lite (pure Python,
+# ~4,000 rows per CPU-second), so it gets fewer events to stay within a minute on two loaded cores.
 DOCUMENTS = max(40, EVENTS // 50)  # 2.5 events each on average (versions, repeats, deletes)
 TABLES = 40
 SHAPES = (
