@@ -13,6 +13,8 @@ demand) and its side runs in a subprocess of this run. Scale with AIETL_BENCH_FE
 from __future__ import annotations
 
 import asyncio
+import http.client
+import inspect
 import json
 import os
 import random
@@ -62,6 +64,26 @@ def percentiles(samples: list[float]) -> dict[str, float]:
         "p50_ms": round(statistics.median(ordered) * 1_000, 3),
         "p99_ms": round(ordered[int(len(ordered) * 0.99) - 1] * 1_000, 3),
     }
+
+
+def post_json(connection: Any, path: str, body: str, headers: dict[str, str]) -> bytes:
+    """POST over one kept-alive connection with the standard library's client: the same lean client
+    times both stores (the Feast script gets this function's source), so the figures are the servers'.
+    A connection the server closed (`feast serve` restarts its worker every ~1,000 requests) is
+    opened again once, as any keep-alive client does."""
+    for attempt in (1, 2):
+        try:
+            connection.request("POST", path, body=body, headers=headers)
+            response = connection.getresponse()
+            break
+        except ConnectionError:
+            connection.close()
+            if attempt == 2:
+                raise
+    data: bytes = response.read()
+    if response.status != 200:
+        raise RuntimeError(f"HTTP {response.status}: {data[:300]!r}")
+    return data
 
 
 def online_value(entity: int, feature: int) -> float:
@@ -157,31 +179,33 @@ def ours_http(settings_env: dict[str, str], project: str) -> dict[str, Any]:
     server = subprocess.Popen([sys.executable, "-c", launcher], env={**os.environ, **settings_env})  # noqa: S603
     base = f"http://127.0.0.1:{port}"
     try:
-        with httpx.Client(base_url=base, timeout=30.0) as http:
+        with httpx.Client(base_url=base, timeout=30.0) as web:
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    if http.get("/health").status_code < 500:
+                    if web.get("/health").status_code < 500:
                         break
                 except httpx.TransportError:
                     pass
                 if time.monotonic() > deadline:
                     raise RuntimeError("gateway did not start")
                 time.sleep(0.2)
-            login = http.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+            login = web.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
             login.raise_for_status()
-            headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
-            names = [f"f{f}" for f in range(ONLINE_FEATURES)]
-            rng = random.Random(SEED + 1)
-            url = f"/api/v1/advanced/features/get-online?project_id={project}"
+        headers = {
+            "Authorization": f"Bearer {login.json()['access_token']}",
+            "Content-Type": "application/json",
+        }
+        names = [f"f{f}" for f in range(ONLINE_FEATURES)]
+        rng = random.Random(SEED + 1)
+        url = f"/api/v1/advanced/features/get-online?project_id={project}"
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 
-            def read(entities: list[str]) -> None:
-                response = http.post(
-                    url, json={"feature_names": names, "entity_ids": entities}, headers=headers
-                )
-                response.raise_for_status()
-                response.json()
+        def read(entities: list[str]) -> None:
+            body = json.dumps({"feature_names": names, "entity_ids": entities})
+            json.loads(post_json(connection, url, body, headers))
 
+        try:
             timed(lambda: read(["u1"]), 200)
             return {
                 "http_1x50": percentiles(
@@ -191,6 +215,8 @@ def ours_http(settings_env: dict[str, str], project: str) -> dict[str, Any]:
                     timed(lambda: read([f"u{rng.randrange(ONLINE_ENTITIES)}" for _ in range(100)]), READS_100)
                 ),
             }
+        finally:
+            connection.close()
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -289,7 +315,7 @@ def pct(samples):
 
 
 def serve_over_http(repo, refs, n_online, rng, cfg):
-    """Feast's own feature server (`feast serve`), timed with a keep-alive session like ours."""
+    """Feast's own feature server (`feast serve`), timed with the same `post_json` client as ours."""
     import socket, subprocess, requests
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -313,18 +339,19 @@ def serve_over_http(repo, refs, n_online, rng, cfg):
             if time.monotonic() > deadline:
                 raise RuntimeError("feast serve did not start")
             time.sleep(0.3)
+        import http.client
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        headers = {"Content-Type": "application/json"}
         def run(count, repeat):
             samples = []
             for _ in range(repeat):
                 users = [rng.randrange(n_online) for _ in range(count)]
-                body = {"features": refs, "entities": {"user_id": users}}
                 started = time.perf_counter()
-                response = session.post(url + "/get-online-features", json=body, timeout=30)
-                response.raise_for_status()
-                response.json()
+                body = json.dumps({"features": refs, "entities": {"user_id": users}})
+                json.loads(post_json(connection, "/get-online-features", body, headers))
                 samples.append(time.perf_counter() - started)
             return pct(samples)
-        run(1, 100)
+        run(1, 200)
         return {"http_1x50": run(1, cfg["reads_1"]), "http_100x50": run(100, cfg["reads_100"])}
     finally:
         server.terminate()
@@ -404,7 +431,7 @@ def feast_side(historical_rows: int) -> dict[str, Any]:
         "feast_historical_rows": historical_rows,
     }
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as script:
-        script.write(FEAST_SIDE)
+        script.write("from typing import Any\n" + inspect.getsource(post_json) + FEAST_SIDE)
     result = subprocess.run(  # noqa: S603
         [str(feast_python()), script.name, json.dumps(config)], capture_output=True, text=True, check=False
     )

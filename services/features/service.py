@@ -64,6 +64,11 @@ class ViewRead:
     fields: list[str] = field(default_factory=list)
     ttls_us: list[int] = field(default_factory=list)
 
+    def cutoffs(self, now: int) -> tuple[list[bytes], bytes]:
+        """Per field, the oldest time prefix still fresh at `now`; and the strictest of them."""
+        cutoffs = [time_prefix(now - ttl) for ttl in self.ttls_us]
+        return cutoffs, max(cutoffs)
+
 
 @dataclass(slots=True)
 class OnDemandStep:
@@ -81,11 +86,8 @@ class OnlinePlan:
     reads: list[ViewRead] = field(default_factory=list)
     on_demand: list[OnDemandStep] = field(default_factory=list)
     slot_count: int = 0
-
-    @property
-    def slots_in_order(self) -> bool:
-        """Response names map to slots 0..n-1 exactly: vectors can be built with zip."""
-        return self.slot_count == len(self.names) and self.response_slots == list(range(self.slot_count))
+    direct: bool = False  # one view, no on-demand, response names = its fields in order
+    all_present: dict[str, str] = field(default_factory=dict)  # copied per fully present vector
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,37 +156,55 @@ class FeatureStore:
             (project, tuple(feature_names)), lambda: self._plan(project, feature_names)
         )
         now = now_us()
+        if plan.direct:
+            vectors = await self._read_direct(project, plan, entity_ids, now)
+        else:
+            vectors = await self._read_general(project, plan, entity_ids, now, request_data)
+        FEATURE_ONLINE_SECONDS.labels(self.online_label).observe(time.perf_counter() - started)
+        return vectors
+
+    async def _read_direct(
+        self, project: str, plan: OnlinePlan, entity_ids: Sequence[str], now: int
+    ) -> list[dict[str, Any]]:
+        """The common read (stored features of one view, in request order): vectors built straight
+        from the store's rows, with one decode per entity when all its values are there and fresh."""
+        read = plan.reads[0]
+        rows = await self.online.read(project, read.view, entity_ids, read.fields)
+        cutoffs, strictest = read.cutoffs(now)
+        names, all_present = plan.names, plan.all_present
+        vectors = []
+        for entity_id, raws in zip(entity_ids, rows, strict=True):
+            if None not in raws and min(raws) >= strictest:
+                features = dict(zip(names, _decode_fresh(raws), strict=True))
+                statuses = all_present.copy()
+            else:
+                values, states = _decode(raws, cutoffs, strictest)
+                features = dict(zip(names, values, strict=True))
+                statuses = dict(zip(names, states, strict=True))
+            vectors.append({"entity_id": entity_id, "features": features, "statuses": statuses})
+        return vectors
+
+    async def _read_general(
+        self,
+        project: str,
+        plan: OnlinePlan,
+        entity_ids: Sequence[str],
+        now: int,
+        request_data: Mapping[str, Any] | None,
+    ) -> list[dict[str, Any]]:
+        """Several views, repeated names or on-demand features: values land in per-entity slots."""
         count = len(entity_ids)
         values: list[list[Any]] = [[None] * plan.slot_count for _ in range(count)]
         statuses: list[list[str]] = [["missing"] * plan.slot_count for _ in range(count)]
         reads = plan.reads
-        results = (
-            [await self.online.read(project, reads[0].view, entity_ids, reads[0].fields)]
-            if len(reads) == 1
-            else await asyncio.gather(
-                *(self.online.read(project, r.view, entity_ids, r.fields) for r in reads)
-            )
+        results = await asyncio.gather(
+            *(self.online.read(project, r.view, entity_ids, r.fields) for r in reads)
         )
-        loads = orjson.loads
         for read, rows in zip(reads, results, strict=True):
-            cutoffs = [time_prefix(now - ttl) for ttl in read.ttls_us]
-            strictest = max(cutoffs)
+            cutoffs, strictest = read.cutoffs(now)
             first, last = read.first_slot, read.first_slot + len(read.fields)
-            present = ["present"] * len(read.fields)
             for entity_values, entity_statuses, raws in zip(values, statuses, rows, strict=True):
-                if None not in raws and min(raws) >= strictest:
-                    # every value there and fresh: one decode for the whole vector ([t0, v0, t1, v1, ...])
-                    entity_values[first:last] = loads(b"[" + b",".join(raws) + b"]")[1::2]
-                    entity_statuses[first:last] = present
-                    continue
-                for slot, cutoff, raw in zip(range(first, last), cutoffs, raws, strict=True):
-                    if raw is None:
-                        continue
-                    if raw[:PREFIX_WIDTH] < cutoff:
-                        entity_statuses[slot] = "expired"
-                    else:
-                        entity_values[slot] = loads(raw[PAYLOAD_START:])
-                        entity_statuses[slot] = "present"
+                entity_values[first:last], entity_statuses[first:last] = _decode(raws, cutoffs, strictest)
         for step in plan.on_demand:
             for entity_values, entity_statuses in zip(values, statuses, strict=True):
                 scope = dict(request_data or {})
@@ -194,26 +214,14 @@ class FeatureStore:
                     entity_values[slot] = outputs.get(name)
                     entity_statuses[slot] = "missing" if entity_values[slot] is None else "present"
         names, slots = plan.names, plan.response_slots
-        if plan.slots_in_order:
-            vectors = [
-                {
-                    "entity_id": entity_id,
-                    "features": dict(zip(names, ev, strict=True)),
-                    "statuses": dict(zip(names, es, strict=True)),
-                }
-                for entity_id, ev, es in zip(entity_ids, values, statuses, strict=True)
-            ]
-        else:
-            vectors = [
-                {
-                    "entity_id": entity_id,
-                    "features": {name: ev[slot] for name, slot in zip(names, slots, strict=True)},
-                    "statuses": {name: es[slot] for name, slot in zip(names, slots, strict=True)},
-                }
-                for entity_id, ev, es in zip(entity_ids, values, statuses, strict=True)
-            ]
-        FEATURE_ONLINE_SECONDS.labels(self.online_label).observe(time.perf_counter() - started)
-        return vectors
+        return [
+            {
+                "entity_id": entity_id,
+                "features": {name: ev[slot] for name, slot in zip(names, slots, strict=True)},
+                "statuses": {name: es[slot] for name, slot in zip(names, slots, strict=True)},
+            }
+            for entity_id, ev, es in zip(entity_ids, values, statuses, strict=True)
+        ]
 
     async def _plan(self, project: str, feature_names: Sequence[str]) -> OnlinePlan:
         if not feature_names:
@@ -265,6 +273,13 @@ class FeatureStore:
         plan.response_slots = [
             slot_of[name if name in slot_of else parse_ref(name).name] for name in feature_names
         ]
+        plan.direct = (
+            len(plan.reads) == 1
+            and not plan.on_demand
+            and plan.response_slots == list(range(plan.slot_count))
+            and plan.slot_count == len(plan.names)
+        )
+        plan.all_present = dict.fromkeys(plan.names, "present")
         return plan
 
     # --- writes ---
@@ -325,11 +340,24 @@ class FeatureStore:
         if not specs:
             return 0
         ttl_by_field = {spec.field: spec.ttl_us for spec in specs}
-        entities = await self.offline.latest_for_online(project, ttl_by_field, window, now_us())
-        if not entities:
-            return 0
-        await self.online.write_entities(project, view, entities)
-        count = sum(entity.value_count for entity in entities)
+        parts = await self.offline.online_copy_parts(project, list(ttl_by_field), window)
+        count, writing = 0, None
+        try:
+            for part in range(parts):
+                # the offline store groups part k+1 while part k goes into the online store
+                entities = await self.offline.latest_for_online(
+                    project, ttl_by_field, window, now_us(), (part, parts)
+                )
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(self.online.write_entities(project, view, entities))
+                count += sum(entity.value_count for entity in entities)
+            if writing is not None:
+                await writing
+        except BaseException:
+            if writing is not None:
+                writing.cancel()
+            raise
         FEATURE_VALUES_WRITTEN.labels("online").inc(count)
         return count
 
@@ -374,6 +402,33 @@ class FeatureStore:
         loads = orjson.loads
         decoded = [[None if raw is None else loads(raw) for raw in column] for column in columns]
         return [list(row) for row in zip(*decoded, strict=True)]
+
+
+def _decode_fresh(raws: list[bytes]) -> list[Any]:
+    """Values of fields all present and fresh, in one decode: joined, they are `[t0, v0, t1, v1, ...]`."""
+    values: list[Any] = orjson.loads(b"[" + b",".join(raws) + b"]")[1::2]
+    return values
+
+
+def _decode(
+    raws: list[bytes | None], cutoffs: Sequence[bytes], strictest: bytes
+) -> tuple[list[Any], list[str]]:
+    """Values and statuses of one entity's fields (`strictest`: the latest of the cutoffs)."""
+    if None not in raws and min(raws) >= strictest:  # type: ignore[type-var]
+        return _decode_fresh(raws), ["present"] * len(raws)  # type: ignore[arg-type]
+    values: list[Any] = []
+    statuses: list[str] = []
+    for raw, cutoff in zip(raws, cutoffs, strict=True):
+        if raw is None:
+            values.append(None)
+            statuses.append("missing")
+        elif raw[:PREFIX_WIDTH] < cutoff:
+            values.append(None)
+            statuses.append("expired")
+        else:
+            values.append(orjson.loads(raw[PAYLOAD_START:]))
+            statuses.append("present")
+    return values, statuses
 
 
 def _compute(view: FeatureView) -> Callable[[Mapping[str, Any]], Mapping[str, Any]]:

@@ -3,14 +3,18 @@ materialisation, clear 4xx answers, project isolation, and the Python clients.""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import jwt
 import pytest
 
 from services.features.client import AsyncFeatureClient, FeatureClient
 from services.features.on_demand import transform
+from services.gateway.security import Principal, TokenVerifier, issue_token
+from tests.conftest import JWT_SECRET
 
 API = "/api/v1/advanced/features"
 Headers = dict[str, str]
@@ -180,6 +184,48 @@ async def test_projects_do_not_see_each_others_features(
         "private_feature"
     ]
     del project
+
+
+async def test_remembered_tokens_keep_auth_and_isolation(
+    client: httpx.AsyncClient, project_user: tuple[str, Headers]
+) -> None:
+    """The gateway remembers verified tokens for a few seconds (reads are fast); a token it has
+    never verified (forged, foreign, expired) is still refused, and a project stays invisible."""
+    _, headers = project_user
+    await register(client, headers, "remembered")
+    body = {"feature_names": ["remembered"], "entity_ids": ["u"]}
+    for _ in range(2):  # the second read is served with the remembered token
+        read = await client.post(f"{API}/get-online", json=body, headers=headers)
+        assert read.status_code == 200 and read.json()["feature_vectors"][0]["statuses"] == {
+            "remembered": "missing"
+        }
+    claims = jwt.decode(headers["Authorization"].removeprefix("Bearer "), JWT_SECRET, algorithms=["HS256"])
+    forged = jwt.encode({**claims, "projects": ["other"]}, "not-the-secret-" * 4, algorithm="HS256")
+    expired = jwt.encode({**claims, "exp": int(time.time()) - 1}, JWT_SECRET, algorithm="HS256")
+    for token, detail in ((forged, "invalid token"), (expired, "token expired")):
+        refused = await client.post(
+            f"{API}/get-online", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert refused.status_code == 401 and refused.json()["detail"] == detail
+    hidden = await client.post(
+        f"{API}/get-online", params={"project_id": "other"}, json=body, headers=headers
+    )
+    assert hidden.status_code == 404
+
+
+def test_a_remembered_token_is_refused_once_it_expires() -> None:
+    principal = Principal(1, "u", False, frozenset({"p"}))
+    verifier = TokenVerifier(JWT_SECRET, size=2)
+    token = jwt.encode(
+        {"sub": "u", "uid": 1, "projects": ["p"], "exp": int(time.time()) + 1}, JWT_SECRET, algorithm="HS256"
+    )
+    assert verifier.verify(token) == principal
+    time.sleep(max(0.0, jwt.decode(token, options={"verify_signature": False})["exp"] - time.time()) + 0.05)
+    with pytest.raises(jwt.ExpiredSignatureError):
+        verifier.verify(token)
+    others = [issue_token(Principal(i, f"u{i}", False, frozenset()), JWT_SECRET, 60) for i in range(3)]
+    assert [verifier.verify(other).user_id for other in others] == [0, 1, 2]
+    assert len(verifier._verified) == 2  # bounded: the oldest entry made room
 
 
 @transform("test_api_risk")

@@ -53,6 +53,23 @@ async def test_older_event_time_never_overwrites_newer(online: OnlineStore) -> N
     assert online_status(raw, now_us(), 60 * SECOND)[0] == "newer"
 
 
+async def test_one_write_naming_a_field_twice_keeps_the_newer(online: OnlineStore) -> None:
+    """The Redis script checks a whole entity at once: a late value later in the same batch must
+    still lose to a newer one earlier in it; equal event times: the last one wins."""
+    project, now = f"p{uuid.uuid4().hex[:8]}", now_us()
+    await online.write(
+        project,
+        [
+            value("v", "e1", "f@v1", now, "new"),
+            value("v", "e1", "f@v1", now - SECOND, "late"),
+            value("v", "e1", "g@v1", now, "first"),
+            value("v", "e1", "g@v1", now, "second"),
+        ],
+    )
+    [raws] = await online.read(project, "v", ["e1"], ["f@v1", "g@v1"])
+    assert [online_status(raw, now_us(), 60 * SECOND)[0] for raw in raws] == ["new", "second"]
+
+
 async def test_value_past_ttl_is_reported_expired_never_served(online: OnlineStore) -> None:
     project, now = f"p{uuid.uuid4().hex[:8]}", now_us()
     ttl = 2 * SECOND

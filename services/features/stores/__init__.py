@@ -74,12 +74,22 @@ class OfflineStore(Protocol):
         """Per feature (in order), per entity row (in order): JSON of the latest value at or before the
         row's time and within TTL, else None. Computed in the database."""
 
+    async def online_copy_parts(self, project: str, fields: Sequence[str], window: Window) -> int:
+        """Into how many parts (by entity) to split copying `window` to the online store: the store
+        queries part k+1 while part k is written online (1 = one query)."""
+
     async def latest_for_online(
-        self, project: str, ttl_by_field: dict[str, int], window: Window, now_us: int
+        self,
+        project: str,
+        ttl_by_field: dict[str, int],
+        window: Window,
+        now_us: int,
+        part: tuple[int, int] = (0, 1),
     ) -> list[EntityValues]:
-        """Per entity: the latest value of each field inside `window` and not yet past its TTL at
-        `now_us`, already encoded for the online store (grouped and encoded in the database, so
-        materialising a million values costs Python per entity, not per value)."""
+        """Per entity (of part `part[0]` of `part[1]`): the latest value of each field inside `window`
+        and not yet past its TTL at `now_us`, already encoded for the online store (grouped and
+        encoded in the database, so materialising a million values costs Python per entity, not per
+        value)."""
 
     async def ping(self) -> None: ...
 

@@ -17,6 +17,8 @@ from services.features.stores import EntityValues, HistoricalFeature, Window
 from shared.clickhouse import ClickHouse
 
 DATABASE = "features"
+PART_ROWS = 500_000  # offline rows per materialisation query
+MAX_PARTS = 8
 TABLE = f"{DATABASE}.offline_values"
 COLUMNS = ["project_id", "feature", "entity_id", "event_us", "value", "written_us"]
 SCHEMA = (
@@ -95,10 +97,26 @@ class ClickHouseOfflineStore:
 
         return await self.clickhouse.run(run)
 
+    async def online_copy_parts(self, project: str, fields: Sequence[str], window: Window) -> int:
+        """One part per ~PART_ROWS offline rows in the window (a count is cheap next to the grouping)."""
+        await self._ensure_schema()
+        rows = await self.clickhouse.query(
+            f"SELECT count() FROM {TABLE} WHERE project_id = {{project:String}} "
+            f"AND feature IN {{fields:Array(String)}} AND {window.condition('{low:Int64}', '{high:Int64}')}",
+            {"project": project, "fields": list(fields), "low": window.low, "high": window.high},
+        )
+        return int(min(MAX_PARTS, max(1, rows[0][0] // PART_ROWS)))
+
     async def latest_for_online(
-        self, project: str, ttl_by_field: dict[str, int], window: Window, now_us: int
+        self,
+        project: str,
+        ttl_by_field: dict[str, int],
+        window: Window,
+        now_us: int,
+        part: tuple[int, int] = (0, 1),
     ) -> list[EntityValues]:
         await self._ensure_schema()
+        in_part = "AND cityHash64(entity_id) % {parts:UInt64} = {part:UInt64} " if part[1] > 1 else ""
         query = (
             "SELECT entity_id, max(latest_us + ttl), count(), "
             "toJSONString(mapFromArrays(groupArray(feature), "
@@ -107,7 +125,7 @@ class ClickHouseOfflineStore:
             "argMax(value, (event_us, written_us)) AS latest_value, "
             "transform(feature, {fields:Array(String)}, {ttls:Array(Int64)}, toInt64(0)) AS ttl "
             f"FROM {TABLE} WHERE project_id = {{project:String}} AND feature IN {{fields:Array(String)}} "
-            f"AND {window.condition('{low:Int64}', '{high:Int64}')} GROUP BY feature, entity_id) "
+            f"AND {window.condition('{low:Int64}', '{high:Int64}')} {in_part}GROUP BY feature, entity_id) "
             "WHERE latest_us + ttl >= {now:Int64} GROUP BY entity_id"
         )
         parameters = {
@@ -117,6 +135,8 @@ class ClickHouseOfflineStore:
             "low": window.low,
             "high": window.high,
             "now": now_us,
+            "part": part[0],
+            "parts": part[1],
         }
         return list(map(EntityValues._make, await self.clickhouse.query(query, parameters)))
 

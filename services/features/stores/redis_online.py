@@ -10,7 +10,9 @@ reclaims memory.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -133,8 +135,9 @@ class RedisOnlineStore:
         for attempt in (1, 2):
             connection = await pool.get_connection()
             try:
-                await connection.send_packed_command(b"".join(commands), check_health=False)
-                return [await connection.read_response() for _ in commands]
+                async with asyncio.timeout(connection.socket_timeout):  # as in `read`
+                    await connection.send_packed_command(b"".join(commands), check_health=False)
+                    return [await connection.read_response(timeout=math.inf) for _ in commands]
             except NoScriptError:
                 await connection.disconnect()
                 if attempt == 2:
@@ -162,8 +165,11 @@ class RedisOnlineStore:
         pool = self.redis.connection_pool
         connection = await pool.get_connection()
         try:
-            await connection.send_packed_command(packed, check_health=False)
-            return [await connection.read_response() for _ in entity_ids]
+            # one deadline for the whole batch: redis-py's per-reply timeout scope cost more than
+            # parsing the reply of a 50-field HMGET
+            async with asyncio.timeout(connection.socket_timeout):
+                await connection.send_packed_command(packed, check_health=False)
+                return [await connection.read_response(timeout=math.inf) for _ in entity_ids]
         except BaseException:
             await connection.disconnect()
             raise

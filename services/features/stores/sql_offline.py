@@ -110,9 +110,20 @@ class SqlOfflineStore:
             [{"row_id": i, "entity_id": e, "at_us": t} for i, (e, t) in enumerate(entity_rows)],
         )
 
+    async def online_copy_parts(self, project: str, fields: Sequence[str], window: Window) -> int:
+        """One query: SQL has no hash function shared by SQLite and PostgreSQL to split entities by."""
+        return 1
+
     async def latest_for_online(
-        self, project: str, ttl_by_field: dict[str, int], window: Window, now_us: int
+        self,
+        project: str,
+        ttl_by_field: dict[str, int],
+        window: Window,
+        now_us: int,
+        part: tuple[int, int] = (0, 1),
     ) -> list[EntityValues]:
+        if part != (0, 1):
+            raise ValueError("the SQL offline store copies in one part")
         parameters: dict[str, Any] = {
             "project": project,
             "low": window.low,
