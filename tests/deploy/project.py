@@ -3,7 +3,6 @@ each worker consumes, the CLI, extras and registered metrics. Deploy files are c
 
 from __future__ import annotations
 
-import ast
 import re
 import tomllib
 from functools import cache
@@ -71,24 +70,18 @@ def all_topics() -> set[str]:
 
 @cache
 def consumed_topics(worker: str) -> frozenset[str]:
-    """Topics a worker subscribes with `@router.consumes(Topic.X)` anywhere in its package."""
-    constants = {name: value for name, value in vars(Topic).items() if name.isupper()}
-    topics: set[str] = set()
-    for path in (ROOT / "services" / worker).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if not (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "consumes"
-                and node.args
-            ):
-                continue
-            argument = node.args[0]
-            if isinstance(argument, ast.Attribute) and argument.attr in constants:
-                topics.add(constants[argument.attr])
-            elif isinstance(argument, ast.Constant) and isinstance(argument.value, str):
-                topics.add(argument.value)
-    return frozenset(topics)
+    """Topics the worker's consumer group subscribes, from its router as `aietl worker` builds it."""
+    from services.runtime import Runtime, create_worker_router
+    from shared.settings import Settings
+
+    runtime = Runtime(Settings(kafka_bootstrap_servers="kafka:9092"))
+    runtime.broker.include_router(create_worker_router(worker, runtime))
+    return frozenset(
+        topic
+        for subscriber in runtime.broker.subscribers
+        if subscriber.group_id == worker
+        for topic in subscriber.specification.topics
+    )
 
 
 def check_cli_args(args: list[str]) -> None:
