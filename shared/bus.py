@@ -29,6 +29,7 @@ from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 Parsed = TypeVar("Parsed")
+Result = TypeVar("Result")
 
 TOPIC_CREATE_ERRORS_OK = {0, 36}  # no error, topic already exists
 UNKNOWN_PROJECT = "unknown"
@@ -116,7 +117,7 @@ async def record_consumer_lag(broker: KafkaBroker, every_seconds: float = 15.0) 
                     continue
                 try:
                     position = await consumer.position(partition)
-                except (KafkaError, AssertionError):
+                except KafkaError:
                     continue  # revoked by a rebalance meanwhile
                 metrics.CONSUMER_LAG.labels(
                     topic=partition.topic, partition=str(partition.partition), group=subscriber.group_id or ""
@@ -148,29 +149,19 @@ class _DeadLetterMiddleware(BaseMiddleware):
         labels = {"topic": topic, "group": self.group_id}
         metrics.EVENTS_CONSUMED.labels(**labels).inc()
         started = time.perf_counter()
-        attempts = 0
         try:
-            if len(msg.body) > self.settings.kafka_max_message_bytes:
-                raise PayloadTooLarge(
-                    f"payload of {len(msg.body)} bytes exceeds {self.settings.kafka_max_message_bytes}"
-                )
-            while True:
-                attempts += 1
-                try:
-                    return await call_next(msg)
-                except (ValidationError, PayloadTooLarge, PermanentError):
-                    raise
-                except Exception as error:
-                    if attempts >= self.settings.handler_max_attempts:
-                        raise
-                    log.warning(
-                        "handler failed, retrying", topic=topic, attempt=attempts, error=describe_error(error)
-                    )
-                    await asyncio.sleep(self.settings.handler_retry_backoff_seconds * 2 ** (attempts - 1))
+            check_payload_size(msg.body, self.settings)
+            return await call_with_retries(lambda: call_next(msg), self.settings, topic)
         except Exception as error:
+            failure = error if isinstance(error, HandlingFailed) else HandlingFailed(error, attempts=0)
             metrics.EVENTS_FAILED.labels(**labels).inc()
             await dead_letter(
-                self.broker, self.settings, record, error, attempts=attempts, group_id=self.group_id
+                self.broker,
+                self.settings,
+                record,
+                failure.error,
+                attempts=failure.attempts,
+                group_id=self.group_id,
             )
             return None
         finally:
@@ -231,15 +222,46 @@ class PermanentError(Exception):
     """Raised by a handler for input it can never process (retrying cannot help): dead-letter now."""
 
 
+class HandlingFailed(Exception):
+    """A handler failed for good: `error`, after `attempts` attempts."""
+
+    def __init__(self, error: Exception, attempts: int) -> None:
+        super().__init__(describe_error(error))
+        self.error, self.attempts = error, attempts
+
+
+NOT_RETRIED = (ValidationError, PayloadTooLarge, PermanentError)
+
+
+def check_payload_size(body: bytes, settings: Settings) -> None:
+    if len(body) > settings.kafka_max_message_bytes:
+        raise PayloadTooLarge(f"payload of {len(body)} bytes exceeds {settings.kafka_max_message_bytes}")
+
+
+async def call_with_retries(call: Callable[[], Awaitable[Result]], settings: Settings, topic: str) -> Result:
+    """`call()`, retried with exponential backoff while its error may pass; raises `HandlingFailed`
+    once it cannot (input that can never be processed, `NOT_RETRIED`, is not retried)."""
+    attempt = 1
+    while True:
+        try:
+            return await call()
+        except Exception as error:
+            if isinstance(error, NOT_RETRIED) or attempt >= settings.handler_max_attempts:
+                raise HandlingFailed(error, attempt) from error
+            log.warning("handler failed, retrying", topic=topic, attempt=attempt, error=describe_error(error))
+            await asyncio.sleep(settings.handler_retry_backoff_seconds * 2 ** (attempt - 1))
+            attempt += 1
+
+
 class BatchConsumer(Generic[Parsed]):
     """Consume a topic in batches: per-record validation and dead letters, one call for the batch.
 
     A batch bypasses the per-message middleware, so this does its job for batches: a record that
     `parse` refuses goes to the dead-letter topic at once and the rest of the batch goes on; if the
-    batch call fails, each record is retried on its own (`one`, with backoff) and dead-lettered when
-    it keeps failing (at once for a `PermanentError`). Offsets are committed after `handle` returns
-    (at-least-once), so `batch` and `one` must have exactly-once effect (markers or idempotent
-    writes). Both return the events to publish, which go out in order once the batch is done.
+    batch call fails, each record is handled on its own (`one`) with the retries single messages
+    get (`call_with_retries`) and dead-lettered when it keeps failing. Offsets are committed after
+    `handle` returns (at-least-once), so `batch` and `one` must have exactly-once effect (markers or
+    idempotent writes). Both return the events to publish, which go out in order once the batch is done.
     """
 
     def __init__(
@@ -287,10 +309,7 @@ class BatchConsumer(Generic[Parsed]):
         for record in records:
             body = record.value or b""
             try:
-                if len(body) > self.settings.kafka_max_message_bytes:
-                    raise PayloadTooLarge(
-                        f"payload of {len(body)} bytes exceeds {self.settings.kafka_max_message_bytes}"
-                    )
+                check_payload_size(body, self.settings)
                 valid.append((record, self.parse(body)))
             except Exception as error:  # parsing is pure: what fails it will always fail it
                 await self._dead_letter(record, error, attempts=1)
@@ -306,21 +325,13 @@ class BatchConsumer(Generic[Parsed]):
 
     async def _one_by_one(self, valid: Sequence[tuple[Any, Parsed]]) -> list[Event]:
         outputs: list[Event] = []
-        attempts = self.settings.handler_max_attempts
         for record, item in valid:
-            for attempt in range(1, attempts + 1):
-                try:
-                    outputs.extend(await self.one(item))
-                except PermanentError as error:
-                    await self._dead_letter(record, error, attempts=attempt)
-                    break
-                except Exception as error:
-                    if attempt == attempts:
-                        await self._dead_letter(record, error, attempts=attempt)
-                        break
-                    await asyncio.sleep(self.settings.handler_retry_backoff_seconds * 2 ** (attempt - 1))
-                else:
-                    break
+            try:
+                outputs.extend(
+                    await call_with_retries(lambda item=item: self.one(item), self.settings, self.topic)
+                )
+            except HandlingFailed as failed:
+                await self._dead_letter(record, failed.error, attempts=failed.attempts)
         return outputs
 
     async def _dead_letter(self, record: Any, error: BaseException, *, attempts: int) -> None:
