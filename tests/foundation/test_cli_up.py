@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.demo import embedded_env
 from shared.embedded_broker import free_port, port_open
 
 PASSWORD = "e2e-admin-password"
@@ -21,13 +21,8 @@ PASSWORD = "e2e-admin-password"
 @pytest.fixture
 def platform(tmp_path: Path):
     port, broker_port = free_port(), free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key
-        not in {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "CLICKHOUSE_HOST", "CLICKHOUSE_DSN", "MILVUS_HOST"}
-    }
-    env.update(AIETL_ADMIN_PASSWORD=PASSWORD, AIETL_KAFKA_SESSION_TIMEOUT_MS="6000")
+    env = embedded_env(PASSWORD)  # as a user's shell, minus anything pointing at outside servers
+    env["AIETL_KAFKA_SESSION_TIMEOUT_MS"] = "6000"
     process = subprocess.Popen(
         [
             sys.executable,
