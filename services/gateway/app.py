@@ -6,16 +6,18 @@ import importlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import ModuleType
 from typing import Any
 
 import structlog
-from fastapi import APIRouter, FastAPI, Request, status
+from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.exc import DBAPIError
 
 from services.gateway import admin, auth, events
 from services.gateway.admin import ensure_bootstrap_admin
+from services.gateway.fast_path import FastRoute, answer_fast, mount_fast_routes
 from services.gateway.security import LoginThrottles, TokenVerifier, jwt_secret
 from services.operations import health_response, metrics_response, readiness_response
 from services.runtime import WORKERS, Runtime
@@ -24,18 +26,17 @@ from shared import metrics
 log = structlog.get_logger(__name__)
 
 
-def service_routers() -> list[APIRouter]:
-    """Each service's `api.router`, for the services that have REST routes."""
-    routers = []
+def service_apis() -> list[ModuleType]:
+    """Each service's `api` module (its `router`, and `fast_routes` if any), for the services
+    that have REST routes."""
+    modules = []
     for name in WORKERS:
         try:
-            module = importlib.import_module(f"services.{name}.api")
+            modules.append(importlib.import_module(f"services.{name}.api"))
         except ModuleNotFoundError as error:
             if error.name != f"services.{name}.api":
                 raise
-            continue
-        routers.append(module.router)
-    return routers
+    return modules
 
 
 def create_app(runtime: Runtime, *, owns_runtime: bool = True) -> FastAPI:
@@ -68,12 +69,16 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = True) -> FastAPI:
 
     # Each router directly under the app (not through an intermediate /api/v1 router): FastAPI
     # matches a request again at every level of inclusion, and one level fewer is one walk fewer.
-    for router in (auth.router, admin.router, events.router, *service_routers()):
+    apis = service_apis()
+    for router in (auth.router, admin.router, events.router, *(api.router for api in apis)):
         app.include_router(router, prefix="/api/v1")
     _add_operational_routes(app, runtime)
     _add_error_handlers(app)
     _document_message_errors(app)
-    app.add_middleware(RequestGuard, max_body_bytes=runtime.settings.max_request_bytes)
+    fast_routes = mount_fast_routes("/api/v1", apis)
+    app.add_middleware(
+        RequestGuard, max_body_bytes=runtime.settings.max_request_bytes, fast_routes=fast_routes
+    )
     return app
 
 
@@ -150,11 +155,15 @@ def _is_data_error(error: BaseException) -> bool:
 
 
 class RequestGuard:
-    """Pure ASGI middleware: refuses oversized bodies early and records latency per route template."""
+    """Pure ASGI middleware: refuses oversized bodies early, answers fast routes
+    (`services.gateway.fast_path`) and records latency per route template."""
 
-    def __init__(self, app: Any, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: Any, max_body_bytes: int, fast_routes: dict[tuple[str, str], FastRoute] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.fast_routes = fast_routes or {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -178,9 +187,41 @@ class RequestGuard:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_and_record)
+            fast = self.fast_routes.get((scope["method"], scope["path"])) if length is not None else None
+            if fast is None or not await self._answer_fast(fast, scope, receive, send_and_record):
+                await self.app(scope, receive, send_and_record)
         finally:
             route = scope.get("route")
             metrics.HTTP_REQUEST_SECONDS.labels(
                 method=scope["method"], route=getattr(route, "path", "unmatched"), status=str(status_code)
             ).observe(time.perf_counter() - started)
+
+    async def _answer_fast(self, fast: FastRoute, scope: dict[str, Any], receive: Any, send: Any) -> bool:
+        """Answer through the fast route; when it declines, the body it read is replayed to the app
+        (`receive` now yields it first). True when answered."""
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return False  # the client went away: the app sees the rest of the conversation
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        app_state = scope["app"].state
+        response = await answer_fast(fast, app_state.runtime, app_state.tokens, scope, body)
+        if response is not None:
+            scope["route"] = fast
+            await response(scope, receive, send)
+            return True
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+        return True
