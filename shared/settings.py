@@ -6,7 +6,6 @@ Unset URLs fall back to embedded defaults under `data_dir`, so `aietl up` needs 
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -112,15 +111,16 @@ class Settings(BaseSettings):
                 return driver + url[len(plain) :]
         return url
 
-    @cached_property
+    # plain properties, not cached: a copy with other fields (`model_copy(update=...)`) resolves anew
+    @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{(self.data_dir / 'aietl.db').resolve()}"
 
-    @cached_property
+    @property
     def resolved_kafka_servers(self) -> str:
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.broker_port}"
 
-    @cached_property
+    @property
     def resolved_clickhouse_dsn(self) -> str:
         """A ClickHouse server when `CLICKHOUSE_HOST` is set, else chDB in-process under `data_dir`."""
         if self.clickhouse_dsn:

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field, SecretStr
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.gateway.deps import AdminDep, SessionDep
@@ -82,30 +83,49 @@ async def create_user(body: UserIn, _admin: AdminDep, session: SessionDep) -> Us
     )
 
 
+BOOTSTRAP_ATTEMPTS = 3
+
+
 async def ensure_bootstrap_admin(runtime: Runtime) -> None:
     """Create the default project and the administrator once; an unset password is generated and
-    printed once to the console (never to the log)."""
+    printed once to the console (never to the log). Gateway replicas starting together race to
+    create them: one wins, the others hit the unique keys and look again (and find them)."""
+    for attempt in range(1, BOOTSTRAP_ATTEMPTS + 1):
+        try:
+            generated = await _create_missing(runtime)
+        except IntegrityError:
+            if attempt == BOOTSTRAP_ATTEMPTS:
+                raise
+            continue
+        if generated is not None:  # shown only once it is stored
+            print(
+                f"\n  AI-ETL administrator created: username={runtime.settings.admin_username} "
+                f"password={generated}\n  (shown once; set AIETL_ADMIN_PASSWORD to choose it)\n",
+                file=sys.stderr,
+                flush=True,
+            )
+        return
+
+
+async def _create_missing(runtime: Runtime) -> str | None:
+    """One transaction; returns the password it generated, if it generated one."""
     settings = runtime.settings
     async with runtime.database.transaction() as session:
         await _ensure_project(session, settings.default_project)
         if await session.scalar(select(User.id).where(User.username == settings.admin_username)) is not None:
-            return
+            return None
+        generated = None
         if settings.admin_password is not None:
             password = settings.admin_password.get_secret_value()
         elif settings.environment == "production":
             raise RuntimeError("AIETL_ADMIN_PASSWORD must be set in production")
         else:
-            password = secrets.token_urlsafe(12)
-            print(
-                f"\n  AI-ETL administrator created: username={settings.admin_username} password={password}\n"
-                "  (shown once; set AIETL_ADMIN_PASSWORD to choose it)\n",
-                file=sys.stderr,
-                flush=True,
-            )
+            password = generated = secrets.token_urlsafe(12)
         user = User(username=settings.admin_username, password_hash=hash_password(password), is_admin=True)
         session.add(user)
         await session.flush()
         session.add(Membership(user_id=user.id, project_id=settings.default_project, role="admin"))
+    return generated
 
 
 async def _ensure_project(session: AsyncSession, project_id: str) -> None:
