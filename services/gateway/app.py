@@ -197,8 +197,9 @@ class RequestGuard:
             ).observe(time.perf_counter() - started)
 
     async def _answer_fast(self, fast: FastRoute, scope: dict[str, Any], receive: Any, send: Any) -> bool:
-        """Answer through the fast route; when it declines, the body it read is replayed to the app
-        (`receive` now yields it first). True when answered."""
+        """Read the body and answer through the fast route; when it declines, hand the request to the
+        app with the body replayed (its `receive` yields it first). True once the request has been
+        answered either way; False when the client went away before its body arrived."""
         chunks = []
         while True:
             message = await receive()
