@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import BaseModel
 
 from services.gateway.deps import project_scope
@@ -58,9 +59,10 @@ def mount_fast_routes(prefix: str, apis: list[ModuleType]) -> dict[tuple[str, st
 
 
 def _bearer_token(scope: dict[str, Any]) -> str | None:
+    """The token as the route's `HTTPBearer` dependency reads it (FastAPI's own header parser)."""
     for name, value in scope["headers"]:
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
+            scheme, token = get_authorization_scheme_param(value.decode("latin-1"))
             return token if scheme.lower() == "bearer" and token else None
     return None
 
