@@ -14,9 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
-import psycopg2
 import pytest
-from psycopg2 import sql
 
 from services.gateway.admin import ensure_bootstrap_admin
 from services.gateway.app import create_app
@@ -25,6 +23,7 @@ from shared.bus import ensure_topics
 from shared.embedded_broker import EmbeddedBroker
 from shared.migrate import upgrade_async
 from shared.settings import Settings
+from tests.support import fresh_postgres_database
 
 ADMIN_PASSWORD = "admin-test-password"
 JWT_SECRET = "test-secret-" + "x" * 40
@@ -38,16 +37,8 @@ def postgres_admin_url() -> str:
 @pytest.fixture(scope="session")
 def postgres_url(postgres_admin_url: str) -> Iterator[str]:
     """A fresh PostgreSQL database for this test session (asyncpg URL)."""
-    name = f"aietl_test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(postgres_admin_url)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base = postgres_admin_url.rsplit("/", 1)[0]
-    yield f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1)
-    with admin.cursor() as cursor:
-        cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    admin.close()
+    with fresh_postgres_database(postgres_admin_url, "aietl_test") as url:
+        yield url.replace("postgresql://", "postgresql+asyncpg://", 1)
 
 
 @pytest.fixture(scope="session")

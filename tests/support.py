@@ -1,13 +1,17 @@
-"""Helpers for tests that wait on asynchronous effects and read topics."""
+"""Helpers for tests that wait on asynchronous effects, read topics and need a database of their own."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
+import psycopg2
 from aiokafka import AIOKafkaConsumer
+from psycopg2 import sql
 
 T = TypeVar("T")
 
@@ -50,3 +54,20 @@ async def read_topic(
     if len(found) < count:
         raise AssertionError(f"{len(found)} of {count} matching messages on {topic} within {timeout}s")
     return found
+
+
+@contextmanager
+def fresh_postgres_database(admin_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database beside `admin_url`'s, dropped afterwards (its connections
+    too); yields its plain `postgresql://` URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(admin_url)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.close()

@@ -8,8 +8,6 @@ import uuid
 
 import httpx
 import jwt
-import psycopg2
-from psycopg2 import sql
 from sqlalchemy import select
 
 from services.gateway.admin import ensure_bootstrap_admin
@@ -19,7 +17,7 @@ from services.runtime import Runtime
 from shared.migrate import upgrade_async
 from shared.settings import Settings
 from tests.conftest import ADMIN_PASSWORD, JWT_SECRET
-from tests.support import eventually
+from tests.support import eventually, fresh_postgres_database
 
 
 async def test_health_ready_metrics_are_public(client: httpx.AsyncClient) -> None:
@@ -155,24 +153,16 @@ async def test_replicas_starting_together_bootstrap_one_administrator(
 ) -> None:
     """Several gateway replicas starting at once on a fresh database: each start succeeds (none
     trips over the rows another just created), and there is one administrator in one project."""
-    name = f"aietl_boot_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(postgres_admin_url)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base = postgres_admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    url = f"{base}/{name}"
-    replicas = [Runtime(settings.model_copy(update={"database_url": url})) for _ in range(6)]
-    try:
-        await upgrade_async(url)
-        await asyncio.gather(*(ensure_bootstrap_admin(replica) for replica in replicas))
-        async with replicas[0].database.sessions() as session:
-            admins = (await session.execute(select(User.username).where(User.is_admin))).scalars().all()
-            memberships = (await session.execute(select(Membership.project_id))).scalars().all()
-        assert admins == [settings.admin_username] and memberships == [settings.default_project]
-    finally:
-        for replica in replicas:
-            await replica.close()
-        with admin.cursor() as cursor:
-            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.close()
+    with fresh_postgres_database(postgres_admin_url, "aietl_boot") as plain:
+        url = plain.replace("postgresql://", "postgresql+asyncpg://", 1)
+        replicas = [Runtime(settings.model_copy(update={"database_url": url})) for _ in range(6)]
+        try:
+            await upgrade_async(url)
+            await asyncio.gather(*(ensure_bootstrap_admin(replica) for replica in replicas))
+            async with replicas[0].database.sessions() as session:
+                admins = (await session.execute(select(User.username).where(User.is_admin))).scalars().all()
+                memberships = (await session.execute(select(Membership.project_id))).scalars().all()
+            assert admins == [settings.admin_username] and memberships == [settings.default_project]
+        finally:
+            for replica in replicas:
+                await replica.close()

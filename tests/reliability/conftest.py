@@ -12,14 +12,11 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg2
 import pytest
-from psycopg2 import sql
 
 from shared.bus import ensure_topics
 from shared.db import Database
@@ -27,6 +24,7 @@ from shared.embedded_broker import EmbeddedBroker, free_port, port_open
 from shared.migrate import upgrade_async
 from shared.settings import Settings
 from tests.conftest import ADMIN_PASSWORD, JWT_SECRET
+from tests.support import fresh_postgres_database
 
 ROOT = Path(__file__).resolve().parents[2]
 # Kept small so that an oversized event is cheap to build; the bus refuses anything larger.
@@ -156,15 +154,8 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def stack_database_url(postgres_admin_url: str) -> Iterator[str]:
-    name = f"aietl_rel_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(postgres_admin_url)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield f"{postgres_admin_url.rsplit('/', 1)[0]}/{name}"
-    with admin.cursor() as cursor:
-        cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    admin.close()
+    with fresh_postgres_database(postgres_admin_url, "aietl_rel") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
