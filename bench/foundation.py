@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
-import psycopg2
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.bus import ServiceRouter, create_broker, ensure_topics, publish_event
@@ -27,6 +26,7 @@ from shared.embedded_broker import EmbeddedBroker, free_port
 from shared.events import Event
 from shared.migrate import upgrade_async
 from shared.settings import Settings
+from tests.support import fresh_postgres_database
 
 COLD_STARTS = 3
 ROUND_TRIPS = 1_000
@@ -147,33 +147,10 @@ async def round_trip(database_url: str, label: str) -> dict[str, Any]:
     }
 
 
-def _postgres_database() -> tuple[str, str]:
-    name = f"aietl_bench_{uuid.uuid4().hex[:8]}"
-    connection = psycopg2.connect(POSTGRES_ADMIN)
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    connection.close()
-    return name, POSTGRES_ADMIN.rsplit("/", 1)[0].replace(
-        "postgresql://", "postgresql+asyncpg://"
-    ) + "/" + name
-
-
-def _drop(name: str) -> None:
-    connection = psycopg2.connect(POSTGRES_ADMIN)
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    connection.close()
-
-
 def run() -> dict[str, Any]:
     figures: dict[str, Any] = cold_start_seconds()
     with tempfile.TemporaryDirectory() as folder:
         figures |= asyncio.run(round_trip(f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}", "sqlite"))
-    name, url = _postgres_database()
-    try:
+    with fresh_postgres_database(POSTGRES_ADMIN, "aietl_bench") as url:
         figures |= asyncio.run(round_trip(url, "postgres"))
-    finally:
-        _drop(name)
     return figures

@@ -155,49 +155,38 @@ async def drive(
 
 def run() -> dict[str, object]:
     """60 s (AIETL_LOAD_SECONDS) against a gateway process of its own."""
-    import psycopg2
-
     from shared.embedded_broker import EmbeddedBroker, free_port, port_open
     from shared.migrate import upgrade_async
+    from tests.support import fresh_postgres_database
 
     seconds = float(os.environ.get("AIETL_LOAD_SECONDS", "60"))
     admin_url = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"aietl_load_{uuid.uuid4().hex[:10]}"
-    connection = psycopg2.connect(admin_url)
-    connection.autocommit = True
-    connection.cursor().execute(f'CREATE DATABASE "{name}"')
-    database_url = f"{admin_url.rsplit('/', 1)[0]}/{name}"
     password, port = uuid.uuid4().hex, free_port()
-    try:
-        with EmbeddedBroker() as broker:
-            asyncio.run(upgrade_async(database_url.replace("postgresql://", "postgresql+asyncpg://", 1)))
-            env = {
-                **os.environ,
-                "DATABASE_URL": database_url,
-                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-                "AIETL_ADMIN_PASSWORD": password,
-                "AIETL_JWT_SECRET": uuid.uuid4().hex * 2,
-                "AIETL_GATEWAY_PORT": str(port),
-                "AIETL_LOG_LEVEL": "WARNING",
-                "AIETL_DATA_DIR": tempfile.mkdtemp(prefix=name),
-            }
-            gateway = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "gateway"],
-                cwd=ROOT,
-                env=env,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                while not port_open("127.0.0.1", port):
-                    time.sleep(0.1)
-                figures = asyncio.run(_load(f"http://127.0.0.1:{port}", password, gateway.pid, seconds))
-            finally:
-                gateway.kill()
-                gateway.wait()
-    finally:
-        connection.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.close()
-    return figures
+    with fresh_postgres_database(admin_url, "aietl_load") as database_url, EmbeddedBroker() as broker:
+        asyncio.run(upgrade_async(database_url))
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "AIETL_ADMIN_PASSWORD": password,
+            "AIETL_JWT_SECRET": uuid.uuid4().hex * 2,
+            "AIETL_GATEWAY_PORT": str(port),
+            "AIETL_LOG_LEVEL": "WARNING",
+            "AIETL_DATA_DIR": tempfile.mkdtemp(prefix="aietl_load_"),
+        }
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "gateway"],
+            cwd=ROOT,
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            while not port_open("127.0.0.1", port):
+                time.sleep(0.1)
+            return asyncio.run(_load(f"http://127.0.0.1:{port}", password, gateway.pid, seconds))
+        finally:
+            gateway.kill()
+            gateway.wait()
 
 
 async def _load(base_url: str, password: str, pid: int, seconds: float) -> dict[str, object]:

@@ -15,9 +15,6 @@ import time
 import uuid
 from typing import Any
 
-import psycopg2
-from psycopg2 import sql
-
 from services.runtime import Runtime
 from services.templates.builtin import builtin
 from services.templates.domain.config import validated
@@ -27,6 +24,7 @@ from services.templates.tables import ControlEntry
 from services.templates.targets import SqlAlchemyTarget
 from shared.migrate import upgrade_async
 from shared.settings import Settings
+from tests.support import fresh_postgres_database
 
 POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 ENTRIES = 500
@@ -150,15 +148,5 @@ async def _main(database_url: str) -> dict[str, Any]:
 
 
 def run() -> dict[str, object]:
-    name = f"aietl_bench_templates_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(POSTGRES_ADMIN)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        url = POSTGRES_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-        return asyncio.run(_main(f"{url}/{name}"))
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.close()
+    with fresh_postgres_database(POSTGRES_ADMIN, "aietl_bench_templates") as url:
+        return asyncio.run(_main(url))

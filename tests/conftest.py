@@ -38,7 +38,7 @@ def postgres_admin_url() -> str:
 def postgres_url(postgres_admin_url: str) -> Iterator[str]:
     """A fresh PostgreSQL database for this test session (asyncpg URL)."""
     with fresh_postgres_database(postgres_admin_url, "aietl_test") as url:
-        yield url.replace("postgresql://", "postgresql+asyncpg://", 1)
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -59,14 +59,15 @@ async def read_topic(
 @contextmanager
 def fresh_postgres_database(admin_url: str, prefix: str) -> Iterator[str]:
     """A new, empty PostgreSQL database beside `admin_url`'s, dropped afterwards (its connections
-    too); yields its plain `postgresql://` URL."""
+    too); yields its URL with the async driver, as the platform's settings use it."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = psycopg2.connect(admin_url)
     admin.autocommit = True
     try:
         with admin.cursor() as cursor:
             cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
+        base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+        yield f"{base}/{name}"
     finally:
         with admin.cursor() as cursor:
             cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

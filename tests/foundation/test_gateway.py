@@ -153,8 +153,7 @@ async def test_replicas_starting_together_bootstrap_one_administrator(
 ) -> None:
     """Several gateway replicas starting at once on a fresh database: each start succeeds (none
     trips over the rows another just created), and there is one administrator in one project."""
-    with fresh_postgres_database(postgres_admin_url, "aietl_boot") as plain:
-        url = plain.replace("postgresql://", "postgresql+asyncpg://", 1)
+    with fresh_postgres_database(postgres_admin_url, "aietl_boot") as url:
         replicas = [Runtime(settings.model_copy(update={"database_url": url})) for _ in range(6)]
         try:
             await upgrade_async(url)
