@@ -5,13 +5,14 @@ cosine scoring. It is not Pinecone: no persistence, no pods, no limits beyond th
 
 from __future__ import annotations
 
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
+
+from tests.vector_sink.fakes import JsonRequestHandler
 
 
 def _compare(op: str, have: Any, want: Any) -> bool:
@@ -60,21 +61,9 @@ class FakePinecone:
         self._lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _reply(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonRequestHandler):
             def _handle(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else {}
+                body = self._json_body() or {}
                 url = urlparse(self.path)
                 fake.requests.append((self.command, url.path))
                 if self.headers.get("Api-Key") != fake.api_key:

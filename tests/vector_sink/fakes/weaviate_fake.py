@@ -9,7 +9,6 @@ filter operators the connector emits are understood.
 
 from __future__ import annotations
 
-import json
 import re
 import struct
 import threading
@@ -29,6 +28,8 @@ from weaviate.proto.v1 import (
     search_get_pb2,
     weaviate_pb2_grpc,
 )
+
+from tests.vector_sink.fakes import JsonRequestHandler
 
 VERSION = "1.32.0"
 HNSW_DEFAULTS = {  # what a Weaviate server reports for an HNSW index created with no options
@@ -305,21 +306,9 @@ class FakeWeaviate:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _reply(self, status: int, body: Any = None) -> None:
-                data = b"" if body is None else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonRequestHandler):
             def _handle(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
+                body = self._json_body()
                 path = self.path.split("?")[0].rstrip("/")
                 fake.calls.append(f"{self.command} {path}")
                 public = path in ("/v1/meta", "/v1/.well-known/openid-configuration")
