@@ -30,6 +30,28 @@ class FeatureType(StrEnum):
     FLOAT64_LIST = "float64_list"
     STRING_LIST = "string_list"
 
+    @classmethod
+    def _missing_(cls, value: object) -> FeatureType | None:
+        """The specification's spellings (`int`, `float`, ...) name the same types."""
+        if not isinstance(value, str):
+            return None
+        key = value.strip().lower()
+        return cls._value2member_map_.get(key) or _TYPE_ALIASES.get(key)  # type: ignore[return-value]
+
+
+_TYPE_ALIASES: dict[str, FeatureType] = {
+    "int": FeatureType.INT64,
+    "integer": FeatureType.INT64,
+    "long": FeatureType.INT64,
+    "bigint": FeatureType.INT64,
+    "float": FeatureType.FLOAT64,
+    "double": FeatureType.FLOAT64,
+    "number": FeatureType.FLOAT64,
+    "str": FeatureType.STRING,
+    "text": FeatureType.STRING,
+    "boolean": FeatureType.BOOL,
+}
+
 
 class FeatureError(ValueError):
     """A request the store cannot honour (unknown feature, wrong type, ...): a 4xx, never a retry."""
