@@ -38,6 +38,16 @@ FEATURE_ONLINE_SECONDS = Histogram(
 FEATURE_VALUES_WRITTEN = Counter(
     "aietl_feature_values_written_total", "Feature store: values written", ["storage"]
 )
+FEATURE_ONLINE_VALUES = Counter(
+    "aietl_feature_online_values_total",
+    "Feature store: values asked of the online store, by what it had: present (a hit), expired or missing",
+    ["status"],
+)
+FEATURE_NEWEST_VALUE = Gauge(
+    "aietl_feature_newest_value_timestamp_seconds",
+    "Feature store: event time of the newest value written per feature view (freshness is time() - this)",
+    ["project", "feature_view"],
+)
 DRIFT_EVENTS = Counter(
     "aietl_drift_events_total", "Schema drift: drifts detected", ["drift_type", "severity", "strategy"]
 )

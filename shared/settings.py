@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     milvus_port: int = Field(default=19530, validation_alias=_env("MILVUS_PORT"))
     weaviate_url: str | None = Field(default=None, validation_alias=_env("WEAVIATE_URL"))
     pinecone_api_key: SecretStr | None = Field(default=None, validation_alias=_env("PINECONE_API_KEY"))
+    # the store type of a connector created without one
+    vector_db_type: Literal["milvus", "weaviate", "pinecone"] = Field(
+        default="milvus", validation_alias=_env("VECTOR_DB_TYPE", "AIETL_VECTOR_DB_TYPE")
+    )
 
     # --- service tuning (seed names) ---
     feature_store_ttl_seconds: int = Field(

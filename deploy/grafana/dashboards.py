@@ -140,6 +140,30 @@ DASHBOARDS = (
                 unit="ops",
             ),
             Panel(
+                "Feature freshness: age of the newest value per feature view",
+                (
+                    (
+                        "time() - max by (project, feature_view) "
+                        "(aietl_feature_newest_value_timestamp_seconds)",
+                        "{{project}} / {{feature_view}}",
+                    ),
+                ),
+                unit="s",
+                description="Seconds since the event time of the newest value written to each view.",
+            ),
+            Panel(
+                "Online store hit rate",
+                (
+                    (
+                        f'sum(rate(aietl_feature_online_values_total{{status="present"}}[{WINDOW}]))'
+                        f" / sum(rate(aietl_feature_online_values_total[{WINDOW}]))",
+                        "hit rate",
+                    ),
+                ),
+                unit="percentunit",
+                description="Share of the values asked online that were present (not expired or missing).",
+            ),
+            Panel(
                 "Gateway latency of feature routes (p95)",
                 (
                     (

@@ -36,7 +36,12 @@ from services.features.on_demand import compile_expression, registered_transform
 from services.features.stores import HistoricalFeature, OfflineStore, OnlineStore, Window
 from services.features.tables import FeatureView
 from shared.db import Database
-from shared.metrics import FEATURE_ONLINE_SECONDS, FEATURE_VALUES_WRITTEN
+from shared.metrics import (
+    FEATURE_NEWEST_VALUE,
+    FEATURE_ONLINE_SECONDS,
+    FEATURE_ONLINE_VALUES,
+    FEATURE_VALUES_WRITTEN,
+)
 
 PLAN_CACHE_SECONDS = 5.0
 PLAN_CACHE_SIZE = 1_024
@@ -89,6 +94,11 @@ class OnlinePlan:
     direct: bool = False  # one view, no on-demand, response names = its fields in order
     all_present: dict[str, str] = field(default_factory=dict)  # copied per fully present vector
 
+    @property
+    def stored_slot_count(self) -> int:
+        """Slots read from the online store come first; on-demand outputs follow them."""
+        return sum(len(read.fields) for read in self.reads)
+
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
@@ -126,6 +136,7 @@ class FeatureStore:
         self.online_label = online_label
         self._plans = _Cache()
         self._specs = _Cache()
+        self._newest_us: dict[tuple[str, str], int] = {}
 
     def registry_changed(self) -> None:
         """Call after registering anything so this process reads the new definitions at once."""
@@ -173,6 +184,7 @@ class FeatureStore:
         cutoffs, strictest = read.cutoffs(now)
         names, all_present = plan.names, plan.all_present
         vectors = []
+        partial: list[str] = []
         for entity_id, raws in zip(entity_ids, rows, strict=True):
             if None not in raws and min(raws) >= strictest:
                 features = dict(zip(names, _decode_fresh(raws), strict=True))
@@ -181,7 +193,9 @@ class FeatureStore:
                 values, states = _decode(raws, cutoffs, strictest)
                 features = dict(zip(names, values, strict=True))
                 statuses = dict(zip(names, states, strict=True))
+                partial.extend(states)
             vectors.append({"entity_id": entity_id, "features": features, "statuses": statuses})
+        _count_online_values(len(entity_ids) * len(names), partial)
         return vectors
 
     async def _read_general(
@@ -214,6 +228,8 @@ class FeatureStore:
                     entity_values[slot] = outputs.get(name)
                     entity_statuses[slot] = "missing" if entity_values[slot] is None else "present"
         names, slots = plan.names, plan.response_slots
+        stored = [status for entity in statuses for status in entity[: plan.stored_slot_count]]
+        _count_online_values(len(stored), [status for status in stored if status != "present"])
         return [
             {
                 "entity_id": entity_id,
@@ -292,10 +308,13 @@ class FeatureStore:
         specs = dict(zip(refs, await self.specs(project, refs), strict=True))
         online_rows: list[OnlineWrite] = []
         offline_rows: list[OfflineRow] = []
+        newest: dict[str, int] = {}
         for value in values:
             spec = specs[value.feature_name]
             checked = check_value(spec, value.value)
             event_us = to_us(value.timestamp)
+            if event_us > newest.get(spec.view, 0):
+                newest[spec.view] = event_us
             to_online = storage != "offline" and spec.accepts("online")
             to_offline = storage != "online" and spec.accepts("offline")
             if not (to_online or to_offline):
@@ -323,7 +342,16 @@ class FeatureStore:
         if online_rows:
             await self.online.write(project, online_rows)
             FEATURE_VALUES_WRITTEN.labels("online").inc(len(online_rows))
+        self._record_freshness(project, newest)
         return WriteResult(online=len(online_rows), offline=len(offline_rows))
+
+    def _record_freshness(self, project: str, newest_us: Mapping[str, int]) -> None:
+        """Keep each view's newest event time; a late, older value does not make it look staler."""
+        for view, event_us in newest_us.items():
+            key = (project, view)
+            if event_us > self._newest_us.get(key, 0):
+                self._newest_us[key] = event_us
+                FEATURE_NEWEST_VALUE.labels(project, view).set(event_us / 1_000_000)
 
     # --- materialisation ---
 
@@ -402,6 +430,22 @@ class FeatureStore:
         loads = orjson.loads
         decoded = [[None if raw is None else loads(raw) for raw in column] for column in columns]
         return [list(row) for row in zip(*decoded, strict=True)]
+
+
+_PRESENT = FEATURE_ONLINE_VALUES.labels("present")
+_EXPIRED = FEATURE_ONLINE_VALUES.labels("expired")
+_MISSING = FEATURE_ONLINE_VALUES.labels("missing")
+
+
+def _count_online_values(asked: int, not_present: Sequence[str]) -> None:
+    """The online store's hit rate: of `asked` stored values, those in `not_present` were not served."""
+    expired = not_present.count("expired")
+    missing = len(not_present) - expired
+    _PRESENT.inc(asked - expired - missing)
+    if expired:
+        _EXPIRED.inc(expired)
+    if missing:
+        _MISSING.inc(missing)
 
 
 def _decode_fresh(raws: list[bytes]) -> list[Any]:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, status
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError, model_validator
 
 from services.gateway.deps import ProjectDep, RuntimeDep, SessionDep
 from services.vector_sink import store
@@ -29,9 +29,22 @@ MAX_DOCUMENTS = 1_000
 
 
 class ConnectorIn(BaseModel):
+    """`{name, type, config: {...}}`, or the specification's flat form (`{"type": "pinecone",
+    "api_key": ..., "index_name": ...}`): options beside `type` are the config, and the name
+    defaults to the index's name (else the type)."""
+
     name: Name
-    type: StoreType
+    type: StoreType | None = Field(default=None, description="Defaults to VECTOR_DB_TYPE.")
     config: dict[str, Any] = Field(default_factory=dict, description="Options of the store type; see docs")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_form(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "config" in data:
+            return data
+        config = {key: value for key, value in data.items() if key not in ("name", "type")}
+        name = data.get("name") or config.get("index_name") or config.get("collection") or data.get("type")
+        return {"name": name or "default", "type": data.get("type"), "config": config}
 
 
 class ConnectorPatch(BaseModel):
@@ -141,8 +154,9 @@ async def create_connector(
     """Store a vector store connection for the project (secrets encrypted, never returned)."""
     if await store.get_connector(session, project_id, body.name) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"name: connector {body.name!r} exists")
-    plain, names, sealed = _seal(service_of(runtime), body.type, body.config, {})
-    row = await store.add_connector(session, project_id, body.name, body.type, plain, names, sealed)
+    store_type = body.type or runtime.settings.vector_db_type
+    plain, names, sealed = _seal(service_of(runtime), store_type, body.config, {})
+    row = await store.add_connector(session, project_id, body.name, store_type, plain, names, sealed)
     await session.commit()
     return _out(row)
 

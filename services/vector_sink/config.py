@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cryptography.fernet import Fernet, InvalidToken
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from services.vector_sink.domain import ChunkingPolicy, FieldType, Metric
 from services.vector_sink.embeddings import DEFAULT_MODEL, EmbeddingConfig
@@ -39,13 +39,23 @@ class CommonOptions(BaseModel):
     embedding_base_url: str | None = None
     embedding_dimension: int | None = Field(default=None, ge=1, le=8_192)
     embedding_api_key: SecretStr | None = None
+    dimension: int | None = Field(
+        default=None,
+        ge=1,
+        le=8_192,
+        description="The index's vector dimension (the specification's `dimension`); defaults to the "
+        "embedding model's. When it differs from the model's, documents must carry their `embedding`.",
+    )
 
     def chunking(self) -> ChunkingPolicy:
         return ChunkingPolicy(self.chunk_size, min(self.chunk_overlap, self.chunk_size - 1), self.markdown)
 
     def embedding(self) -> EmbeddingConfig:
         return EmbeddingConfig(
-            self.embedding_provider, self.embedding_model, self.embedding_base_url, self.embedding_dimension
+            self.embedding_provider,
+            self.embedding_model,
+            self.embedding_base_url,
+            self.embedding_dimension or (self.dimension if self.embedding_provider != "local" else None),
         )
 
 
@@ -69,14 +79,33 @@ class WeaviateOptions(CommonOptions):
 
 
 class PineconeOptions(CommonOptions):
-    """`index_host` (data plane URL) or `index_name` resolved through the control plane."""
+    """`index_host` (data plane URL) or `index_name` resolved through the control plane.
+
+    `environment` is the specification's (and older Pinecone clients') `<region>-<cloud>` name, such
+    as `us-west1-gcp`; it sets `region` and `cloud` for an index the connector creates, unless
+    those are given themselves."""
 
     index_host: str | None = None
     index_name: str | None = None
     control_host: str | None = None
+    environment: str | None = Field(default=None, max_length=64)
     cloud: str = "aws"
     region: str = "us-east-1"
     api_key: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _region_from_environment(self) -> PineconeOptions:
+        if self.environment:
+            region, _, cloud = self.environment.rpartition("-")
+            if region and cloud in PINECONE_CLOUDS:
+                if "region" not in self.model_fields_set:
+                    self.region = region
+                if "cloud" not in self.model_fields_set:
+                    self.cloud = cloud
+        return self
+
+
+PINECONE_CLOUDS = ("aws", "gcp", "azure")
 
 
 OPTIONS: dict[str, type[CommonOptions]] = {

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 Metric = Literal["cosine", "l2", "ip"]
 WriteMode = Literal["append", "upsert", "overwrite"]
@@ -289,10 +289,20 @@ _PYTHON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+class EmbeddingModel(Protocol):
+    name: str
+    dimension: int
+
+
 def validate_document(
-    document: Document, dimension: int | None, limits: Limits, schema: dict[str, FieldType] | None = None
+    document: Document,
+    dimension: int | None,
+    limits: Limits,
+    schema: dict[str, FieldType] | None = None,
+    model: EmbeddingModel | None = None,
 ) -> None:
-    """Reject what can never be stored; raise `RejectedDocument` naming the field."""
+    """Reject what can never be stored; raise `RejectedDocument` naming the field. `model` embeds
+    texts sent without an `embedding`: its vectors must fit the collection too."""
     if document.operation == "delete":
         return
     if document.text is None and document.embedding is None:
@@ -304,6 +314,11 @@ def validate_document(
     if document.embedding is not None and dimension is not None and len(document.embedding) != dimension:
         raise RejectedDocument(
             f"`embedding` has dimension {len(document.embedding)}, the collection has {dimension}"
+        )
+    if document.embedding is None and model is not None and dimension not in (None, model.dimension):
+        raise RejectedDocument(
+            f"`text` would be embedded by {model.name} into dimension {model.dimension}, the collection "
+            f"has {dimension}: send `embedding`, or configure an embedding model of that dimension"
         )
     for name in document.metadata:
         if name in RESERVED_FIELDS or name in ENRICHED_FIELDS:

@@ -153,9 +153,8 @@ class VectorSinkService:
         async with self._lock(key):
             if key not in self._ensured:
                 options = connector.options
-                wanted = CollectionSpec(
-                    name, connector.embedder.dimension, options.metric, options.metadata_schema
-                )
+                dimension = options.dimension or connector.embedder.dimension
+                wanted = CollectionSpec(name, dimension, options.metric, options.metadata_schema)
                 try:
                     spec = await self._run(connector.store.ensure_collection, wanted)
                 except (ValueError, LookupError) as error:  # e.g. a foreign collection, a missing index
@@ -163,7 +162,7 @@ class VectorSinkService:
                 if spec.dimension != wanted.dimension:
                     raise ConnectorMisconfigured(
                         f"collection {collection!r} has dimension {spec.dimension}, "
-                        f"the connector's model {connector.embedder.name} gives {wanted.dimension}"
+                        f"the connector wants {wanted.dimension}"
                     )
                 self._ensured[key] = spec
         return self._ensured[key]
@@ -191,7 +190,9 @@ class VectorSinkService:
         accepted: dict[str, Document] = {}
         for document in documents:
             try:
-                validate_document(document, spec.dimension, self.limits, spec.metadata_schema)
+                validate_document(
+                    document, spec.dimension, self.limits, spec.metadata_schema, connector.embedder
+                )
             except RejectedDocument as error:
                 report.rejected.append(Rejection(document.doc_id, str(error)))
                 continue
