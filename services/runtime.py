@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from faststream.kafka import KafkaBroker
@@ -17,6 +17,7 @@ from faststream.kafka import KafkaBroker
 from shared.bus import ServiceRouter, create_broker, record_consumer_lag
 from shared.clickhouse import ClickHouse
 from shared.db import Database
+from shared.outbox import Outbox, Relay
 from shared.settings import Settings
 
 WORKERS = ("drift", "features", "templates", "predict", "vector_sink")
@@ -35,6 +36,8 @@ class Runtime:
         }
         self._components: dict[str, Any] = {}
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self.outbox = Outbox()
+        self._relay: asyncio.Task[None] | None = None
 
     async def _ping_kafka(self) -> None:
         if not await self.broker.ping(timeout=2.0):
@@ -50,16 +53,30 @@ class Runtime:
         self._closers.append(closer)
 
     async def start_consuming(self) -> None:
-        """Start every subscriber, with the consumer-lag gauge beside them."""
+        """Start every subscriber, with the consumer-lag gauge and the outbox relay beside them."""
         await self.broker.start()
-        lag = asyncio.create_task(record_consumer_lag(self.broker))
+        self.background(record_consumer_lag(self.broker))
+        self.start_relay()
 
-        async def stop_lag() -> None:
-            lag.cancel()
+    def start_relay(self) -> None:
+        """The process's one outbox relay (once the broker is connected); idempotent."""
+        if self._relay is None:
+            relay = Relay(
+                self.database, self.broker, self.outbox, poll_seconds=self.settings.outbox_poll_seconds
+            )
+            self._relay = self.background(relay.run())
+
+    def background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run `work` until the runtime closes."""
+        task = asyncio.create_task(work)
+
+        async def stop() -> None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await lag
+                await task
 
-        self.on_shutdown(stop_lag)
+        self.on_shutdown(stop)
+        return task
 
     def clickhouse(self) -> ClickHouse:
         """The process's ClickHouse client (chDB permits one data dir per process); services share it."""

@@ -65,3 +65,11 @@ VECTOR_CHUNKS_WRITTEN = Counter(
     "aietl_vector_chunks_written_total", "Vector sink: chunks upserted", ["store"]
 )
 PIPELINE_RUNS = Counter("aietl_pipeline_runs_total", "Templates: pipeline instance runs", ["status"])
+
+OUTBOX_PUBLISHED = Counter("aietl_outbox_published_total", "Outbox: events the relay published")
+OUTBOX_PUBLISH_FAILURES = Counter(
+    "aietl_outbox_publish_failures_total", "Outbox: relay rounds that could not publish (retried)"
+)
+OUTBOX_PENDING = Gauge(
+    "aietl_outbox_pending", "Outbox: committed events not yet published, as the relay last saw"
+)

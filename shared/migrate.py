@@ -14,8 +14,13 @@ SERVICES_DIR = SHARED_DIR.parent / "services"
 SERVICES_WITH_TABLES = ("gateway", "drift", "features", "templates", "predict", "vector_sink")
 
 
+SHARED_TABLE_MODULES = ("shared.db", "shared.outbox", "shared.lease")
+
+
 def import_table_modules() -> None:
-    """Register every service's tables on the shared metadata (autogenerate compares against it)."""
+    """Register every table on the shared metadata (autogenerate compares against it)."""
+    for module in SHARED_TABLE_MODULES:
+        importlib.import_module(module)
     for service in SERVICES_WITH_TABLES:
         if (SERVICES_DIR / service / "tables.py").exists():
             importlib.import_module(f"services.{service}.tables")

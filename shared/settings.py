@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     handler_max_attempts: int = Field(default=3, ge=1)
     handler_retry_backoff_seconds: float = Field(default=0.2, ge=0)
     broker_port: int = Field(default=9092, ge=1, le=65535)
+    # the outbox relay polls for events committed by other processes this often (its own wake it)
+    outbox_poll_seconds: float = Field(default=0.5, gt=0, le=60)
 
     # --- gateway and auth ---
     gateway_host: str = "127.0.0.1"

@@ -47,6 +47,7 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = True) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if owns_runtime:
             await runtime.broker.connect()
+            runtime.start_relay()
         await ensure_bootstrap_admin(runtime)
         try:
             yield
