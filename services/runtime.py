@@ -35,6 +35,7 @@ class Runtime:
         }
         self._components: dict[str, Any] = {}
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._starters: list[Callable[[], Awaitable[None]]] = []
 
     async def _ping_kafka(self) -> None:
         if not await self.broker.ping(timeout=2.0):
@@ -49,8 +50,13 @@ class Runtime:
     def on_shutdown(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)
 
+    def on_start(self, starter: Callable[[], Awaitable[None]]) -> None:
+        """Background work a worker starts once its subscribers consume (the templates scheduler)."""
+        self._starters.append(starter)
+
     async def start_consuming(self) -> None:
-        """Start every subscriber, with the consumer-lag gauge beside them."""
+        """Start every subscriber, with the consumer-lag gauge beside them, then the workers'
+        background work."""
         await self.broker.start()
         lag = asyncio.create_task(record_consumer_lag(self.broker))
 
@@ -60,6 +66,8 @@ class Runtime:
                 await lag
 
         self.on_shutdown(stop_lag)
+        for starter in self._starters:
+            await starter()
 
     def clickhouse(self) -> ClickHouse:
         """The process's ClickHouse client (chDB permits one data dir per process); services share it."""
