@@ -138,7 +138,8 @@ async def test_incremental_older_landing_row_never_overwrites_a_newer_one(backen
     }
     landing = backend.qualified("landing")
     await backend.execute(
-        f"INSERT INTO {landing} VALUES (4, 'newer', '2026-01-01 13:30:00'), (5, 'other', '2026-01-01 13:00:00')"
+        f"INSERT INTO {landing} VALUES (4, 'newer', '2026-01-01 13:30:00'), "
+        "(5, 'other', '2026-01-01 13:00:00')"
     )
     first = await backend.run("incremental", config)
     assert first.rows_written == 2 and "13:30" in str(first.high_watermark)
@@ -342,3 +343,34 @@ async def test_scd2_random_late_and_out_of_order_batches(backend: Backend, hard_
     await feed_scd2(
         backend, config, [changes[start : start + 20] for start in range(0, len(changes), 20)], hard_deletes
     )
+
+
+@pytest.mark.parametrize("pattern", ["cdc", "scd2"])
+async def test_delete_values_match_case_insensitively_and_a_log_without_deletes_warns(
+    backend: Backend, pattern: str
+) -> None:
+    await backend.create_source("src", {"id": "int", "val": "text", "seq": "int", "op": "text"})
+    await backend.insert(
+        "src",
+        [
+            {"id": 1, "val": "a", "seq": 1, "op": "I"},
+            {"id": 1, "val": None, "seq": 2, "op": "D"},
+            {"id": 2, "val": "b", "seq": 1, "op": "I"},
+        ],
+    )
+    unmatched = base_config(backend, sequence_column="seq", operation_column="op")  # DELETE is never written
+    warned = await backend.run(pattern, unmatched)
+    assert warned.warning is not None and "delete_values" in warned.warning and "op" in warned.warning
+
+    await backend.execute(f"DROP TABLE {backend.qualified('tgt')}")
+    matched = base_config(backend, sequence_column="seq", operation_column="op", delete_values=["d"])
+    quiet = await backend.run(pattern, matched)
+    assert quiet.warning is None
+    ids = {
+        row[0]
+        for row in await backend.rows(
+            f"SELECT id FROM {backend.qualified('tgt')}"
+            + (" WHERE is_current = TRUE" if pattern == "scd2" else "")
+        )
+    }
+    assert ids == {2}  # key 1 was deleted by its lower-case 'D'
