@@ -6,6 +6,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import httpx
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.templates.domain.schedule import Cron
@@ -13,6 +14,19 @@ from shared.events.base import utc_now
 from tests.templates.conftest import WAREHOUSE, warehouse_sql
 
 BASE = "/api/v1/advanced/templates"
+USAGE = (
+    "aietl_template_usage_total",
+    {"template": "incremental_postgres", "pattern": "incremental", "reason": "manual"},
+)
+GENERATION = ("aietl_pipeline_generation_seconds_count", {"reason": "manual"})
+RUNS = (
+    "aietl_pipeline_runs_total",
+    {"status": "success", "trigger": "manual", "template": "incremental_postgres"},
+)
+
+
+def sample(metric: tuple[str, dict[str, str]]) -> float:
+    return REGISTRY.get_sample_value(*metric) or 0.0
 
 
 async def test_instances_show_their_schedule_and_next_run_time(
@@ -51,8 +65,10 @@ async def test_instances_show_their_schedule_and_next_run_time(
     )
     assert bad_zone.status_code == 422 and bad_zone.json()["errors"][0]["pointer"] == "/schedule_timezone"
 
+    usage, generation, runs = sample(USAGE), sample(GENERATION), sample(RUNS)
     created = await warehouse_client.post(f"{BASE}/instantiate", json=body, headers=headers)
     assert created.status_code == 201, created.text
+    assert sample(USAGE) == usage + 1 and sample(GENERATION) > generation
     expected = Cron.parse("0 6 * * *", "Europe/Berlin").next_after(utc_now())
     assert datetime.fromisoformat(created.json()["next_run_at"]) == expected
     assert expected.astimezone(ZoneInfo("Europe/Berlin")).hour == 6
@@ -74,6 +90,7 @@ async def test_instances_show_their_schedule_and_next_run_time(
 
     run = (await warehouse_client.post(f"{BASE}/instances/{instance_id}/run", headers=headers)).json()
     assert (run["trigger"], run["status"], run["warnings"]) == ("manual", "success", [])
+    assert sample(RUNS) == runs + 1
     assert (await warehouse_client.get(f"{BASE}/instances/nope", headers=headers)).status_code == 404
 
 
