@@ -374,3 +374,46 @@ async def test_delete_values_match_case_insensitively_and_a_log_without_deletes_
         )
     }
     assert ids == {2}  # key 1 was deleted by its lower-case 'D'
+
+
+# docs/templates.md's worked example: one customer's change log arriving in five batches.
+DOCS_EXAMPLE = [
+    [
+        {"id": 7, "val": "basic", "seq": 10, "op": "INSERT"},
+        {"id": 7, "val": "gold", "seq": 30, "op": "UPDATE"},
+    ],
+    [{"id": 7, "val": None, "seq": 50, "op": "DELETE"}],
+    [{"id": 7, "val": "silver", "seq": 60, "op": "INSERT"}],
+    [{"id": 7, "val": "platinum", "seq": 40, "op": "UPDATE"}],
+    [
+        {"id": 7, "val": None, "seq": 50, "op": "delete"},
+        {"id": 7, "val": None, "seq": 70, "op": "DELETE"},
+        {"id": 7, "val": None, "seq": 75, "op": "Delete"},
+    ],
+]
+DOCS_HISTORY = {
+    "invalidate": [
+        (7, "basic", 10, 30, False, False),
+        (7, "gold", 30, 40, False, False),
+        (7, "platinum", 40, 50, False, True),
+        (7, "silver", 60, 70, False, True),
+    ],
+    "new_record": [
+        (7, "basic", 10, 30, False, False),
+        (7, "gold", 30, 40, False, False),
+        (7, "platinum", 40, 50, False, False),
+        (7, None, 50, 60, False, True),
+        (7, "silver", 60, 70, False, False),
+        (7, None, 70, None, True, True),
+    ],
+}
+
+
+@pytest.mark.parametrize("hard_deletes", list(DOCS_HISTORY))
+async def test_scd2_worked_example_of_the_docs(backend: Backend, hard_deletes: str) -> None:
+    await backend.create_source("src", {"id": "int", "val": "text", "seq": "int", "op": "text"})
+    config = base_config(backend, sequence_column="seq", operation_column="op", hard_deletes=hard_deletes)
+    for batch in DOCS_EXAMPLE:
+        await backend.insert("src", batch)
+        await backend.run("scd2", config)
+    assert await scd2_history(backend) == normalized(DOCS_HISTORY[hard_deletes])
