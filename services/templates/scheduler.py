@@ -83,13 +83,18 @@ class Scheduler:
         for row in due:
             key = (row.project_id, row.pipeline_name)
             if key not in self._active:
-                task = asyncio.create_task(self._handle(*key))
-                self._active[key] = task
-                task.add_done_callback(lambda _, key=key: self._active.pop(key, None))  # type: ignore[misc]
+                self._active[key] = task = asyncio.create_task(self._handle(*key))
                 started.append(task)
         return started
 
     async def _handle(self, project_id: str, pipeline_name: str) -> Fired | None:
+        """One due pipeline, at most once at a time in this replica (`_active`)."""
+        try:
+            return await self._handle_leased(project_id, pipeline_name)
+        finally:
+            self._active.pop((project_id, pipeline_name), None)
+
+    async def _handle_leased(self, project_id: str, pipeline_name: str) -> Fired | None:
         try:
             async with self._slots, self.leases.held(schedule_lease(project_id, pipeline_name)):
                 return await self._decide_and_run(project_id, pipeline_name)
@@ -123,7 +128,7 @@ class Scheduler:
             run = await self.service.run(project_id, instance_id, trigger=decision.trigger)
         except PipelineBusy:
             metrics.SCHEDULED_SLOTS.labels(outcome="busy").inc()
-            log.info("scheduled run waits: the pipeline is running", pipeline=pipeline_name)
+            log.debug("scheduled run waits: the pipeline is running", pipeline=pipeline_name)
             return None  # state unchanged: decided again on a later tick
         except NotFound:
             log.warning("scheduled pipeline no longer exists; unscheduled", pipeline=pipeline_name)

@@ -52,7 +52,7 @@ async def test_instances_show_their_schedule_and_next_run_time(
             "watermark_column": "seq",
             "watermark_type": "number",
         },
-        "schedule": "0 6 * * *",
+        "schedule": "0 6 1 1 *",  # yearly: the session's own scheduler must not run it
         "schedule_timezone": "Europe/Berlin",
         "catch_up": "skip",
     }
@@ -69,12 +69,12 @@ async def test_instances_show_their_schedule_and_next_run_time(
     created = await warehouse_client.post(f"{BASE}/instantiate", json=body, headers=headers)
     assert created.status_code == 201, created.text
     assert sample(USAGE) == usage + 1 and sample(GENERATION) > generation
-    expected = Cron.parse("0 6 * * *", "Europe/Berlin").next_after(utc_now())
+    expected = Cron.parse("0 6 1 1 *", "Europe/Berlin").next_after(utc_now())
     assert datetime.fromisoformat(created.json()["next_run_at"]) == expected
     assert expected.astimezone(ZoneInfo("Europe/Berlin")).hour == 6
     instance_id = created.json()["instance_id"]
     shown = (await warehouse_client.get(f"{BASE}/instances/{instance_id}", headers=headers)).json()
-    assert shown["schedule"]["cron"] == "0 6 * * *" and shown["schedule"]["catch_up"] == "skip"
+    assert shown["schedule"]["cron"] == "0 6 1 1 *" and shown["schedule"]["catch_up"] == "skip"
     assert shown["schedule"]["max_retries"] == 0  # the service default
     assert datetime.fromisoformat(shown["next_run_at"]) == expected
     listed = (await warehouse_client.get(f"{BASE}/instances", headers=headers)).json()
@@ -123,7 +123,7 @@ async def test_control_entries_validate_their_schedule_and_runs_report_warnings(
     refused = await warehouse_client.post(f"{BASE}/control-table", json=entry, headers=headers)
     assert refused.status_code == 422 and refused.json()["errors"][0]["pointer"] == "/schedule"
     created = await warehouse_client.post(
-        f"{BASE}/control-table", json={**entry, "schedule": "@daily"}, headers=headers
+        f"{BASE}/control-table", json={**entry, "schedule": "@yearly"}, headers=headers
     )
     assert created.status_code == 201, created.text
     generated = (
@@ -133,7 +133,7 @@ async def test_control_entries_validate_their_schedule_and_runs_report_warnings(
     shown = (
         await warehouse_client.get(f"{BASE}/instances/{pipeline['instance_id']}", headers=headers)
     ).json()
-    assert shown["schedule"]["cron"] == "@daily"
+    assert shown["schedule"]["cron"] == "@yearly"
 
     run = (
         await warehouse_client.post(f"{BASE}/instances/{pipeline['instance_id']}/run", headers=headers)
@@ -143,7 +143,7 @@ async def test_control_entries_validate_their_schedule_and_runs_report_warnings(
 
     disabled = await warehouse_client.put(
         f"{BASE}/control-table/{created.json()['id']}",
-        json={**entry, "schedule": "@daily", "enabled": False},
+        json={**entry, "schedule": "@yearly", "enabled": False},
         headers=headers,
     )
     assert disabled.status_code == 200
