@@ -36,6 +36,7 @@ class Runtime:
         }
         self._components: dict[str, Any] = {}
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._starters: list[Callable[[], Awaitable[None]]] = []
         self.outbox = Outbox()
         self._relay: asyncio.Task[None] | None = None
 
@@ -52,11 +53,18 @@ class Runtime:
     def on_shutdown(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)
 
+    def on_start(self, starter: Callable[[], Awaitable[None]]) -> None:
+        """Background work a worker starts once its subscribers consume (the templates scheduler)."""
+        self._starters.append(starter)
+
     async def start_consuming(self) -> None:
-        """Start every subscriber, with the consumer-lag gauge and the outbox relay beside them."""
+        """Start every subscriber, with the consumer-lag gauge and the outbox relay beside them,
+        then the workers' background work."""
         await self.broker.start()
         self.background(record_consumer_lag(self.broker))
         self.start_relay()
+        for starter in self._starters:
+            await starter()
 
     def start_relay(self) -> None:
         """The process's one outbox relay (once the broker is connected); idempotent."""

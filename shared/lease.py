@@ -1,51 +1,106 @@
-"""Leases in the SQL store: at most one holder of a named job at a time, across processes and replicas.
+"""Leases in the metadata database: one holder per name until it releases or stops renewing.
 
-A row per lease name says who holds it until when. Taking it is one conditional UPDATE (free, expired,
-or already ours), else one INSERT for a name never taken; both are atomic on SQLite and PostgreSQL,
-so no advisory locks and no clock on the database side are needed. A holder that dies stops renewing
-and its lease expires after `ttl`; a holder that outlives its lease learns it at the next renewal.
+Used wherever one replica of many must act alone: the outbox relay, the templates scheduler, one
+run per pipeline at a time. A lease is one row of `leases`. Taking it is a single upsert that only
+overwrites an expired row (or the holder's own), so two replicas racing for a name cannot both win: PostgreSQL
+serialises the conflicting inserts on the primary key and re-checks the condition on the committed
+row; SQLite serialises writers. The holder renews the lease while it works; if its process dies,
+the lease expires and someone else may take over.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 
+import structlog
 from sqlalchemy import String, delete, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base, Database
-from shared.events.base import utc_now
+
+log = structlog.get_logger(__name__)
+Clock = Callable[[], datetime]
 
 
 class Lease(Base):
+    """A named lease: whoever holds an unexpired row may act. Works alike on SQLite and PostgreSQL."""
+
     __tablename__ = "leases"
 
-    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(400), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime]
+    acquired_at: Mapped[datetime]
 
 
-async def acquire(database: Database, name: str, holder: str, ttl: timedelta) -> bool:
-    """Take or renew `name` for `holder` until now + `ttl`; False when someone else holds it."""
-    now = utc_now()
-    async with database.transaction() as session:
-        taken = await session.execute(
-            update(Lease)
-            .where(Lease.name == name, (Lease.holder == holder) | (Lease.expires_at < now))
-            .values(holder=holder, expires_at=now + ttl)
-        )
-        if taken.rowcount == 1:  # type: ignore[attr-defined]
-            return True
-    try:
-        async with database.transaction() as session:
-            session.add(Lease(name=name, holder=holder, expires_at=now + ttl))
-    except IntegrityError:
-        return False  # the row exists and is someone else's
-    return True
+class LeaseHeld(RuntimeError):
+    """Someone else holds the lease."""
 
 
-async def release(database: Database, name: str, holder: str) -> None:
-    """Give the lease up at once (on a clean stop) instead of letting it expire."""
-    async with database.transaction() as session:
-        await session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
+class Leases:
+    def __init__(self, database: Database, holder: str, clock: Clock, ttl_seconds: float) -> None:
+        self.database = database
+        self.holder = holder
+        self.clock = clock
+        self.ttl = timedelta(seconds=ttl_seconds)
+
+    async def acquire(self, name: str) -> bool:
+        """Take `name` if it is free, expired or already ours."""
+        now = self.clock()
+        dialect = postgresql if self.database.engine.dialect.name == "postgresql" else sqlite
+        async with self.database.transaction() as session:
+            statement = dialect.insert(Lease).values(
+                name=name, holder=self.holder, expires_at=now + self.ttl, acquired_at=now
+            )
+            statement = statement.on_conflict_do_update(
+                index_elements=[Lease.name],
+                set_={
+                    "holder": statement.excluded.holder,
+                    "expires_at": statement.excluded.expires_at,
+                    "acquired_at": statement.excluded.acquired_at,
+                },
+                where=(Lease.expires_at <= now) | (Lease.holder == self.holder),
+            ).returning(Lease.name)
+            return (await session.execute(statement)).first() is not None
+
+    async def renew(self, name: str) -> bool:
+        """Extend our lease; False if it expired and someone else took it."""
+        async with self.database.transaction() as session:
+            result = await session.execute(
+                update(Lease)
+                .where(Lease.name == name, Lease.holder == self.holder)
+                .values(expires_at=self.clock() + self.ttl)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def release(self, name: str) -> None:
+        async with self.database.transaction() as session:
+            await session.execute(delete(Lease).where(Lease.name == name, Lease.holder == self.holder))
+
+    @contextlib.asynccontextmanager
+    async def held(self, name: str) -> AsyncIterator[None]:
+        """Hold `name` for the block, renewing it at a third of its lifetime; LeaseHeld if taken."""
+        if not await self.acquire(name):
+            raise LeaseHeld(name)
+        renewer = asyncio.create_task(self._keep(name))
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            await self.release(name)
+
+    async def _keep(self, name: str) -> None:
+        while True:
+            await asyncio.sleep(self.ttl.total_seconds() / 3)
+            try:
+                if not await self.renew(name):
+                    log.warning("lease lost while held", lease=name, holder=self.holder)
+                    return
+            except Exception as error:  # a failed renewal is retried next period; expiry is the backstop
+                log.warning("lease renewal failed", lease=name, error=str(error))

@@ -64,7 +64,27 @@ VECTOR_QUERY_SECONDS = Histogram(
 VECTOR_CHUNKS_WRITTEN = Counter(
     "aietl_vector_chunks_written_total", "Vector sink: chunks upserted", ["store"]
 )
-PIPELINE_RUNS = Counter("aietl_pipeline_runs_total", "Templates: pipeline instance runs", ["status"])
+PIPELINE_RUNS = Counter(
+    "aietl_pipeline_runs_total",
+    "Templates: pipeline instance runs (template: a built-in's id, or custom)",
+    ["status", "trigger", "template"],
+)
+TEMPLATE_USAGE = Counter(
+    "aietl_template_usage_total",
+    "Templates: pipeline instance versions rendered from a template (template: a built-in's id, or custom)",
+    ["template", "pattern", "reason"],
+)
+PIPELINE_GENERATION_SECONDS = Histogram(
+    "aietl_pipeline_generation_seconds",
+    "Templates: time to validate a config and render one pipeline",
+    ["reason"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+SCHEDULED_SLOTS = Counter(
+    "aietl_pipeline_schedule_slots_total",
+    "Templates: scheduler decisions on due pipelines (ran, missed by the catch-up policy, busy)",
+    ["outcome"],
+)
 
 OUTBOX_PUBLISHED = Counter("aietl_outbox_published_total", "Outbox: events the relay published")
 OUTBOX_PUBLISH_FAILURES = Counter(

@@ -31,11 +31,12 @@ from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, delete, e
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared import lease, metrics
+from shared import metrics
 from shared.bus import OutgoingRecord, describe_error, publish_records, record_of
 from shared.db import Base, Database
 from shared.events import Event
 from shared.events.base import utc_now
+from shared.lease import Leases
 
 log = structlog.get_logger(__name__)
 LEASE = "outbox-relay"
@@ -108,9 +109,9 @@ class Relay:
     ) -> None:
         self.database, self.broker, self.outbox = database, broker, outbox
         self.poll_seconds = poll_seconds
-        self.lease_ttl = timedelta(seconds=lease_seconds)
         self.retain = retain
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.leases = Leases(database, holder, utc_now, lease_seconds)
         self._backoff = 0.0
         self._next_purge = 0.0
 
@@ -119,7 +120,7 @@ class Relay:
         try:
             while True:
                 try:
-                    if await lease.acquire(self.database, LEASE, self.holder, self.lease_ttl):
+                    if await self.leases.acquire(LEASE):
                         await self.drain()
                     self._backoff = 0.0
                 except Exception as error:  # the broker or the database is away: keep the rows, retry
@@ -135,7 +136,7 @@ class Relay:
                 await self.outbox.wait_for_commit(self.poll_seconds)
         finally:
             with contextlib.suppress(Exception):
-                await lease.release(self.database, LEASE, self.holder)
+                await self.leases.release(LEASE)
 
     async def drain(self) -> int:
         """Publish every unsent row, oldest first, in batches, while this relay holds the lease."""
@@ -162,9 +163,7 @@ class Relay:
                 )
             metrics.OUTBOX_PUBLISHED.inc(len(rows))
             sent += len(rows)
-            if len(rows) < BATCH or not await lease.acquire(
-                self.database, LEASE, self.holder, self.lease_ttl
-            ):
+            if len(rows) < BATCH or not await self.leases.acquire(LEASE):
                 break
         if time.monotonic() >= self._next_purge:
             self._next_purge = time.monotonic() + PURGE_EVERY_SECONDS

@@ -238,6 +238,56 @@ DASHBOARDS = (
         ),
     ),
     Dashboard(
+        uid="aietl-templates",
+        title="AI-ETL / Pipeline templates",
+        description="Template usage, pipeline generation time, instance success rate and the scheduler.",
+        panels=(
+            Panel(
+                "Template usage in range by template",
+                (increase_by("aietl_template_usage_total", "template"),),
+                kind="stat",
+                description="Pipeline instance versions rendered per template (custom: project templates).",
+            ),
+            Panel(
+                "Instance success rate in range by template",
+                (
+                    (
+                        'sum by (template) (increase(aietl_pipeline_runs_total{status="success"}[$__range]))'
+                        " / sum by (template) (increase(aietl_pipeline_runs_total[$__range]))",
+                        "{{template}}",
+                    ),
+                ),
+                unit="percentunit",
+                kind="stat",
+                description="Successful runs over all runs of the pipelines made from each template.",
+            ),
+            Panel(
+                "Pipeline generation time",
+                latency_quantiles("aietl_pipeline_generation_seconds", "reason"),
+                unit="s",
+                description="Validating a config and rendering one pipeline.",
+            ),
+            Panel(
+                "Template usage / s by template and reason",
+                (rate_by("aietl_template_usage_total", "template, reason"),),
+                unit="ops",
+            ),
+            Panel(
+                "Pipeline runs / s by trigger and status",
+                (rate_by("aietl_pipeline_runs_total", "trigger, status"),),
+                unit="ops",
+                description="schedule: the worker's scheduler; manual: REST; drift: after an adaptation.",
+            ),
+            Panel(
+                "Scheduler decisions / s by outcome",
+                (rate_by("aietl_pipeline_schedule_slots_total", "outcome"),),
+                unit="ops",
+                description="ran; missed: slots the catch-up policy gave up or folded; busy: a run was on.",
+            ),
+            *worker_panels("templates", "drift.detected"),
+        ),
+    ),
+    Dashboard(
         uid="aietl-platform",
         title="AI-ETL / Platform overview",
         description="Every topic and consumer group, and the gateway's request latency by route.",

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
 from services.gateway.deps import (
@@ -19,8 +19,16 @@ from services.gateway.deps import (
     project_scope,
     require_project,
 )
-from services.templates import store
-from services.templates.domain.model import Category, InvalidConfig, Pattern, SqlDialect, TemplateError
+from services.templates import schedules, store
+from services.templates.domain.model import (
+    Category,
+    ConfigProblem,
+    InvalidConfig,
+    Pattern,
+    SqlDialect,
+    TemplateError,
+)
+from services.templates.domain.schedule import CatchUp, Cron, InvalidSchedule, Timing
 from services.templates.service import (
     Conflict,
     GeneratedEntry,
@@ -28,7 +36,13 @@ from services.templates.service import (
     TemplatesService,
     templates_service,
 )
-from services.templates.tables import ControlEntry, PipelineInstance, PipelineRun, TemplateVersion
+from services.templates.tables import (
+    ControlEntry,
+    PipelineInstance,
+    PipelineRun,
+    PipelineSchedule,
+    TemplateVersion,
+)
 from shared.events.base import Name, ProjectId, utc_now
 
 router = APIRouter(prefix="/advanced/templates", tags=["templates"])
@@ -41,26 +55,36 @@ class Strict(BaseModel):
 
 
 class TemplateIn(Strict):
-    template_id: Identifier
+    """The specification's names are accepted beside the project's: `name` for `template_id`,
+    `code_template` for `code`, `display_name`."""
+
+    template_id: Identifier = Field(validation_alias=AliasChoices("template_id", "name"))
+    display_name: str | None = Field(default=None, max_length=255)
     version: str | None = Field(
         default=None, description="MAJOR.MINOR.PATCH; default: bump the latest minor."
     )
     pattern: Pattern
     category: Category
-    dialect: SqlDialect
+    dialect: SqlDialect | None = Field(
+        default=None, description="Omitted: portable, rendered in the dialect of the connection it runs on."
+    )
     description: str = Field(default="", max_length=4_000)
     config_schema: dict[str, Any]
-    code: str = Field(min_length=1, max_length=200_000)
+    code: str = Field(
+        min_length=1, max_length=200_000, validation_alias=AliasChoices("code", "code_template")
+    )
     project_id: ProjectId | None = None
 
 
 class TemplateOut(BaseModel):
     template_id: str
+    name: str
+    display_name: str | None
     version: str
     builtin: bool
     pattern: str
     category: str
-    dialect: str
+    dialect: str | None
     description: str
     config_schema: dict[str, Any]
     code: str
@@ -69,7 +93,44 @@ class TemplateOut(BaseModel):
     runs: int = 0
 
 
-class InstantiateIn(Strict):
+class ScheduleFields(Strict):
+    """When the pipeline runs on its own (the templates worker runs it)."""
+
+    schedule: str | None = Field(
+        default=None,
+        max_length=255,
+        description="Cron expression (minute hour day-of-month month day-of-week, or @hourly, @daily, ...).",
+    )
+    schedule_timezone: str = Field(
+        default="UTC", max_length=64, description="IANA zone of the cron expression."
+    )
+    catch_up: CatchUp | None = Field(
+        default=None,
+        description="Slots missed while down: `skip` them, or `run_once`; default from settings.",
+    )
+    max_retries: int | None = Field(
+        default=None, ge=0, le=100, description="Retries of a failed scheduled run."
+    )
+    retry_backoff_seconds: float | None = Field(
+        default=None, ge=0, le=86_400, description="First retry delay; doubles per retry."
+    )
+
+    def timing(self) -> Timing | None:
+        """The schedule, or None; InvalidConfig (pointer /schedule or /schedule_timezone) if unusable."""
+        if self.schedule is None:
+            return None
+        try:
+            cron = Cron.parse(self.schedule, self.schedule_timezone)
+        except InvalidSchedule as error:
+            pointer = "/schedule_timezone" if error.field == "timezone" else "/schedule"
+            raise InvalidConfig([ConfigProblem(pointer, str(error))]) from None
+        return Timing(cron, self.catch_up, self.max_retries, self.retry_backoff_seconds)
+
+
+class InstantiateIn(ScheduleFields):
+    """Send `schedule` to set or change the pipeline's schedule (null stops it); leave it out to
+    keep the current one."""
+
     template_id: Identifier
     template_version: str | None = None
     config: dict[str, Any]
@@ -82,6 +143,21 @@ class InstantiateIn(Strict):
         default=None, description="Connector whose drift adapts this pipeline."
     )
     source_object: Name | None = None
+
+
+class ScheduleOut(BaseModel):
+    cron: str
+    timezone: str
+    catch_up: str
+    max_retries: int
+    retry_backoff_seconds: float
+    next_run_at: datetime
+    """When the scheduler acts next: the pending slot, a retry, or now for a requested run."""
+    slot_at: datetime
+    attempt: int
+    last_run_id: str | None
+    last_run_at: datetime | None
+    last_status: str | None
 
 
 class InstanceOut(BaseModel):
@@ -100,9 +176,11 @@ class InstanceOut(BaseModel):
     drift_event_id: str | None
     created_at: datetime
     created: bool = False
+    schedule: ScheduleOut | None = None
+    next_run_at: datetime | None = None
 
 
-class ControlEntryIn(Strict):
+class ControlEntryIn(ScheduleFields):
     source_system: Name
     source_object: Name
     target_system: Identifier = Field(
@@ -115,10 +193,10 @@ class ControlEntryIn(Strict):
     keys: list[Name] = Field(default_factory=list, max_length=32)
     enabled: bool = True
     order: int = Field(default=0, ge=-(2**31), le=2**31 - 1)
-    schedule: str | None = Field(
-        default=None, max_length=255, description="Cron expression, kept for schedulers."
-    )
     config: dict[str, Any] = Field(default_factory=dict, description="Template config: columns, lag, ...")
+    project_id: ProjectId | None = Field(
+        default=None, description="Or `?project_id=`; default: your only one."
+    )
 
 
 class ControlEntryOut(ControlEntryIn):
@@ -166,6 +244,8 @@ class RunOut(BaseModel):
     template_id: str
     template_version: str
     status: str
+    trigger: str
+    """schedule, manual or drift."""
     started_at: datetime
     ended_at: datetime
     duration_seconds: float
@@ -176,6 +256,8 @@ class RunOut(BaseModel):
     high_watermark: str | None
     cpu_percent: float | None
     memory_mb: float | None
+    warnings: list[str] = []
+    """The run ended, but something needs a look (e.g. no change matched `delete_values`)."""
 
 
 def _service(runtime: RuntimeDep) -> TemplatesService:
@@ -192,6 +274,8 @@ def invalid(error: InvalidConfig) -> JSONResponse:
 def _template_out(row: TemplateVersion, instances: int = 0, runs: int = 0) -> TemplateOut:
     return TemplateOut(
         template_id=row.template_id,
+        name=row.template_id,
+        display_name=row.display_name,
         version=row.version,
         builtin=row.project_id == "_builtin",
         pattern=row.pattern,
@@ -206,7 +290,30 @@ def _template_out(row: TemplateVersion, instances: int = 0, runs: int = 0) -> Te
     )
 
 
-def _instance_out(row: PipelineInstance, created: bool = False) -> InstanceOut:
+def _schedule_out(row: PipelineSchedule, service: TemplatesService) -> ScheduleOut:
+    policy = schedules.timing_of(row).policy(service.config.schedule_policy())
+    return ScheduleOut(
+        cron=row.cron,
+        timezone=row.timezone,
+        catch_up=policy.catch_up,
+        max_retries=policy.max_retries,
+        retry_backoff_seconds=policy.retry_backoff_seconds,
+        next_run_at=row.due_at,
+        slot_at=row.slot_at,
+        attempt=row.attempt,
+        last_run_id=row.last_run_id,
+        last_run_at=row.last_run_at,
+        last_status=row.last_status,
+    )
+
+
+def _instance_out(
+    row: PipelineInstance,
+    created: bool = False,
+    schedule: PipelineSchedule | None = None,
+    service: TemplatesService | None = None,
+) -> InstanceOut:
+    planned = _schedule_out(schedule, service) if schedule is not None and service is not None else None
     return InstanceOut(
         instance_id=row.instance_id,
         pipeline_name=row.pipeline_name,
@@ -223,6 +330,8 @@ def _instance_out(row: PipelineInstance, created: bool = False) -> InstanceOut:
         drift_event_id=row.drift_event_id,
         created_at=row.created_at,
         created=created,
+        schedule=planned,
+        next_run_at=planned.next_run_at if planned else None,
     )
 
 
@@ -241,6 +350,10 @@ def _entry_out(row: ControlEntry) -> ControlEntryOut:
         enabled=row.enabled,
         order=row.run_order,
         schedule=row.schedule,
+        schedule_timezone=row.schedule_timezone,
+        catch_up=row.catch_up,  # type: ignore[arg-type]
+        max_retries=row.max_retries,
+        retry_backoff_seconds=row.retry_backoff_seconds,
         config=row.config,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -248,7 +361,8 @@ def _entry_out(row: ControlEntry) -> ControlEntryOut:
 
 
 def _run_out(row: PipelineRun) -> RunOut:
-    return RunOut.model_validate(row, from_attributes=True)
+    fields = {name: getattr(row, name) for name in RunOut.model_fields}
+    return RunOut.model_validate({**fields, "warnings": row.warnings or []})
 
 
 def _generated_out(entry: GeneratedEntry) -> GeneratedOut:
@@ -285,6 +399,7 @@ async def create_template(
                 pattern=body.pattern,
                 category=body.category,
                 dialect=body.dialect,
+                display_name=body.display_name,
                 description=body.description,
                 config_schema=body.config_schema,
                 code=body.code,
@@ -315,8 +430,9 @@ async def list_templates(
 async def instantiate(body: InstantiateIn, principal: PrincipalDep, runtime: RuntimeDep) -> Any:
     """Validate the config, render the template and save a pipeline instance version."""
     project = require_project(principal, body.project_id)
+    service = _service(runtime)
     try:
-        saved = await _service(runtime).instantiate(
+        saved = await service.instantiate(
             project,
             pipeline_name=body.pipeline_name,
             template_id=body.template_id,
@@ -325,6 +441,7 @@ async def instantiate(body: InstantiateIn, principal: PrincipalDep, runtime: Run
             connection=body.connection,
             source_system=body.source_system,
             source_object=body.source_object,
+            schedule=body.timing() if "schedule" in body.model_fields_set else ...,
         )
     except InvalidConfig as error:
         return invalid(error)
@@ -332,13 +449,35 @@ async def instantiate(body: InstantiateIn, principal: PrincipalDep, runtime: Run
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
     except TemplateError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from None
-    return _instance_out(saved.instance, saved.created)
+    async with runtime.database.sessions() as session:
+        planned = await schedules.schedule_of(session, project, saved.instance.pipeline_name)
+    return _instance_out(saved.instance, saved.created, planned, service)
 
 
 @router.get("/instances", response_model=list[InstanceOut])
-async def list_instances(project_id: ProjectDep, session: SessionDep) -> list[InstanceOut]:
-    """The latest version of every pipeline of the project."""
-    return [_instance_out(row) for row in await store.latest_instances(session, project_id)]
+async def list_instances(
+    project_id: ProjectDep, session: SessionDep, runtime: RuntimeDep
+) -> list[InstanceOut]:
+    """The latest version of every pipeline of the project, with its schedule and next run time."""
+    planned = await schedules.schedules_of(session, project_id)
+    service = _service(runtime)
+    return [
+        _instance_out(row, schedule=planned.get(row.instance_id), service=service)
+        for row in await store.latest_instances(session, project_id)
+    ]
+
+
+@router.get("/instances/{instance_id}", response_model=InstanceOut)
+async def get_instance(
+    instance_id: str, project_id: ProjectDep, session: SessionDep, runtime: RuntimeDep
+) -> InstanceOut:
+    """The latest version of the pipeline, with its schedule and next run time (null: unscheduled)."""
+    rows = await store.instance_versions(session, project_id, instance_id)
+    if not rows:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"pipeline instance {instance_id!r} not found")
+    latest = rows[-1]
+    planned = await schedules.schedule_of(session, project_id, latest.pipeline_name)
+    return _instance_out(latest, schedule=planned, service=_service(runtime))
 
 
 @router.get("/instances/{instance_id}/versions", response_model=list[InstanceOut])
@@ -353,11 +492,14 @@ async def instance_versions(
 
 @router.post("/instances/{instance_id}/run", response_model=RunOut)
 async def run_instance(instance_id: str, project_id: ProjectDep, runtime: RuntimeDep) -> RunOut:
-    """Run the latest version now; a failed run is answered 200 with status "failed" and its error."""
+    """Run the latest version now; a failed run is answered 200 with status "failed" and its error,
+    a pipeline that is running already 409."""
     try:
-        return _run_out(await _service(runtime).run(project_id, instance_id))
+        return _run_out(await _service(runtime).run(project_id, instance_id, trigger="manual"))
     except NotFound as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
+    except Conflict as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
 
 
 @router.get("/instances/{instance_id}/runs", response_model=list[RunOut])
@@ -390,6 +532,10 @@ def _apply(row: ControlEntry, body: ControlEntryIn) -> None:
     row.enabled = body.enabled
     row.run_order = body.order
     row.schedule = body.schedule
+    row.schedule_timezone = body.schedule_timezone
+    row.catch_up = body.catch_up
+    row.max_retries = body.max_retries
+    row.retry_backoff_seconds = body.retry_backoff_seconds
     row.config = body.config
     row.updated_at = utc_now()
 
@@ -402,8 +548,16 @@ def _duplicate(body: ControlEntryIn) -> HTTPException:
 
 
 @router.post("/control-table", status_code=status.HTTP_201_CREATED, response_model=ControlEntryOut)
-async def create_entry(body: ControlEntryIn, project_id: ProjectDep, runtime: RuntimeDep) -> ControlEntryOut:
-    row = ControlEntry(id=str(uuid.uuid4()), project_id=project_id, created_at=utc_now())
+async def create_entry(
+    body: ControlEntryIn, principal: PrincipalDep, runtime: RuntimeDep, project_id: QueryProject = None
+) -> Any:
+    """A new entry; `generate` turns it into a pipeline, which then runs on the entry's schedule."""
+    project = project_scope(principal, body.project_id or project_id)
+    try:
+        body.timing()
+    except InvalidConfig as error:
+        return invalid(error)
+    row = ControlEntry(id=str(uuid.uuid4()), project_id=project, created_at=utc_now())
     _apply(row, body)
     try:
         async with runtime.database.transaction() as session:
@@ -433,11 +587,25 @@ async def get_entry(entry_id: str, project_id: ProjectDep, session: SessionDep) 
 @router.put("/control-table/{entry_id}", response_model=ControlEntryOut)
 async def update_entry(
     entry_id: str, body: ControlEntryIn, project_id: ProjectDep, runtime: RuntimeDep
-) -> ControlEntryOut:
+) -> Any:
+    """Replace the entry; its generated pipeline follows the new schedule at once."""
+    if body.project_id is not None and body.project_id != project_id:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail="project_id differs from the entry's"
+        )
+    try:
+        body.timing()
+    except InvalidConfig as error:
+        return invalid(error)
+    service = _service(runtime)
     try:
         async with runtime.database.transaction() as session:
             row = await _entry_or_404(session, project_id, entry_id)
+            before = f"{row.target_system}.{row.target_object}"
             _apply(row, body)
+            if before != f"{row.target_system}.{row.target_object}":
+                await service.sync_entry_schedule(session, row, pipeline_name=before, removed=True)
+            await service.sync_entry_schedule(session, row)
     except IntegrityError:
         raise _duplicate(body) from None
     return _entry_out(row)
@@ -445,8 +613,11 @@ async def update_entry(
 
 @router.delete("/control-table/{entry_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_entry(entry_id: str, project_id: ProjectDep, runtime: RuntimeDep) -> None:
+    """Remove the entry; its generated pipeline stays, no longer scheduled."""
     async with runtime.database.transaction() as session:
-        await session.delete(await _entry_or_404(session, project_id, entry_id))
+        row = await _entry_or_404(session, project_id, entry_id)
+        await _service(runtime).sync_entry_schedule(session, row, removed=True)
+        await session.delete(row)
 
 
 @router.post("/generate", response_model=GenerateOut)

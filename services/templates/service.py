@@ -6,12 +6,16 @@ Routes and the worker are thin callers of `TemplatesService` (one per process, s
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import dataclasses
+import os
 import resource
+import socket
 import time
 import uuid
-from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from types import EllipsisType
 from typing import Any
 
 import structlog
@@ -21,8 +25,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.runtime import Runtime
-from services.templates import store
+from services.templates import schedules, store
 from services.templates.builtin import BuiltinTemplate, builtin_templates
+from services.templates.config import TemplatesSettings
 from services.templates.domain.config import check_schema, validated
 from services.templates.domain.generation import (
     CannotAdapt,
@@ -30,6 +35,7 @@ from services.templates.domain.generation import (
     adapt_config,
     entry_config,
     entry_problems,
+    template_variables,
 )
 from services.templates.domain.model import (
     BUILTIN_SCOPE,
@@ -48,6 +54,7 @@ from services.templates.domain.rendering import (
     parse_statements,
     render,
 )
+from services.templates.domain.schedule import Cron, InvalidSchedule, Timing, Trigger
 from services.templates.streaming import read_batch
 from services.templates.tables import (
     ControlEntry,
@@ -61,6 +68,7 @@ from shared import metrics
 from shared.bus import publish_event
 from shared.events import DriftDetected, PipelineRunMetrics, PipelinesGenerated
 from shared.events.base import utc_now
+from shared.lease import LeaseHeld, Leases
 
 log = structlog.get_logger(__name__)
 COMPONENT = "templates.service"
@@ -74,6 +82,29 @@ class NotFound(LookupError):
 
 class Conflict(ValueError):
     pass
+
+
+class PipelineBusy(Conflict):
+    """A run of the pipeline is in progress (in this process or another replica)."""
+
+
+DEFAULT_DIALECT: SqlDialect = "postgres"
+"""The dialect a portable template is checked in when its connection is unknown."""
+
+
+def run_lease(project_id: str, pipeline_name: str) -> str:
+    return f"run:{project_id}/{pipeline_name}"
+
+
+def holder_id() -> str:
+    """Who holds a lease: host, process and a random part (two services in one process differ)."""
+    return f"{socket.gethostname()[:30]}/{os.getpid()}/{uuid.uuid4().hex[:12]}"
+
+
+def template_label(template_scope: str, template_id: str) -> str:
+    """The `template` label of metrics: a built-in's id, else "custom" (project templates' names
+    are user input and would make the label unbounded)."""
+    return template_id if template_scope == BUILTIN_SCOPE else "custom"
 
 
 class Connections:
@@ -159,11 +190,12 @@ def _usage() -> tuple[float, float]:
 
 
 class TemplatesService:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, config: TemplatesSettings | None = None) -> None:
         self.runtime = runtime
+        self.config = config or TemplatesSettings()
         self.connections = Connections(runtime)
+        self.leases = Leases(runtime.database, holder_id(), utc_now, self.config.lease_seconds)
         self._builtins_ready = False
-        self._run_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         runtime.on_shutdown(self.connections.close)
 
     # --- templates -------------------------------------------------------------------------
@@ -198,12 +230,14 @@ class TemplatesService:
         version: str | None,
         pattern: str,
         category: str,
-        dialect: str,
+        dialect: str | None,
         description: str,
         config_schema: dict[str, Any],
         code: str,
+        display_name: str | None = None,
     ) -> TemplateVersion:
-        """A new immutable version; without `version` the latest one's minor is bumped."""
+        """A new immutable version; without `version` the latest one's minor is bumped. Without a
+        dialect the template is portable: rendered for its connection's dialect when instantiated."""
         await self.ensure_builtins()
         if any(template.template_id == template_id for template in builtin_templates()):
             raise Conflict(f"template_id {template_id!r} is a built-in template's id")
@@ -227,6 +261,7 @@ class TemplatesService:
             pattern=pattern,
             category=category,
             dialect=dialect,
+            display_name=display_name,
             description=description,
             config_schema=config_schema,
             code=code,
@@ -262,14 +297,32 @@ class TemplatesService:
     # --- instances -------------------------------------------------------------------------
 
     @staticmethod
-    def prepare(template: TemplateVersion, config: Any) -> tuple[dict[str, Any], Rendered]:
-        """Validate the config against the template's schema and render it (raises InvalidConfig)."""
+    def prepare(
+        template: TemplateVersion,
+        config: Any,
+        *,
+        reason: GenerationReason,
+        dialect: SqlDialect | None = None,
+        pipeline_name: str,
+        source_object: str | None = None,
+        target_object: str | None = None,
+    ) -> tuple[dict[str, Any], Rendered]:
+        """Validate the config against the template's schema and render it (raises InvalidConfig)
+        in `dialect` (the connection's; a template's own dialect wins)."""
+        started = time.perf_counter()
         ready = validated(template.config_schema, config)
-        return ready, render(template.code, template.dialect, ready)  # type: ignore[arg-type]
+        variables = template_variables(
+            ready, pipeline_name=pipeline_name, source_object=source_object, target_object=target_object
+        )
+        chosen: Any = template.dialect or dialect or DEFAULT_DIALECT
+        rendered = render(template.code, chosen, ready, variables)
+        metrics.PIPELINE_GENERATION_SECONDS.labels(reason=reason).observe(time.perf_counter() - started)
+        return ready, rendered
 
-    def check_connection(self, template: TemplateVersion, connection: str) -> None:
+    def check_connection(self, template: TemplateVersion, connection: str) -> SqlDialect:
+        """The dialect the pipeline runs in: the connection's, which a dialect-bound template must speak."""
         dialect = self.connections.dialect(connection)
-        if dialect != template.dialect:
+        if template.dialect is not None and dialect != template.dialect:
             raise InvalidConfig(
                 [
                     ConfigProblem(
@@ -279,6 +332,7 @@ class TemplatesService:
                     )
                 ]
             )
+        return dialect
 
     async def save_instance(
         self,
@@ -289,6 +343,7 @@ class TemplatesService:
         template: TemplateVersion,
         config: dict[str, Any],
         rendered: Rendered,
+        dialect: SqlDialect,
         connection: str,
         reason: GenerationReason,
         source_system: str | None = None,
@@ -316,7 +371,7 @@ class TemplatesService:
             template_scope=template.project_id,
             template_id=template.template_id,
             template_version=template.version,
-            dialect=template.dialect,
+            dialect=dialect,
             connection=connection,
             source_system=source_system if source_system is not None else (latest and latest.source_system),
             source_object=source_object if source_object is not None else (latest and latest.source_object),
@@ -329,6 +384,11 @@ class TemplatesService:
         )
         session.add(instance)
         await session.flush()
+        metrics.TEMPLATE_USAGE.labels(
+            template=template_label(template.project_id, template.template_id),
+            pattern=template.pattern,
+            reason=reason,
+        ).inc()
         return SavedInstance(instance, created=True)
 
     async def instantiate(
@@ -342,11 +402,21 @@ class TemplatesService:
         connection: str,
         source_system: str | None = None,
         source_object: str | None = None,
+        schedule: Timing | EllipsisType | None = ...,
     ) -> SavedInstance:
+        """Save the pipeline's new version (if anything changed) and, unless `schedule` is left out
+        (`...`), set or clear its schedule."""
         async with self.runtime.database.transaction() as session:
             template = await self.resolve_template(session, project_id, template_id, template_version)
-            self.check_connection(template, connection)
-            ready, rendered = self.prepare(template, config)
+            dialect = self.check_connection(template, connection)
+            ready, rendered = self.prepare(
+                template,
+                config,
+                reason="manual",
+                dialect=dialect,
+                pipeline_name=pipeline_name,
+                source_object=source_object,
+            )
             saved = await self.save_instance(
                 session,
                 project_id=project_id,
@@ -354,11 +424,21 @@ class TemplatesService:
                 template=template,
                 config=ready,
                 rendered=rendered,
+                dialect=dialect,
                 connection=connection,
                 reason="manual",
                 source_system=source_system,
                 source_object=source_object,
             )
+            if not isinstance(schedule, EllipsisType):
+                await schedules.set_schedule(
+                    session,
+                    project_id=project_id,
+                    pipeline_name=pipeline_name,
+                    instance_id=saved.instance.instance_id,
+                    timing=schedule,
+                    now=utc_now(),
+                )
         if saved.created:
             await self._announce([generated_event(saved.instance)])
         return saved
@@ -389,7 +469,11 @@ class TemplatesService:
                     result.errors = [ConfigProblem("/template_id", str(template))]
                     continue
                 result.template_version = template.version
-                result.errors, prepared = self._render_entry(spec, template)
+                result.errors, prepared, dialect = self._render_entry(spec, template)
+                try:
+                    timing = entry_timing(row)
+                except InvalidSchedule as error:
+                    result.errors.append(ConfigProblem(f"/{error.field}", str(error)))
                 if prepared is not None:
                     result.code = prepared[1].code
                 if prepared is None or result.errors or dry_run:
@@ -402,11 +486,20 @@ class TemplatesService:
                     template=template,
                     config=ready,
                     rendered=rendered,
+                    dialect=dialect,
                     connection=spec.target_system,
                     reason="control_table",
                     source_system=spec.source_system,
                     source_object=spec.source_object,
                     control_entry_id=spec.entry_id,
+                )
+                await schedules.set_schedule(
+                    session,
+                    project_id=project_id,
+                    pipeline_name=spec.pipeline_name,
+                    instance_id=saved.instance.instance_id,
+                    timing=timing,
+                    now=utc_now(),
                 )
                 result.instance_id = saved.instance.instance_id
                 result.instance_version = saved.instance.version
@@ -418,35 +511,69 @@ class TemplatesService:
 
     def _render_entry(
         self, spec: ControlSpec, template: TemplateVersion
-    ) -> tuple[list[ConfigProblem], tuple[dict[str, Any], Rendered] | None]:
-        """Every problem of one control entry (its own fields, its connection, its config) and its code
-        when the config renders."""
+    ) -> tuple[list[ConfigProblem], tuple[dict[str, Any], Rendered] | None, SqlDialect]:
+        """Every problem of one control entry (its own fields, its connection, its config), its code
+        when the config renders, and the dialect it is rendered in."""
         pattern: Any = template.pattern
         problems = entry_problems(spec, pattern)
+        dialect: SqlDialect = template.dialect or DEFAULT_DIALECT  # type: ignore[assignment]
         try:
-            self.check_connection(template, spec.target_system)
+            dialect = self.check_connection(template, spec.target_system)
         except NotFound as error:
             problems.append(ConfigProblem("/target_system", str(error)))
         except InvalidConfig as error:
             problems.extend(ConfigProblem("/target_system", p.message) for p in error.problems)
         try:
-            prepared = self.prepare(template, entry_config(spec, pattern))
+            prepared = self.prepare(
+                template,
+                entry_config(spec, pattern, template.config_schema),
+                reason="control_table",
+                dialect=dialect,
+                pipeline_name=spec.pipeline_name,
+                source_object=spec.source_object,
+                target_object=spec.target_object,
+            )
         except InvalidConfig as error:
-            return [*problems, *error.problems], None
+            return [*problems, *error.problems], None, dialect
         except TemplateError as error:
-            return [*problems, ConfigProblem("", str(error))], None
-        return problems, prepared
+            return [*problems, ConfigProblem("", str(error))], None, dialect
+        return problems, prepared, dialect
+
+    async def sync_entry_schedule(
+        self,
+        session: AsyncSession,
+        entry: ControlEntry,
+        *,
+        pipeline_name: str | None = None,
+        removed: bool = False,
+    ) -> None:
+        """After a control entry changed: its generated pipeline (if any; by default the one the
+        entry names now) follows the entry's schedule, or stops being scheduled when the entry is
+        disabled or removed (raises InvalidSchedule for a schedule that cannot run)."""
+        name = pipeline_name or control_spec(entry).pipeline_name
+        pipeline = await store.latest_instance(session, entry.project_id, name)
+        if pipeline is None or pipeline.control_entry_id != entry.id:
+            return
+        await schedules.set_schedule(
+            session,
+            project_id=entry.project_id,
+            pipeline_name=pipeline.pipeline_name,
+            instance_id=pipeline.instance_id,
+            timing=None if removed else entry_timing(entry),
+            now=utc_now(),
+        )
 
     # --- runs --------------------------------------------------------------------------------
 
-    async def run(self, project_id: str, instance_id: str) -> PipelineRun:
-        """Execute the instance's latest version on its target, record the run, publish its metrics."""
+    async def run(self, project_id: str, instance_id: str, trigger: Trigger = "manual") -> PipelineRun:
+        """Execute the instance's latest version on its target, record the run, publish its metrics.
+        Raises PipelineBusy while another run of the pipeline is in progress (on any replica)."""
         async with self.runtime.database.sessions() as session:
             versions = await store.instance_versions(session, project_id, instance_id)
         if not versions:
             raise NotFound(f"pipeline instance {instance_id!r} not found")
         instance = versions[-1]
-        async with self._run_locks[instance.instance_id]:
+        async with self._run_lease(project_id, instance.pipeline_name):
             started_at, started, (cpu_before, _) = utc_now(), time.perf_counter(), _usage()
             stats, malformed, error = RunStats(), 0, None
             try:
@@ -456,6 +583,8 @@ class TemplatesService:
                 log.warning("pipeline run failed", pipeline=instance.pipeline_name, error=error)
             duration = time.perf_counter() - started
             cpu_after, peak_mb = _usage()
+            if stats.warning:
+                log.warning("pipeline run warning", pipeline=instance.pipeline_name, warning=stats.warning)
             run = PipelineRun(
                 run_id=str(uuid.uuid4()),
                 project_id=project_id,
@@ -466,6 +595,7 @@ class TemplatesService:
                 template_id=instance.template_id,
                 template_version=instance.template_version,
                 status="failed" if error else "success",
+                trigger=trigger,
                 started_at=started_at,
                 ended_at=utc_now(),
                 duration_seconds=duration,
@@ -476,12 +606,26 @@ class TemplatesService:
                 high_watermark=stats.high_watermark,
                 cpu_percent=100 * (cpu_after - cpu_before) / duration if duration > 0 else 0.0,
                 memory_mb=peak_mb,
+                warnings=[stats.warning] if stats.warning else None,
             )
             async with self.runtime.database.transaction() as session:
                 session.add(run)
-        metrics.PIPELINE_RUNS.labels(status=run.status).inc()
+        metrics.PIPELINE_RUNS.labels(
+            status=run.status, trigger=trigger, template=template_label(run.template_scope, run.template_id)
+        ).inc()
         await publish_event(self.runtime.broker, run_metrics_event(run))
         return run
+
+    @contextlib.asynccontextmanager
+    async def _run_lease(self, project_id: str, pipeline_name: str) -> AsyncIterator[None]:
+        """One run per pipeline at a time across every process sharing the metadata database."""
+        try:
+            async with self.leases.held(run_lease(project_id, pipeline_name)):
+                yield
+        except LeaseHeld:
+            raise PipelineBusy(
+                f"pipeline {pipeline_name!r} is running already; run it again when that run has ended"
+            ) from None
 
     async def _execute(self, instance: PipelineInstance) -> tuple[RunStats, int]:
         """Run the code on its target and keep the pipeline's state. A SQL-target streaming pipeline
@@ -495,7 +639,7 @@ class TemplatesService:
         if any(statement.uses_batch for statement in statements):
             batch = await read_batch(instance.config, offsets)
             applied = await target.execute(statements, batch.payload)
-            stats = RunStats(batch.messages, applied.rows_written, applied.high_watermark)
+            stats = dataclasses.replace(applied, rows_read=batch.messages)
             offsets, malformed = batch.next_offsets, batch.malformed
         else:
             stats = await target.execute(statements)
@@ -514,7 +658,8 @@ class TemplatesService:
     # --- self-healing ------------------------------------------------------------------------
 
     async def adapt(self, session: AsyncSession, event: DriftDetected) -> AdaptationOutcome:
-        """New versions of the pipelines reading the drifted table, with the adapted column mapping."""
+        """New versions of the pipelines reading the drifted table, with the adapted column mapping;
+        a scheduled one is also asked to run at once (trigger `drift`), so its target follows now."""
         generated: list[PipelinesGenerated] = []
         for instance in await store.latest_instances(
             session, event.project_id, source_system=event.connector_id
@@ -528,7 +673,14 @@ class TemplatesService:
                 template = await self.resolve_template(
                     session, event.project_id, instance.template_id, instance.template_version
                 )
-                ready, rendered = self.prepare(template, config)
+                ready, rendered = self.prepare(
+                    template,
+                    config,
+                    reason="drift_adaptation",
+                    dialect=instance.dialect,  # type: ignore[arg-type]
+                    pipeline_name=instance.pipeline_name,
+                    source_object=instance.source_object,
+                )
             except (CannotAdapt, InvalidConfig, TemplateError, NotFound) as error:
                 log.warning("pipeline not adapted", pipeline=instance.pipeline_name, reason=str(error))
                 continue
@@ -539,12 +691,14 @@ class TemplatesService:
                 template=template,
                 config=ready,
                 rendered=rendered,
+                dialect=instance.dialect,  # type: ignore[arg-type]
                 connection=instance.connection,
                 reason="drift_adaptation",
                 drift_event_id=str(event.event_id),
             )
             if saved.created:
                 generated.append(generated_event(saved.instance))
+                await schedules.request_run(session, event.project_id, instance.pipeline_name, utc_now())
         return AdaptationOutcome(generated=generated)
 
     async def _announce(self, events: list[PipelinesGenerated]) -> None:
@@ -574,6 +728,18 @@ def _same_table(source_object: str | None, table_name: str) -> bool:
     if source_object is None:
         return False
     return source_object == table_name or source_object.rpartition(".")[2] == table_name.rpartition(".")[2]
+
+
+def entry_timing(row: ControlEntry) -> Timing | None:
+    """The schedule of an enabled entry (None: not scheduled); InvalidSchedule for a bad one."""
+    if not row.schedule or not row.enabled:
+        return None
+    return Timing(
+        cron=Cron.parse(row.schedule, row.schedule_timezone or "UTC"),
+        catch_up=row.catch_up,  # type: ignore[arg-type]
+        max_retries=row.max_retries,
+        retry_backoff_seconds=row.retry_backoff_seconds,
+    )
 
 
 def control_spec(row: ControlEntry) -> ControlSpec:

@@ -27,7 +27,9 @@ class TemplateVersion(Base):
     patch: Mapped[int] = mapped_column(Integer)
     pattern: Mapped[str] = mapped_column(String(32))
     category: Mapped[str] = mapped_column(String(32))
-    dialect: Mapped[str] = mapped_column(String(32))
+    dialect: Mapped[str | None] = mapped_column(String(32), default=None)
+    """None: a portable template, rendered for the dialect of the connection it is instantiated on."""
+    display_name: Mapped[str | None] = mapped_column(String(255), default=None)
     description: Mapped[str] = mapped_column(Text, default="")
     config_schema: Mapped[dict[str, Any]] = mapped_column(JSON)
     code: Mapped[str] = mapped_column(Text)
@@ -53,6 +55,10 @@ class ControlEntry(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     run_order: Mapped[int] = mapped_column(Integer, default=0)
     schedule: Mapped[str | None] = mapped_column(String(255), default=None)
+    schedule_timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    catch_up: Mapped[str | None] = mapped_column(String(16), default=None)
+    max_retries: Mapped[int | None] = mapped_column(Integer, default=None)
+    retry_backoff_seconds: Mapped[float | None] = mapped_column(Float, default=None)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
@@ -97,6 +103,8 @@ class PipelineRun(Base):
     template_id: Mapped[str] = mapped_column(String(255))
     template_version: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))
+    trigger: Mapped[str] = mapped_column(String(16), default="manual")
+    """schedule, manual or drift."""
     started_at: Mapped[datetime]
     ended_at: Mapped[datetime]
     duration_seconds: Mapped[float] = mapped_column(Float)
@@ -107,6 +115,7 @@ class PipelineRun(Base):
     high_watermark: Mapped[str | None] = mapped_column(String(255), default=None)
     cpu_percent: Mapped[float | None] = mapped_column(Float, default=None)
     memory_mb: Mapped[float | None] = mapped_column(Float, default=None)
+    warnings: Mapped[list[str] | None] = mapped_column(JSON, default=None)
 
 
 class PipelineState(Base):
@@ -118,4 +127,29 @@ class PipelineState(Base):
     pipeline_name: Mapped[str] = mapped_column(String(255), primary_key=True)
     high_watermark: Mapped[str | None] = mapped_column(String(255), default=None)
     stream_offsets: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class PipelineSchedule(Base):
+    """When a pipeline runs on its own: its cron schedule and policy, and the scheduler's state
+    (`domain.schedule.State`). `due_at` is the state's due time, kept as a column to query on."""
+
+    __tablename__ = "templates_schedules"
+
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pipeline_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(36), index=True)
+    cron: Mapped[str] = mapped_column(String(255))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    catch_up: Mapped[str | None] = mapped_column(String(16), default=None)
+    max_retries: Mapped[int | None] = mapped_column(Integer, default=None)
+    retry_backoff_seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    slot_at: Mapped[datetime]
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    retry_at: Mapped[datetime | None] = mapped_column(default=None)
+    requested_at: Mapped[datetime | None] = mapped_column(default=None)
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    last_run_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    last_run_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_status: Mapped[str | None] = mapped_column(String(16), default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)

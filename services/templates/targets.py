@@ -26,6 +26,8 @@ class RunStats:
     rows_read: int = 0
     rows_written: int = 0
     high_watermark: str | None = None
+    warning: str | None = None
+    """The stats row's optional `warning` column: the run ended, but something needs a look."""
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> RunStats:
@@ -34,6 +36,7 @@ class RunStats:
             rows_read=int(row.get("rows_read") or 0),
             rows_written=int(row.get("rows_written") or 0),
             high_watermark=None if watermark in (None, "") else str(watermark),
+            warning=str(row["warning"]) if row.get("warning") else None,
         )
 
 

@@ -1,10 +1,12 @@
-"""Templates worker: accepted schema drifts regenerate the pipelines that read the drifted table."""
+"""Templates worker: accepted schema drifts regenerate the pipelines that read the drifted table,
+and the scheduler runs pipelines on their schedule (`AIETL_TEMPLATES_SCHEDULER_ENABLED`)."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.runtime import Runtime
+from services.templates.scheduler import Scheduler
 from services.templates.service import AdaptationOutcome, templates_service
 from shared.bus import ServiceRouter, publish_event
 from shared.db import process_once
@@ -16,6 +18,8 @@ GROUP = "templates"
 def create_router(runtime: Runtime) -> ServiceRouter:
     router = ServiceRouter(runtime.broker, runtime.settings, GROUP)
     service = templates_service(runtime)
+    if service.config.scheduler_enabled:
+        runtime.on_start(Scheduler(runtime, service).start)
 
     @router.consumes(Topic.DRIFT_DETECTED)
     async def on_drift_detected(event: DriftDetected) -> None:

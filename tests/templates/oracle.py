@@ -24,7 +24,8 @@ def full_load(source: Iterable[Row], keys: Sequence[str], names: Sequence[str]) 
 def incremental(
     target: dict[tuple[Any, ...], Row], source: Iterable[Row], keys: Sequence[str], watermark: str, lag: float
 ) -> dict[tuple[Any, ...], Row]:
-    """One run: rows newer than (highest watermark in the target - lag), latest per key, upserted."""
+    """One run: rows newer than (highest watermark in the target - lag), latest per key, upserted
+    only over an older target row (a row never replaces a newer one, as in CDC)."""
     high = max((row[watermark] for row in target.values()), default=None)
     latest: dict[tuple[Any, ...], Row] = {}
     for row in source:
@@ -33,7 +34,12 @@ def incremental(
         key = key_of(row, keys)
         if key not in latest or row[watermark] > latest[key][watermark]:
             latest[key] = row
-    return {**target, **latest}
+    newer = {
+        key: row
+        for key, row in latest.items()
+        if key not in target or row[watermark] > target[key][watermark]
+    }
+    return {**target, **newer}
 
 
 def cdc(
@@ -58,7 +64,9 @@ def scd2(
     names: Sequence[str],
 ) -> list[tuple[Any, ...]]:
     """History after all batches: events per key by sequence (first seen wins at an equal sequence,
-    a delete wins inside one batch), no-op changes collapsed, each version valid until the next."""
+    a delete wins inside one batch), no-op changes collapsed, each version valid until the next.
+    `names` are the stored columns (the sequence is stored as valid_from). A version closed by a
+    delete is flagged is_deleted; in `new_record` mode the delete's own marker version is flagged."""
     events: dict[tuple[Any, ...], dict[Any, tuple[Row, bool]]] = {}
     for batch in batches:
         seen_now: dict[tuple[Any, ...], tuple[Row, bool]] = {}
@@ -87,10 +95,12 @@ def scd2(
             elif last_deleted or any(row[name] != last[name] for name in tracked):
                 kept.append((seq, row, deleted))
         for index, (seq, row, deleted) in enumerate(kept):
-            valid_to = kept[index + 1][0] if index + 1 < len(kept) else None
+            following = kept[index + 1] if index + 1 < len(kept) else None
+            valid_to = following[0] if following else None
             if deleted and hard_deletes != "new_record":
                 continue
-            versions.append((*(row[name] for name in names), seq, valid_to, valid_to is None, deleted))
+            flagged = deleted if hard_deletes == "new_record" else following is not None and following[2]
+            versions.append((*(row[name] for name in names), seq, valid_to, valid_to is None, flagged))
     return sorted(versions, key=_sortable)
 
 

@@ -7,7 +7,13 @@ import sqlglot
 
 from services.templates.builtin import builtin, builtin_templates
 from services.templates.domain.config import check_schema, validated
-from services.templates.domain.generation import CannotAdapt, ControlSpec, adapt_config, entry_config
+from services.templates.domain.generation import (
+    CannotAdapt,
+    ControlSpec,
+    adapt_config,
+    entry_config,
+    template_variables,
+)
 from services.templates.domain.model import InvalidConfig, SemVer, TemplateError
 from services.templates.domain.rendering import compile_template, parse_statements, render
 from shared.events.schema import Drift, SuggestedMapping
@@ -199,11 +205,44 @@ def test_control_entry_becomes_template_config() -> None:
         keys=("id",),
         config={"columns": [{"name": "id"}, {"name": "seq"}], "lag_seconds": 60},
     )
-    config = entry_config(entry, "incremental")
+    config = entry_config(entry, "incremental", builtin("incremental_postgres").config_schema)
     assert config["source"] == {"schema": "raw", "name": "orders"}
     assert config["target"] == {"schema": "dw", "name": "orders"}
     assert config["watermark_column"] == "seq" and config["keys"] == ["id"] and config["lag_seconds"] == 60
+    assert "source_table" not in config  # the built-in schema allows no other property
     assert entry.pipeline_name == "platform.dw.orders"
+
+    # the specification's template names its tables `source_table`/`target_table` and takes more
+    spec_schema = {"type": "object", "properties": {"source_table": {"type": "string"}}}
+    config = entry_config(entry, "incremental", spec_schema)
+    assert (config["source_table"], config["target_table"], config["watermark_column"]) == (
+        "raw.orders",
+        "dw.orders",
+        "seq",
+    )
+    closed = {**spec_schema, "additionalProperties": False}
+    assert entry_config(entry, "incremental", closed) == {
+        "columns": [{"name": "id"}, {"name": "seq"}],
+        "lag_seconds": 60,
+        "source_table": "raw.orders",
+    }
+
+
+def test_templates_see_config_keys_and_pipeline_facts_at_top_level() -> None:
+    variables = template_variables(
+        {"source_table": "orders", "config": "shadowed?", "_hidden": 1, "not a name": 2},
+        pipeline_name="orders_incremental",
+        source_object=None,
+        target_object=None,
+    )
+    assert variables == {
+        "pipeline_name": "orders_incremental",
+        "target_table": "orders_incremental",
+        "source_table": "orders",
+    }
+    code = "SELECT * FROM {{ source_table }} JOIN {{ target_table | ident }} ON TRUE"
+    rendered = render(code, "postgres", {"source_table": "orders"}, variables)
+    assert rendered.code == 'SELECT * FROM orders JOIN "orders_incremental" ON TRUE'
 
 
 def _drift(kind: str, column: str, **extra: object) -> Drift:

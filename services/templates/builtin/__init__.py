@@ -10,7 +10,15 @@ from typing import Any
 
 from services.templates.domain.model import Category, Pattern, SqlDialect
 
-VERSION = "1.0.0"
+VERSIONS: dict[Pattern, str] = {
+    "full_load": "1.0.0",
+    "incremental": "1.1.0",  # a row never replaces a newer one; the watermark never moves back
+    "cdc": "1.1.0",  # delete values matched case-insensitively; a log without deletes warns
+    "scd2": "1.1.0",  # versions closed by deletes flagged; fresh keys only; unique (keys, valid_from)
+    "streaming": "1.0.0",
+}
+"""A release that changes a built-in's behaviour ships it as a new version: stored versions are
+immutable, existing instances keep theirs until regenerated."""
 CATEGORIES: dict[Pattern, Category] = {
     "full_load": "full_pipeline",
     "incremental": "loading",
@@ -55,7 +63,7 @@ def builtin_templates() -> tuple[BuiltinTemplate, ...]:
             templates.append(
                 BuiltinTemplate(
                     template_id=f"{pattern}_{dialect}",
-                    version=VERSION,
+                    version=VERSIONS[pattern],
                     pattern=pattern,
                     category=CATEGORIES[pattern],
                     dialect=dialect,

@@ -43,17 +43,46 @@ def table_ref(name: str) -> dict[str, str]:
     return {"schema": schema, "name": table} if schema else {"name": table}
 
 
-def entry_config(entry: ControlSpec, pattern: Pattern) -> dict[str, Any]:
-    """The entry's own `config` completed by its columns: source, target, keys, watermark."""
-    config = copy.deepcopy(entry.config)
+def _accepts(schema: dict[str, Any], field: str) -> bool:
+    """The template's config schema takes `field`: it declares it, or allows other properties."""
+    return field in (schema.get("properties") or {}) or schema.get("additionalProperties", True) is not False
+
+
+def entry_config(entry: ControlSpec, pattern: Pattern, schema: dict[str, Any]) -> dict[str, Any]:
+    """The entry's own `config` completed by its columns, as far as the template's schema takes
+    them: `source`/`target` table objects and `keys` (the built-ins' shape), `source_table`/
+    `target_table` names (the specification's templates), the watermark or sequence column."""
+    derived: dict[str, Any] = {}
     if pattern != "streaming":
-        config["source"] = table_ref(entry.source_object)
-    config["target"] = table_ref(entry.target_object)
+        derived["source"] = table_ref(entry.source_object)
+        derived["source_table"] = entry.source_object
+    derived["target"] = table_ref(entry.target_object)
+    derived["target_table"] = entry.target_object
     if entry.keys:
-        config["keys"] = list(entry.keys)
+        derived["keys"] = list(entry.keys)
     if entry.watermark_column and pattern in WATERMARK_FIELD:
-        config[WATERMARK_FIELD[pattern]] = entry.watermark_column
+        derived[WATERMARK_FIELD[pattern]] = entry.watermark_column
+    config = copy.deepcopy(entry.config)
+    config.update({name: value for name, value in derived.items() if _accepts(schema, name)})
     return config
+
+
+RESERVED_NAMES = frozenset({"dialect", "config", "sources", "range", "namespace"})
+
+
+def template_variables(
+    config: dict[str, Any], *, pipeline_name: str, source_object: str | None, target_object: str | None
+) -> dict[str, Any]:
+    """Top-level names a template may use besides `config`: the pipeline's `pipeline_name`,
+    `source_table` and `target_table` (default: a table named after the pipeline), then every config
+    key that is a plain name (the specification's templates write `{{ source_table }}`)."""
+    names: dict[str, Any] = {"pipeline_name": pipeline_name, "target_table": target_object or pipeline_name}
+    if source_object:
+        names["source_table"] = source_object
+    names.update(
+        {key: value for key, value in config.items() if key.isidentifier() and not key.startswith("_")}
+    )
+    return {key: value for key, value in names.items() if key not in RESERVED_NAMES}
 
 
 def entry_problems(entry: ControlSpec, pattern: Pattern) -> list[ConfigProblem]:

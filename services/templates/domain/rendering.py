@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -204,13 +205,17 @@ def compile_template(code: str) -> None:
         raise TemplateError(f"template does not compile: {error}") from error
 
 
-def render(code: str, dialect: SqlDialect, config: dict[str, Any]) -> Rendered:
+def render(
+    code: str, dialect: SqlDialect, config: dict[str, Any], variables: Mapping[str, Any] | None = None
+) -> Rendered:
     """Render `code` for `config` and check that every statement parses in `dialect`.
 
-    Templates see `dialect`, `config` and `sources` (target column name -> source column name).
+    Templates see `dialect`, `config` and `sources` (target column name -> source column name),
+    and `variables` as further top-level names (never replacing those three).
     """
+    context = {**(variables or {}), "dialect": dialect, "config": config, "sources": column_sources(config)}
     try:
-        text = _compiled(code).render(dialect=dialect, config=config, sources=column_sources(config))
+        text = _compiled(code).render(context)
     except SecurityError as error:
         raise TemplateError(f"template violates the sandbox: {error}") from error
     except UndefinedError as error:

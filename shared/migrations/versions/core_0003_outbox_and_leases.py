@@ -39,9 +39,10 @@ def upgrade() -> None:
     )
     op.create_table(
         "leases",
-        sa.Column("name", sa.String(128), nullable=False),
+        sa.Column("name", sa.String(400), nullable=False),
         sa.Column("holder", sa.String(128), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_leases"),
     )
 
