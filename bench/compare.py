@@ -36,11 +36,14 @@ from bench.sides import SIDE_FD, quantile
 class Measurement:
     samples: list[float] | None = None  # seconds per operation
     rate: float | None = None  # operations per second
+    cpu_seconds: float | None = None  # CPU time of this process per operation, beside a rate
     info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, answer: dict[str, Any]) -> Measurement:
-        return cls(answer.get("samples"), answer.get("rate"), answer.get("info", {}))
+        return cls(
+            answer.get("samples"), answer.get("rate"), answer.get("cpu_seconds"), answer.get("info", {})
+        )
 
 
 class Side(Protocol):
@@ -130,12 +133,14 @@ def _statistics(measurement: Measurement) -> dict[str, float]:
         return {"p50": quantile(samples, 0.50) * 1_000, "p99": quantile(samples, 0.99) * 1_000}
     if measurement.rate is None:
         raise ValueError("a measurement needs samples or a rate")
+    if measurement.cpu_seconds:
+        return {"rate": measurement.rate, "rate_per_cpu_s": 1 / measurement.cpu_seconds}
     return {"rate": measurement.rate}
 
 
 def _ratio(statistic: str, ours: float, peer: float) -> float:
     """How many times better ours is: lower latency, higher rate."""
-    return ours / peer if statistic == "rate" else peer / ours
+    return ours / peer if statistic.startswith("rate") else peer / ours
 
 
 def _spread(values: list[float], digits: int = 2) -> dict[str, float]:

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 
 from bench import Scale
 from bench.compare import Case, Measurement, SideProcess, compare
@@ -46,7 +45,7 @@ from bench.feature_data import (
     online_value,
     read_batches,
 )
-from bench.processes import ROOT, aietl, serving
+from bench.processes import ROOT, aietl, delete_keys, serving
 from bench.sides import post_json, serve, timed
 from services.features import registry
 from services.features.domain import FeatureType
@@ -166,7 +165,7 @@ def side(config: dict[str, Any]) -> None:
         return measure
 
     def materialize(_repeat: int) -> dict[str, Any]:
-        _delete_keys(f"{KEY_PREFIX}:{project}:bench_history:*")
+        delete_keys(REDIS_URL, f"{KEY_PREFIX}:{project}:bench_history:*")
         started = time.perf_counter()
         values = loop.run_until_complete(
             store.materialize(project, "bench_history", base - timedelta(days=1), now)
@@ -205,19 +204,6 @@ def side(config: dict[str, Any]) -> None:
     finally:
         loop.run_until_complete(store.online.close())
         loop.run_until_complete(runtime.close())
-
-
-def _delete_keys(pattern: str) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    batch: list[bytes] = []
-    for key in client.scan_iter(match=pattern, count=10_000):
-        batch.append(key)
-        if len(batch) == 10_000:
-            client.unlink(*batch)
-            batch = []
-    if batch:
-        client.unlink(*batch)
-    client.close()
 
 
 # --- HTTP: one client in this process times both servers ---
@@ -314,7 +300,7 @@ def run(scale: Scale) -> dict[str, Any]:
             "data_dir": str(folder / "ours"), "repo": str(folder / "feast"), "redis_url": REDIS_URL,
             "redis": "127.0.0.1:6379,db=0",
         }  # fmt: skip
-        stack.callback(_delete_keys, f"{KEY_PREFIX}:{project}:*")
+        stack.callback(delete_keys, REDIS_URL, f"{KEY_PREFIX}:{project}:*")
         ours = stack.enter_context(
             SideProcess("ours", [sys.executable, "-m", "bench.features", "side", json.dumps(config)])
         )

@@ -1,4 +1,5 @@
-"""Server processes of a benchmark: started, waited for, and stopped (with their log on failure)."""
+"""Server processes of a benchmark: started, waited for, and stopped (with their log on failure);
+and the Redis keys a run leaves behind."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,3 +51,19 @@ def serving(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def delete_keys(url: str, pattern: str) -> None:
+    """Remove what a run wrote to Redis (keys of its own project, matched by `pattern`)."""
+    client = redis.Redis.from_url(url)
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=pattern, count=10_000):
+            batch.append(key)
+            if len(batch) == 10_000:
+                client.unlink(*batch)
+                batch = []
+        if batch:
+            client.unlink(*batch)
+    finally:
+        client.close()

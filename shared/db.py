@@ -81,7 +81,7 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            self.engine: AsyncEngine = create_async_engine(url, echo=echo, poolclass=NullPool)
+            self.engine: AsyncEngine = create_async_engine(url, echo=echo, pool_size=5, max_overflow=10)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             self.engine = create_async_engine(
