@@ -66,6 +66,14 @@ OFFLINE_WRITE_CHUNK = 200_000
 ONLINE_GOALS = {"p50": 4.0, "p99": 3.0}
 
 
+def online_cases(way: str, sizes: Sizes) -> list[Case]:
+    """Reads of 1 and of 100 entities x 50 features (in-process or over HTTP), warmed up alike."""
+    return [
+        Case(f"{way}_1x50", sizes.reads_1, warmup=200, goals=ONLINE_GOALS),
+        Case(f"{way}_100x50", sizes.reads_100, warmup=20, goals=ONLINE_GOALS),
+    ]
+
+
 def sizes_at(scale: Scale) -> Sizes:
     return Sizes(
         online_entities=scale.count(1_000, smoke=50),
@@ -314,14 +322,7 @@ def run(scale: Scale) -> dict[str, Any]:
         figures: dict[str, Any] = {"sizes": sizes.as_dict(), "prepared": ours.info}
         print("    in-process online reads", file=sys.stderr, flush=True)
         figures["inprocess"] = compare(
-            ours,
-            feast,
-            [
-                Case("inprocess_1x50", sizes.reads_1, warmup=200, goals=ONLINE_GOALS),
-                Case("inprocess_100x50", sizes.reads_100, warmup=20, goals=ONLINE_GOALS),
-            ],
-            scale.rounds,
-            skipped=skipped,
+            ours, feast, online_cases("inprocess", sizes), scale.rounds, skipped=skipped
         )
         figures["http"] = _http(scale, stack, folder, config, sizes, skipped, feast_script if feast else None)
         print("    materialisation and historical retrieval", file=sys.stderr, flush=True)
@@ -374,16 +375,7 @@ def _http(
         )
         feast = _feast_http(feast_port, sizes)
         stack.callback(feast.close)
-    return compare(
-        ours,
-        feast,
-        [
-            Case("http_1x50", sizes.reads_1, warmup=200, goals=ONLINE_GOALS),
-            Case("http_100x50", sizes.reads_100, warmup=20, goals=ONLINE_GOALS),
-        ],
-        scale.rounds,
-        skipped=skipped,
-    )
+    return compare(ours, feast, online_cases("http", sizes), scale.rounds, skipped=skipped)
 
 
 if __name__ == "__main__":
