@@ -127,6 +127,9 @@ class SideProcess:
         self.close()
 
 
+LABELS = {"rate": "per_s", "rate_per_cpu_s": "per_cpu_s"}  # how a rate's figures are named in reports
+
+
 def _statistics(measurement: Measurement) -> dict[str, float]:
     if measurement.samples is not None:
         samples = measurement.samples
@@ -208,12 +211,11 @@ def _case_report(
     rounds: dict[str, list[dict[str, float]]],
     infos: dict[str, Any],
 ) -> dict[str, Any]:
-    unit = "per_s" if case.kind == "rate" else "ms"
     digits = 0 if case.kind == "rate" else 3
     report: dict[str, Any] = {}
     for side, figures in rounds.items():
         report[side] = {
-            f"{statistic}_{unit}": _spread([f[statistic] for f in figures], digits)
+            LABELS.get(statistic, f"{statistic}_ms"): _spread([f[statistic] for f in figures], digits)
             for statistic in figures[0]
         }
         if infos.get(side):
