@@ -289,10 +289,13 @@ def _feast_http(port: int, sizes: Sizes) -> HttpSide:
 
 
 def feast_python() -> Path:
-    python = FEAST_VENV / "bin" / "python"
+    """Feast's venv, made or brought up to `FEAST_REQUIREMENT` (an older venv lacked DuckDB)."""
+    python, installed = FEAST_VENV / "bin" / "python", FEAST_VENV / "aietl-requirement.txt"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(FEAST_VENV)], check=True)  # noqa: S603
+    if not installed.exists() or installed.read_text() != FEAST_REQUIREMENT:
         subprocess.run([str(python), "-m", "pip", "install", "-q", FEAST_REQUIREMENT], check=True)  # noqa: S603
+        installed.write_text(FEAST_REQUIREMENT)
     return python
 
 
