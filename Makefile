@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install run test bench lint format services clean
+.PHONY: install run test bench bench-smoke lint format services clean
 
 install: $(VENV)/.installed
 
@@ -28,8 +28,11 @@ test: install services  ## Install, start services, run all tests
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-bench: $(VENV)/.bench-installed services  ## Benchmarks of every service, with peers where the issues name one
+bench: $(VENV)/.bench-installed services  ## Benchmarks of every service, with peers (AIETL_BENCH_SCALE=0.1: a quick look)
 	$(BIN)/python -m bench
+
+bench-smoke: install services  ## Every suite at tiny scale, peers skipped (what `make test` runs in tests/bench)
+	AIETL_BENCH_SCALE=smoke $(BIN)/python -m bench
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,15 +1,37 @@
-"""`python -m bench [NAME ...]`: run the benchmarks, print each figure, save JSON to bench-results/."""
+"""`python -m bench [SUITE ...]`: run the suites of `bench.SUITES`, print each figure, save JSON to
+bench-results/ (not in the smoke run). A failing suite is reported and the others still run; the
+exit status is 1 when any failed."""
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import time
+import traceback
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-SUITES = ("foundation", "drift", "features", "templates", "predict", "vector_sink", "gateway_load")
+from bench import SUITES, Scale
+
 RESULTS = Path("bench-results")
+
+
+def _load() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def run_suite(name: str, scale: Scale) -> dict[str, Any]:
+    module = importlib.import_module(f"bench.{name}")
+    load_before, started = _load(), time.perf_counter()
+    figures: dict[str, Any] = module.run(scale)
+    figures["suite_seconds"] = round(time.perf_counter() - started, 2)
+    figures["load_average_1_5_15"] = {"start": load_before, "end": _load()}
+    figures["scale"] = scale.describe()
+    figures["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    return figures
 
 
 def main(argv: list[str]) -> int:
@@ -18,22 +40,26 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark suites: {unknown}; choose from {SUITES}", file=sys.stderr)
         return 2
-    RESULTS.mkdir(exist_ok=True)
+    scale = Scale.from_env()
+    print(f"bench: {', '.join(selected)} at {scale.describe()}; load {_load()}", file=sys.stderr)
+    failed = []
     for name in selected:
-        try:
-            module = importlib.import_module(f"bench.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"bench.{name}":
-                raise
-            print(f"[{name}] no benchmark yet", file=sys.stderr)
-            continue
         print(f"[{name}] running ...", file=sys.stderr, flush=True)
-        started = time.perf_counter()
-        figures = module.run()
-        figures["suite_seconds"] = round(time.perf_counter() - started, 2)
-        (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2, default=str))
+        try:
+            figures = run_suite(name, scale)
+        except Exception:
+            traceback.print_exc()
+            print(f"[{name}] FAILED", file=sys.stderr, flush=True)
+            failed.append(name)
+            continue
+        if not scale.smoke:
+            RESULTS.mkdir(exist_ok=True)
+            (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2, default=str))
         for key, value in figures.items():
-            print(f"  {name}.{key}: {value}")
+            print(f"  {name}.{key}: {json.dumps(value, default=str)}", flush=True)
+    if failed:
+        print(f"bench: failed suites: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,516 +1,385 @@
-"""Feature store figures beside Feast 0.67's, same local Redis, same data, same run.
+"""Feature store figures beside Feast 0.67's: same local Redis, same data, interleaved rounds.
 
-- online p50/p99: 1 entity x 50 features and 100 entities x 50 features, in-process
-  (`FeatureStore.get_online`) and over HTTP (the gateway's route on uvicorn, loopback);
-  Feast: `FeatureStore.get_online_features(...).to_dict()` on its Redis online store.
-- materialisation rate offline (ClickHouse/chDB) -> Redis; Feast: `materialize` from Parquet.
-- historical retrieval, 1,000,000 entity rows x 10 features, point-in-time in ClickHouse.
+Cases (`bench.compare`: each round measures a case on one side, then on the other):
+- online reads of 1 entity x 50 features and 100 entities x 50, random entities out of 1,000.
+  In-process: `FeatureStore.get_online` vs Feast's `get_online_features(...).to_dict()`, each in a
+  side process of its own (ours on the event loop our processes use, uvloop). Over HTTP: `aietl
+  gateway` (JWT auth, fast route) vs Feast's feature server app, each one uvicorn process with
+  start-up objects frozen, timed by the same keep-alive `http.client` client in this process.
+- materialisation of 100,000 entities x 10 features into Redis: ours from ClickHouse (chDB), Feast's
+  from Parquet through its DuckDB offline store (both embedded columnar SQL engines). Each round
+  starts with the view's values deleted from Redis on both sides (Feast skips values it already holds).
+- historical retrieval: 1,000,000 entity rows x 10 features, point in time, over 3,000,000 values
+  (ours: ClickHouse ASOF JOIN; Feast: DuckDB), rows returned and non-null values checked on both sides.
 
-Feast's pins clash with the project's, so it lives in its own venv (`.aietl/venv-feast`, created on
-demand) and its side runs in a subprocess of this run. Scale with AIETL_BENCH_FEATURES_SCALE (0.1 = quick).
+Feast's pins clash with ours, so it lives in its own venv (`.aietl/venv-feast`, made on demand from
+the `bench-feast` extra's requirement) and its side is `bench/feast_side.py` under that venv's Python.
 """
 
 from __future__ import annotations
 
 import asyncio
 import http.client
-import inspect
 import json
-import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 
+from bench import Scale
+from bench.compare import Case, Measurement, SideProcess, compare
+from bench.feature_data import (
+    SEED,
+    Sizes,
+    entity_rows,
+    history_offset_seconds,
+    history_value,
+    online_value,
+    read_batches,
+)
+from bench.processes import ROOT, aietl, delete_keys, serving
+from bench.sides import post_json, serve, timed
 from services.features import registry
 from services.features.domain import FeatureType
 from services.features.service import FeatureStore, ValueIn
 from services.features.stores.clickhouse_offline import ClickHouseOfflineStore
 from services.features.stores.redis_online import KEY_PREFIX, RedisOnlineStore
 from services.runtime import Runtime
-from shared.embedded_broker import free_port
+from shared.embedded_broker import EmbeddedBroker, free_port
 from shared.migrate import upgrade_async
 from shared.settings import Settings
 
-SCALE = float(os.environ.get("AIETL_BENCH_FEATURES_SCALE", "1"))
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-ONLINE_ENTITIES = 1_000
-ONLINE_FEATURES = 50
-READS_1 = 2_000
-READS_100 = 500
-MATERIALIZE_ENTITIES = int(100_000 * SCALE)
-HISTORY_FEATURES = 10
-HISTORY_STEPS = 3
-HISTORICAL_ROWS = int(1_000_000 * SCALE)
-FEAST_VENV = Path(".aietl/venv-feast")
-FEAST_REQUIREMENT = "feast[redis]==0.67.0"  # the `bench-feast` extra of pyproject.toml
+REDIS_URL = "redis://127.0.0.1:6379/0"
+FEAST_VENV = ROOT / ".aietl" / "venv-feast"
+FEAST_REQUIREMENT = "feast[redis,duckdb]==0.67.0"  # the `bench-feast` extra of pyproject.toml
 ADMIN_PASSWORD = "bench-admin-password"  # noqa: S105 (throwaway database of this run)
 JWT_SECRET = "bench-" + "s" * 40
-SEED = 7
+OFFLINE_WRITE_CHUNK = 200_000
+ONLINE_GOALS = {"p50": 4.0, "p99": 3.0}
 
 
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "p50_ms": round(statistics.median(ordered) * 1_000, 3),
-        "p99_ms": round(ordered[int(len(ordered) * 0.99) - 1] * 1_000, 3),
-    }
+def online_cases(way: str, sizes: Sizes) -> list[Case]:
+    """Reads of 1 and of 100 entities x 50 features (in-process or over HTTP), warmed up alike."""
+    return [
+        Case(f"{way}_1x50", sizes.reads_1, warmup=200, goals=ONLINE_GOALS),
+        Case(f"{way}_100x50", sizes.reads_100, warmup=20, goals=ONLINE_GOALS),
+    ]
 
 
-def post_json(connection: Any, path: str, body: str, headers: dict[str, str]) -> bytes:
-    """POST over one kept-alive connection with the standard library's client: the same lean client
-    times both stores (the Feast script gets this function's source), so the figures are the servers'.
-    A connection the server closed (`feast serve` restarts its worker every ~1,000 requests) is
-    opened again once, as any keep-alive client does."""
-    for attempt in (1, 2):
-        try:
-            connection.request("POST", path, body=body, headers=headers)
-            response = connection.getresponse()
-            break
-        except ConnectionError:
-            connection.close()
-            if attempt == 2:
-                raise
-    data: bytes = response.read()
-    if response.status != 200:
-        raise RuntimeError(f"HTTP {response.status}: {data[:300]!r}")
-    return data
+def sizes_at(scale: Scale) -> Sizes:
+    return Sizes(
+        online_entities=scale.count(1_000, smoke=50),
+        online_features=50,
+        reads_1=scale.count(2_000, smoke=20),
+        reads_100=scale.count(500, smoke=5),
+        materialize_entities=scale.count(100_000, smoke=200),
+        history_features=10,
+        history_steps=3,
+        historical_rows=scale.count(1_000_000, smoke=500),
+    )
 
 
-def online_value(entity: int, feature: int) -> float:
-    return float((entity * 31 + feature * 7) % 1000) / 10
+# --- our in-process side (`python -m bench.features side CONFIG`, a process of its own) ---
 
 
-async def timed_async(call: Any, repeat: int) -> list[float]:
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        await call()
-        samples.append(time.perf_counter() - started)
-    return samples
-
-
-def timed(call: Any, repeat: int) -> list[float]:
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - started)
-    return samples
-
-
-async def prepare(runtime: Runtime, project: str) -> FeatureStore:
+async def _prepare(
+    store: FeatureStore, runtime: Runtime, project: str, sizes: Sizes, now: datetime, base: datetime
+) -> dict[str, Any]:
     async with runtime.database.transaction() as session:
-        await registry.register_view(
-            session,
-            project,
-            registry.ViewDefinition(
-                name="bench_online",
-                entity="user",
-                ttl_seconds=86_400,
-                features=[(f"f{i}", FeatureType.FLOAT64, "") for i in range(ONLINE_FEATURES)],
-            ),
+        for name, prefix, count, ttl in (
+            ("bench_online", "f", sizes.online_features, 86_400),
+            ("bench_history", "h", sizes.history_features, 86_400 * 30),
+        ):
+            features = [(f"{prefix}{i}", FeatureType.FLOAT64, "") for i in range(count)]
+            await registry.register_view(
+                session,
+                project,
+                registry.ViewDefinition(name=name, entity="user", ttl_seconds=ttl, features=features),
+            )
+    online = [
+        ValueIn(f"f{f}", f"u{e}", online_value(e, f), now - timedelta(minutes=1))
+        for e in range(sizes.online_entities)
+        for f in range(sizes.online_features)
+    ]
+    await store.write(project, online, "online")
+    history = [
+        ValueIn(
+            f"h{f}",
+            f"u{e}",
+            history_value(e, f, step),
+            base + timedelta(seconds=history_offset_seconds(e, step)),
         )
-        await registry.register_view(
-            session,
-            project,
-            registry.ViewDefinition(
-                name="bench_history",
-                entity="user",
-                ttl_seconds=86_400 * 30,
-                features=[(f"h{i}", FeatureType.FLOAT64, "") for i in range(HISTORY_FEATURES)],
-            ),
-        )
-    return FeatureStore(
+        for step in range(sizes.history_steps)
+        for e in range(sizes.materialize_entities)
+        for f in range(sizes.history_features)
+    ]
+    for start in range(0, len(history), OFFLINE_WRITE_CHUNK):
+        await store.write(project, history[start : start + OFFLINE_WRITE_CHUNK], "offline")
+    names = [f"f{f}" for f in range(sizes.online_features)]
+    check = await store.get_online(project, names, ["u3"])
+    assert check[0]["features"]["f5"] == online_value(3, 5), check
+    return {"offline_values": len(history)}
+
+
+def side(config: dict[str, Any]) -> None:
+    """Our side: the store in this process, set up like Feast's, answering `bench.sides` requests."""
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    sizes, project = Sizes(**config["sizes"]), config["project"]
+    now, base = datetime.fromisoformat(config["now"]), datetime.fromisoformat(config["base"])
+    settings = Settings(
+        environment="test", data_dir=Path(config["data_dir"]), database_url=config["database_url"],
+        redis_url=REDIS_URL, jwt_secret=JWT_SECRET, admin_password=ADMIN_PASSWORD, default_project=project,
+    )  # fmt: skip
+    loop.run_until_complete(upgrade_async(settings.resolved_database_url))
+    runtime = Runtime(settings, client_id="bench-features")
+    store = FeatureStore(
         runtime.database,
         RedisOnlineStore(REDIS_URL),
         ClickHouseOfflineStore(runtime.clickhouse()),
         online_label="redis",
     )
-
-
-async def ours_online(store: FeatureStore, project: str, now: datetime) -> dict[str, Any]:
-    values = [
-        ValueIn(f"f{f}", f"u{e}", online_value(e, f), now - timedelta(minutes=1))
-        for e in range(ONLINE_ENTITIES)
-        for f in range(ONLINE_FEATURES)
-    ]
-    started = time.perf_counter()
-    await store.write(project, values, "online")
-    write_rate = len(values) / (time.perf_counter() - started)
-    names = [f"f{f}" for f in range(ONLINE_FEATURES)]
+    names = [f"f{f}" for f in range(sizes.online_features)]
     rng = random.Random(SEED)
-    one = [[f"u{rng.randrange(ONLINE_ENTITIES)}"] for _ in range(READS_1)]
-    hundred = [[f"u{rng.randrange(ONLINE_ENTITIES)}" for _ in range(100)] for _ in range(READS_100)]
-    check = await store.get_online(project, names, ["u3"])
-    assert check[0]["features"]["f5"] == online_value(3, 5), check
-    await timed_async(lambda: store.get_online(project, names, one[0]), 200)  # warm up
-    it1, it100 = iter(one), iter(hundred)
-    return {
-        "write_online_values_per_s": round(write_rate),
-        "inprocess_1x50": percentiles(
-            await timed_async(lambda: store.get_online(project, names, next(it1)), READS_1)
-        ),
-        "inprocess_100x50": percentiles(
-            await timed_async(lambda: store.get_online(project, names, next(it100)), READS_100)
-        ),
-    }
 
+    def online(count: int) -> Any:
+        def measure(repeat: int) -> dict[str, Any]:
+            batches = iter(
+                [[f"u{e}" for e in b] for b in read_batches(rng, repeat, count, sizes.online_entities)]
+            )
 
-def ours_http(settings_env: dict[str, str], project: str) -> dict[str, Any]:
-    port = free_port()
-    launcher = (
-        "import uvicorn\n"
-        "from services.gateway.app import create_app\n"
-        "from services.runtime import Runtime\n"
-        "from shared.settings import Settings\n"
-        "app = create_app(Runtime(Settings()), owns_runtime=False)\n"
-        f"uvicorn.run(app, host='127.0.0.1', port={port}, log_level='warning', access_log=False)\n"
-    )
-    server = subprocess.Popen([sys.executable, "-c", launcher], env={**os.environ, **settings_env})  # noqa: S603
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=base, timeout=30.0) as web:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if web.get("/health").status_code < 500:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("gateway did not start")
-                time.sleep(0.2)
-            login = web.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
-            login.raise_for_status()
-        headers = {
-            "Authorization": f"Bearer {login.json()['access_token']}",
-            "Content-Type": "application/json",
-        }
-        names = [f"f{f}" for f in range(ONLINE_FEATURES)]
-        rng = random.Random(SEED + 1)
-        url = f"/api/v1/advanced/features/get-online?project_id={project}"
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            async def reads() -> list[float]:
+                samples = []
+                for entities in batches:
+                    started = time.perf_counter()
+                    await store.get_online(project, names, entities)
+                    samples.append(time.perf_counter() - started)
+                return samples
 
-        def read(entities: list[str]) -> None:
-            body = json.dumps({"feature_names": names, "entity_ids": entities})
-            json.loads(post_json(connection, url, body, headers))
+            return {"samples": loop.run_until_complete(reads())}
 
-        try:
-            timed(lambda: read(["u1"]), 200)
-            return {
-                "http_1x50": percentiles(
-                    timed(lambda: read([f"u{rng.randrange(ONLINE_ENTITIES)}"]), READS_1)
-                ),
-                "http_100x50": percentiles(
-                    timed(lambda: read([f"u{rng.randrange(ONLINE_ENTITIES)}" for _ in range(100)]), READS_100)
-                ),
-            }
-        finally:
-            connection.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        return measure
 
-
-async def ours_offline(store: FeatureStore, project: str, now: datetime) -> dict[str, Any]:
-    """History of 10 features for N entities at 3 times each in ClickHouse; materialise; PIT query."""
-    base = now - timedelta(days=3)
-    values = [
-        ValueIn(
-            f"h{f}", f"u{e}", float(e % 97 + f + step), base + timedelta(hours=step * 12, seconds=e % 3600)
-        )
-        for step in range(HISTORY_STEPS)
-        for e in range(MATERIALIZE_ENTITIES)
-        for f in range(HISTORY_FEATURES)
-    ]
-    started = time.perf_counter()
-    for start in range(0, len(values), 200_000):
-        await store.write(project, values[start : start + 200_000], "offline")
-    offline_rate = len(values) / (time.perf_counter() - started)
-    del values
-    started = time.perf_counter()
-    materialized = await store.materialize(project, "bench_history", base - timedelta(days=1), now)
-    materialize_seconds = time.perf_counter() - started
-    rng = random.Random(SEED + 2)
-    entity_rows = [
-        (f"u{rng.randrange(MATERIALIZE_ENTITIES)}", base + timedelta(hours=rng.uniform(-2, 40)))
-        for _ in range(HISTORICAL_ROWS)
-    ]
-    names = [f"h{f}" for f in range(HISTORY_FEATURES)]
-    started = time.perf_counter()
-    rows = await store.historical(project, names, entity_rows)
-    historical_seconds = time.perf_counter() - started
-    assert len(rows) == HISTORICAL_ROWS
-    return {
-        "offline_write_values_per_s": round(offline_rate),
-        "materialize_values": materialized,
-        "materialize_values_per_s": round(materialized / materialize_seconds),
-        "historical_rows": HISTORICAL_ROWS,
-        "historical_features": HISTORY_FEATURES,
-        "historical_seconds": round(historical_seconds, 2),
-        "historical_non_null_share": round(
-            sum(v is not None for row in rows for v in row) / (len(rows) * 10), 3
-        ),
-    }
-
-
-FEAST_SIDE = r'''
-import json, random, statistics, sys, tempfile, time, os
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
-import pandas as pd
-from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
-from feast.types import Float64
-
-cfg = json.loads(sys.argv[1])
-repo = Path(tempfile.mkdtemp(prefix="feast-bench-"))
-host = cfg["redis"]
-(repo / "feature_store.yaml").write_text(
-    f"project: {cfg['project']}\nregistry: {repo}/registry.db\nprovider: local\n"
-    f"online_store:\n  type: redis\n  connection_string: \"{host}\"\n"
-    "offline_store:\n  type: file\nentity_key_serialization_version: 3\n"
-)
-now = datetime.now(timezone.utc).replace(microsecond=0)
-n_online, n_feat = cfg["online_entities"], cfg["online_features"]
-online = pd.DataFrame({"user_id": range(n_online)})
-online["event_timestamp"] = now - timedelta(minutes=1)
-for f in range(n_feat):
-    online[f"f{f}"] = [float((e * 31 + f * 7) % 1000) / 10 for e in range(n_online)]
-online.to_parquet(repo / "online.parquet")
-n_mat, n_hist = cfg["materialize_entities"], cfg["history_features"]
-base = now - timedelta(days=3)
-frames = []
-for step in range(cfg["history_steps"]):
-    frame = pd.DataFrame({"user_id": range(n_mat)})
-    frame["event_timestamp"] = [base + timedelta(hours=step * 12, seconds=e % 3600) for e in range(n_mat)]
-    for f in range(n_hist):
-        frame[f"h{f}"] = [float(e % 97 + f + step) for e in range(n_mat)]
-    frames.append(frame)
-pd.concat(frames).to_parquet(repo / "history.parquet")
-user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
-online_view = FeatureView(
-    name="bench_online", entities=[user], ttl=timedelta(days=1),
-    schema=[Field(name=f"f{f}", dtype=Float64) for f in range(n_feat)],
-    source=FileSource(path=str(repo / "online.parquet"), timestamp_field="event_timestamp"),
-)
-history_view = FeatureView(
-    name="bench_history", entities=[user], ttl=timedelta(days=30),
-    schema=[Field(name=f"h{f}", dtype=Float64) for f in range(n_hist)],
-    source=FileSource(path=str(repo / "history.parquet"), timestamp_field="event_timestamp"),
-)
-def pct(samples):
-    samples = sorted(samples)
-    p99 = samples[int(len(samples) * 0.99) - 1]
-    return {"p50_ms": round(statistics.median(samples) * 1000, 3), "p99_ms": round(p99 * 1000, 3)}
-
-
-def serve_over_http(repo, refs, n_online, rng, cfg):
-    """Feast's own feature server (`feast serve`), timed with the same `post_json` client as ours."""
-    import socket, subprocess, requests
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    feast_cli = str(Path(sys.executable).parent / "feast")
-    server = subprocess.Popen(
-        [feast_cli, "-c", str(repo), "serve", "-h", "127.0.0.1", "-p", str(port),
-         "--no-access-log", "-w", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        session = requests.Session()
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if session.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("feast serve did not start")
-            time.sleep(0.3)
-        import http.client
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        headers = {"Content-Type": "application/json"}
-        def run(count, repeat):
-            samples = []
-            for _ in range(repeat):
-                users = [rng.randrange(n_online) for _ in range(count)]
-                started = time.perf_counter()
-                body = json.dumps({"features": refs, "entities": {"user_id": users}})
-                json.loads(post_json(connection, "/get-online-features", body, headers))
-                samples.append(time.perf_counter() - started)
-            return pct(samples)
-        run(1, 200)
-        return {"http_1x50": run(1, cfg["reads_1"]), "http_100x50": run(100, cfg["reads_100"])}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-store = FeatureStore(repo_path=str(repo))
-store.apply([user, online_view, history_view])
-out = {}
-try:
-    started = time.perf_counter()
-    store.materialize(now - timedelta(days=5), now + timedelta(minutes=1), feature_views=["bench_online"])
-    out["materialize_online_view_seconds"] = round(time.perf_counter() - started, 2)
-    started = time.perf_counter()
-    store.materialize(now - timedelta(days=5), now + timedelta(minutes=1), feature_views=["bench_history"])
-    seconds = time.perf_counter() - started
-    out["materialize_values"] = n_mat * n_hist
-    out["materialize_values_per_s"] = round(n_mat * n_hist / seconds)
-    refs = [f"bench_online:f{f}" for f in range(n_feat)]
-    check = store.get_online_features(features=refs, entity_rows=[{"user_id": 3}]).to_dict()
-    assert check["f5"][0] == float((3 * 31 + 5 * 7) % 1000) / 10, check["f5"]
-    rng = random.Random(cfg["seed"])
-    def run(count, repeat):
-        samples = []
-        for _ in range(repeat):
-            rows = [{"user_id": rng.randrange(n_online)} for _ in range(count)]
-            started = time.perf_counter()
-            store.get_online_features(features=refs, entity_rows=rows).to_dict()
-            samples.append(time.perf_counter() - started)
-        return pct(samples)
-    run(1, 100)
-    out["inprocess_1x50"] = run(1, cfg["reads_1"])
-    out["inprocess_100x50"] = run(100, cfg["reads_100"])
-    try:
-        out |= serve_over_http(repo, refs, n_online, rng, cfg)
-    except Exception as error:
-        out["http_error"] = repr(error)[:500]
-    rows = cfg["feast_historical_rows"]
-    if rows:
-        entity_df = pd.DataFrame({"user_id": [rng.randrange(n_mat) for _ in range(rows)]})
-        entity_df["event_timestamp"] = [base + timedelta(hours=rng.uniform(-2, 40)) for _ in range(rows)]
+    def materialize(_repeat: int) -> dict[str, Any]:
+        delete_keys(REDIS_URL, f"{KEY_PREFIX}:{project}:bench_history:*")
         started = time.perf_counter()
-        refs_history = [f"bench_history:h{f}" for f in range(n_hist)]
-        frame = store.get_historical_features(entity_df=entity_df, features=refs_history).to_df()
-        out["historical_rows"] = rows
-        out["historical_rows_returned"] = len(frame)
-        out["historical_seconds"] = round(time.perf_counter() - started, 2)
-finally:
-    store.teardown()
-print(json.dumps(out))
-'''
+        values = loop.run_until_complete(
+            store.materialize(project, "bench_history", base - timedelta(days=1), now)
+        )
+        return {"rate": values / (time.perf_counter() - started), "info": {"values": values}}
+
+    def historical(_repeat: int) -> dict[str, Any]:
+        rows = [
+            (f"u{entity}", base + timedelta(hours=hours))
+            for entity, hours in entity_rows(sizes.historical_rows, sizes.materialize_entities)
+        ]
+        features = [f"h{f}" for f in range(sizes.history_features)]
+        started = time.perf_counter()
+        values = loop.run_until_complete(store.historical(project, features, rows))
+        seconds = time.perf_counter() - started
+        return {
+            "rate": len(rows) / seconds,
+            "info": {
+                "rows_asked": len(rows),
+                "rows_returned": len(values),
+                "non_null_values": sum(v is not None for row in values for v in row),
+            },
+        }
+
+    try:
+        info = loop.run_until_complete(_prepare(store, runtime, project, sizes, now, base))
+        serve(
+            {
+                "inprocess_1x50": online(1),
+                "inprocess_100x50": online(100),
+                "materialize": materialize,
+                "historical": historical,
+            },
+            info,
+        )
+    finally:
+        loop.run_until_complete(store.online.close())
+        loop.run_until_complete(runtime.close())
+
+
+# --- HTTP: one client in this process times both servers ---
+
+
+class HttpSide:
+    """Online reads over one kept-alive connection; the timing covers request out, body in."""
+
+    def __init__(
+        self, name: str, port: int, path: str, headers: dict[str, str], body: Any, entities: int
+    ) -> None:
+        self.name, self.path, self.headers, self.body, self.entities = name, path, headers, body, entities
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.rng = random.Random(SEED + 1)
+
+    def measure(self, case: str, repeat: int) -> Measurement:
+        count = 1 if case.endswith("_1x50") else 100
+        bodies = iter([self.body(batch) for batch in read_batches(self.rng, repeat, count, self.entities)])
+        answers: list[bytes] = []
+        samples = timed(
+            lambda: answers.append(post_json(self.connection, self.path, next(bodies), self.headers)), repeat
+        )
+        return Measurement(samples=samples, info={"response_bytes": len(answers[-1])})
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _our_http(port: int, sizes: Sizes, project: str) -> HttpSide:
+    url = f"http://127.0.0.1:{port}"
+    login = httpx.post(
+        f"{url}/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}, timeout=30
+    )
+    login.raise_for_status()
+    headers = {"Authorization": f"Bearer {login.json()['access_token']}", "Content-Type": "application/json"}
+    names = [f"f{f}" for f in range(sizes.online_features)]
+
+    def body(entities: list[int]) -> str:
+        return json.dumps({"feature_names": names, "entity_ids": [f"u{e}" for e in entities]})
+
+    side = HttpSide(
+        "ours",
+        port,
+        f"/api/v1/advanced/features/get-online?project_id={project}",
+        headers,
+        body,
+        sizes.online_entities,
+    )
+    answer = json.loads(post_json(side.connection, side.path, body([3]), headers))
+    assert answer["feature_vectors"][0]["features"]["f5"] == online_value(3, 5), answer
+    return side
+
+
+def _feast_http(port: int, sizes: Sizes) -> HttpSide:
+    refs = [f"bench_online:f{f}" for f in range(sizes.online_features)]
+
+    def body(entities: list[int]) -> str:
+        return json.dumps({"features": refs, "entities": {"user_id": entities}})
+
+    side = HttpSide(
+        "feast",
+        port,
+        "/get-online-features",
+        {"Content-Type": "application/json"},
+        body,
+        sizes.online_entities,
+    )
+    answer = json.loads(post_json(side.connection, side.path, body([3]), side.headers))
+    names = answer["metadata"]["feature_names"]
+    assert answer["results"][names.index("f5")]["values"][0] == online_value(3, 5), answer
+    return side
+
+
+# --- the run ---
 
 
 def feast_python() -> Path:
-    python = FEAST_VENV / "bin" / "python"
+    """Feast's venv, made or brought up to `FEAST_REQUIREMENT` (an older venv lacked DuckDB)."""
+    python, installed = FEAST_VENV / "bin" / "python", FEAST_VENV / "aietl-requirement.txt"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(FEAST_VENV)], check=True)  # noqa: S603
+    if not installed.exists() or installed.read_text() != FEAST_REQUIREMENT:
         subprocess.run([str(python), "-m", "pip", "install", "-q", FEAST_REQUIREMENT], check=True)  # noqa: S603
+        installed.write_text(FEAST_REQUIREMENT)
     return python
 
 
-def feast_side(historical_rows: int) -> dict[str, Any]:
-    redis_client = redis.Redis.from_url(REDIS_URL)
-    kwargs = redis_client.connection_pool.connection_kwargs
-    connection = f"{kwargs.get('host', '127.0.0.1')}:{kwargs.get('port', 6379)},db={kwargs.get('db', 0)}"
-    config = {
-        "project": f"aietl_bench_{uuid.uuid4().hex[:6]}",
-        "redis": connection,
-        "online_entities": ONLINE_ENTITIES,
-        "online_features": ONLINE_FEATURES,
-        "materialize_entities": MATERIALIZE_ENTITIES,
-        "history_features": HISTORY_FEATURES,
-        "history_steps": HISTORY_STEPS,
-        "reads_1": READS_1,
-        "reads_100": READS_100,
-        "seed": SEED,
-        "feast_historical_rows": historical_rows,
-    }
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as script:
-        script.write("from typing import Any\n" + inspect.getsource(post_json) + FEAST_SIDE)
-    result = subprocess.run(  # noqa: S603
-        [str(feast_python()), script.name, json.dumps(config)], capture_output=True, text=True, check=False
-    )
-    os.unlink(script.name)
-    if result.returncode != 0:
-        return {"error": result.stderr[-2_000:]}
-    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-def clean_redis(project: str) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    for keys in _chunks(client.scan_iter(match=f"{KEY_PREFIX}:{project}:*", count=10_000), 10_000):
-        client.delete(*keys)
-
-
-def _chunks(items: Any, size: int) -> Any:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-async def ours(data_dir: Path, project: str) -> dict[str, Any]:
-    database = f"sqlite+aiosqlite:///{data_dir / 'bench.db'}"
-    settings = Settings(
-        environment="test", data_dir=data_dir, database_url=database, redis_url=REDIS_URL,
-        jwt_secret=JWT_SECRET, admin_password=ADMIN_PASSWORD, default_project=project,
-    )  # fmt: skip
-    await upgrade_async(settings.resolved_database_url)
-    runtime = Runtime(settings)
-    try:
-        store = await prepare(runtime, project)
-        now = datetime.now(UTC).replace(microsecond=0)
-        figures = await ours_online(store, project, now)
-        env = {
-            "AIETL_DATA_DIR": str(data_dir / "gateway"),
-            "DATABASE_URL": database,
-            "REDIS_URL": REDIS_URL,
-            "AIETL_FEATURES_ONLINE_STORE": "redis",
-            "AIETL_JWT_SECRET": JWT_SECRET,
-            "AIETL_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "AIETL_DEFAULT_PROJECT": project,
-            "AIETL_LOG_LEVEL": "WARNING",
-        }
-        figures |= await asyncio.to_thread(ours_http, env, project)
-        figures |= await ours_offline(store, project, now)
-        await store.online.close()
-        return figures
-    finally:
-        await runtime.close()
-
-
-def run() -> dict[str, object]:
-    project = f"bench{uuid.uuid4().hex[:8]}"
-    with tempfile.TemporaryDirectory(prefix="aietl-bench-features-") as tmp:
-        try:
-            figures: dict[str, Any] = {"ours": asyncio.run(ours(Path(tmp), project))}
-        finally:
-            clean_redis(project)
-    feast_rows = int(os.environ.get("AIETL_BENCH_FEAST_HISTORICAL_ROWS", str(min(HISTORICAL_ROWS, 100_000))))
-    figures["feast_0_67"] = feast_side(feast_rows)
-    ours_figures, feast_figures = figures["ours"], figures["feast_0_67"]
-    for shape in ("1x50", "100x50"):
-        theirs = feast_figures.get(f"inprocess_{shape}", {}).get("p99_ms")
-        if theirs:
-            figures[f"speedup_p99_inprocess_{shape}"] = round(
-                theirs / ours_figures[f"inprocess_{shape}"]["p99_ms"], 1
-            )
-        theirs_http = feast_figures.get(f"http_{shape}", {}).get("p99_ms")
-        if theirs_http:
-            figures[f"speedup_p99_http_{shape}"] = round(
-                theirs_http / ours_figures[f"http_{shape}"]["p99_ms"], 1
-            )
-    if feast_figures.get("materialize_values_per_s"):
-        figures["speedup_materialize"] = round(
-            ours_figures["materialize_values_per_s"] / feast_figures["materialize_values_per_s"], 1
+def run(scale: Scale) -> dict[str, Any]:
+    sizes, project = sizes_at(scale), f"bench{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC).replace(microsecond=0)
+    with tempfile.TemporaryDirectory(prefix="aietl-bench-features-") as tmp, ExitStack() as stack:
+        folder = Path(tmp)
+        database_url = f"sqlite+aiosqlite:///{folder / 'bench.db'}"
+        config = {
+            "project": project, "sizes": sizes.as_dict(), "now": now.isoformat(),
+            "base": (now - timedelta(days=3)).isoformat(), "database_url": database_url,
+            "data_dir": str(folder / "ours"), "repo": str(folder / "feast"), "redis_url": REDIS_URL,
+            "redis": "127.0.0.1:6379,db=0",
+        }  # fmt: skip
+        stack.callback(delete_keys, REDIS_URL, f"{KEY_PREFIX}:{project}:*")
+        ours = stack.enter_context(
+            SideProcess("ours", [sys.executable, "-m", "bench.features", "side", json.dumps(config)])
         )
-    return figures
+        feast = None
+        if scale.peers:
+            feast_script = [str(feast_python()), str(ROOT / "bench" / "feast_side.py")]
+            feast = stack.enter_context(SideProcess("feast", [*feast_script, "side", json.dumps(config)]))
+        skipped = (
+            "Feast runs in its own venv; the smoke run does not install it (AIETL_BENCH_PEERS=1 runs it)"
+        )
+        figures: dict[str, Any] = {"sizes": sizes.as_dict(), "prepared": ours.info}
+        print("    in-process online reads", file=sys.stderr, flush=True)
+        figures["inprocess"] = compare(
+            ours, feast, online_cases("inprocess", sizes), scale.rounds, skipped=skipped
+        )
+        figures["http"] = _http(scale, stack, folder, config, sizes, skipped, feast_script if feast else None)
+        print("    materialisation and historical retrieval", file=sys.stderr, flush=True)
+        figures["offline"] = compare(
+            ours,
+            feast,
+            [Case("materialize", 1, kind="rate", goals={"rate": 3.0}), Case("historical", 1, kind="rate")],
+            scale.rounds,
+            skipped=skipped,
+        )
+        return figures
+
+
+def _http(
+    scale: Scale,
+    stack: ExitStack,
+    folder: Path,
+    config: dict[str, Any],
+    sizes: Sizes,
+    skipped: str,
+    feast_script: list[str] | None,
+) -> dict[str, Any]:
+    print("    online reads over HTTP", file=sys.stderr, flush=True)
+    broker = stack.enter_context(EmbeddedBroker())
+    port = free_port()
+    env = {
+        "AIETL_DATA_DIR": str(folder / "gateway"),
+        "DATABASE_URL": config["database_url"],
+        "REDIS_URL": REDIS_URL,
+        "AIETL_FEATURES_ONLINE_STORE": "redis",
+        "AIETL_JWT_SECRET": JWT_SECRET,
+        "AIETL_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "AIETL_DEFAULT_PROJECT": config["project"],
+        "AIETL_LOG_LEVEL": "WARNING",
+        "AIETL_GATEWAY_PORT": str(port),
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+    }
+    stack.enter_context(serving(aietl("gateway"), env, f"http://127.0.0.1:{port}"))
+    ours = _our_http(port, sizes, config["project"])
+    stack.callback(ours.close)
+    feast = None
+    if feast_script is not None:
+        feast_port = free_port()
+        stack.enter_context(
+            serving(
+                [*feast_script, "http", json.dumps(config), str(feast_port)],
+                {},
+                f"http://127.0.0.1:{feast_port}",
+            )
+        )
+        feast = _feast_http(feast_port, sizes)
+        stack.callback(feast.close)
+    return compare(ours, feast, online_cases("http", sizes), scale.rounds, skipped=skipped)
+
+
+if __name__ == "__main__":
+    side(json.loads(sys.argv[2]))

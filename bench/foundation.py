@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bench import Scale
 from shared.bus import ServiceRouter, create_broker, ensure_topics, publish_event
 from shared.db import Database, process_once
 from shared.embedded_broker import EmbeddedBroker, free_port
@@ -28,8 +29,6 @@ from shared.migrate import upgrade_async
 from shared.settings import Settings
 from tests.support import fresh_postgres_database
 
-COLD_STARTS = 3
-ROUND_TRIPS = 1_000
 POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -43,10 +42,10 @@ class Pong(Event):
     n: int
 
 
-def cold_start_seconds() -> dict[str, float]:
+def cold_start_seconds(times: int) -> dict[str, float]:
     """Command → gateway answering /health with every worker subscribed (the 'ready' line)."""
     figures: list[float] = []
-    for attempt in range(COLD_STARTS):
+    for attempt in range(times):
         with tempfile.TemporaryDirectory() as folder:
             port, broker_port = free_port(), free_port()
             started = time.perf_counter()
@@ -85,14 +84,14 @@ def cold_start_seconds() -> dict[str, float]:
             finally:
                 process.terminate()
                 process.wait(30)
-        print(f"    cold start {attempt + 1}/{COLD_STARTS}: {figures[-1]:.2f}s", file=sys.stderr, flush=True)
+        print(f"    cold start {attempt + 1}/{times}: {figures[-1]:.2f}s", file=sys.stderr, flush=True)
     return {
         "cold_start_seconds_median": round(statistics.median(figures), 2),
         "cold_start_seconds_max": round(max(figures), 2),
     }
 
 
-async def round_trip(database_url: str, label: str) -> dict[str, Any]:
+async def round_trip(database_url: str, label: str, count: int) -> dict[str, Any]:
     with EmbeddedBroker() as embedded:
         settings = Settings(
             kafka_bootstrap_servers=embedded.bootstrap_servers,
@@ -129,7 +128,7 @@ async def round_trip(database_url: str, label: str) -> dict[str, Any]:
         await broker.start()
         latencies: list[float] = []
         try:
-            for n in range(-20, ROUND_TRIPS):  # the first 20 warm the groups up and are not counted
+            for n in range(-20, count):  # the first 20 warm the groups up and are not counted
                 arrived[n] = asyncio.get_running_loop().create_future()
                 sent = time.perf_counter()
                 await publish_event(broker, Ping(project_id="bench", n=n), topic=topic_in)
@@ -147,10 +146,13 @@ async def round_trip(database_url: str, label: str) -> dict[str, Any]:
     }
 
 
-def run() -> dict[str, Any]:
-    figures: dict[str, Any] = cold_start_seconds()
+def run(scale: Scale) -> dict[str, Any]:
+    figures: dict[str, Any] = cold_start_seconds(scale.count(3, smoke=1))
+    trips = scale.count(1_000, smoke=20)
     with tempfile.TemporaryDirectory() as folder:
-        figures |= asyncio.run(round_trip(f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}", "sqlite"))
+        figures |= asyncio.run(
+            round_trip(f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}", "sqlite", trips)
+        )
     with fresh_postgres_database(POSTGRES_ADMIN, "aietl_bench") as url:
-        figures |= asyncio.run(round_trip(url, "postgres"))
+        figures |= asyncio.run(round_trip(url, "postgres", trips))
     return figures

@@ -1,7 +1,9 @@
 """Sustained load on a gateway process: online feature reads and event posts, RSS sampled.
 
-`python -m bench.gateway_load` runs 60 s against a gateway of its own (tansu + a fresh PostgreSQL
-database + Redis); `drive` is also what the short CI test (tests/reliability/test_load.py) uses.
+`python -m bench gateway_load` runs 60 s (scaled by `AIETL_BENCH_SCALE`; 2 s in the smoke run)
+against `aietl gateway` of its own: tansu, a fresh PostgreSQL database, and the Redis online store
+(`AIETL_FEATURES_ONLINE_STORE=redis`), so the reads measured are Redis reads; its data folder is
+removed afterwards. `drive` is also what the short CI test (tests/reliability/test_load.py) uses.
 """
 
 from __future__ import annotations
@@ -9,19 +11,23 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import psutil
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench import Scale
+from bench.processes import aietl, delete_keys, serving
+from services.features.stores.redis_online import KEY_PREFIX
+from shared.embedded_broker import EmbeddedBroker, free_port
+from shared.migrate import upgrade_async
+from tests.support import fresh_postgres_database
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @dataclass
@@ -153,50 +159,41 @@ async def drive(
     return result
 
 
-def run() -> dict[str, object]:
-    """60 s (AIETL_LOAD_SECONDS) against a gateway process of its own."""
-    from shared.embedded_broker import EmbeddedBroker, free_port, port_open
-    from shared.migrate import upgrade_async
-    from tests.support import fresh_postgres_database
-
-    seconds = float(os.environ.get("AIETL_LOAD_SECONDS", "60"))
+def run(scale: Scale) -> dict[str, object]:
+    """A gateway process of its own under `drive` for 60 s (scaled)."""
+    seconds = scale.seconds(60, smoke=2)
     admin_url = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    password, port = uuid.uuid4().hex, free_port()
-    with fresh_postgres_database(admin_url, "aietl_load") as database_url, EmbeddedBroker() as broker:
+    password, port, project = uuid.uuid4().hex, free_port(), f"load{uuid.uuid4().hex[:8]}"
+    with (
+        fresh_postgres_database(admin_url, "aietl_load") as database_url,
+        EmbeddedBroker() as broker,
+        tempfile.TemporaryDirectory(prefix="aietl_load_") as data_dir,
+    ):
         asyncio.run(upgrade_async(database_url))
         env = {
-            **os.environ,
             "DATABASE_URL": database_url,
+            "REDIS_URL": REDIS_URL,
+            "AIETL_FEATURES_ONLINE_STORE": "redis",
             "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
             "AIETL_ADMIN_PASSWORD": password,
             "AIETL_JWT_SECRET": uuid.uuid4().hex * 2,
             "AIETL_GATEWAY_PORT": str(port),
             "AIETL_LOG_LEVEL": "WARNING",
-            "AIETL_DATA_DIR": tempfile.mkdtemp(prefix="aietl_load_"),
+            "AIETL_DATA_DIR": data_dir,
+            "AIETL_DEFAULT_PROJECT": project,
         }
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "gateway"],
-            cwd=ROOT,
-            env=env,
-            stderr=subprocess.DEVNULL,
-        )
+        url = f"http://127.0.0.1:{port}"
         try:
-            while not port_open("127.0.0.1", port):
-                time.sleep(0.1)
-            return asyncio.run(_load(f"http://127.0.0.1:{port}", password, gateway.pid, seconds))
+            with serving(aietl("gateway"), env, url) as gateway:
+                figures = asyncio.run(_load(url, password, gateway.pid, seconds, project))
         finally:
-            gateway.kill()
-            gateway.wait()
+            delete_keys(REDIS_URL, f"{KEY_PREFIX}:{project}:*")
+    return {"online_store": "redis", "database": "postgresql", **figures}
 
 
-async def _load(base_url: str, password: str, pid: int, seconds: float) -> dict[str, object]:
+async def _load(base_url: str, password: str, pid: int, seconds: float, project: str) -> dict[str, object]:
     async with httpx.AsyncClient(base_url=base_url) as http:
         login = await http.post("/api/v1/auth/login", json={"username": "admin", "password": password})
     headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
-    result = await drive(base_url, headers, pid, seconds=seconds)
+    result = await drive(base_url, headers, pid, seconds=seconds, project=project)
     return {"seconds": round(result.seconds, 1), **result.figures()}
-
-
-if __name__ == "__main__":
-    for key, value in run().items():
-        print(f"gateway_load.{key}: {value}")

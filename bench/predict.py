@@ -19,15 +19,14 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from bench import Scale
 from services.predict import evaluate
 from services.predict.domain import failure as failure_domain
 from services.predict.domain.forecast import forecast
 from services.predict.simulator import simulate
 
-PIPELINES = 24
-DAYS = 35
+DAYS = 35  # the maintenance-window evaluation needs five weeks
 LATENCY_ROUNDS = 3
-FORECAST_ROUNDS = 2
 
 COLD_START = """
 import json, time
@@ -55,10 +54,11 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-def run() -> dict[str, object]:
-    sim = simulate(pipelines=PIPELINES, days=DAYS, seed=7)
+def run(scale: Scale) -> dict[str, object]:
+    pipelines, trees = scale.count(24, smoke=3), scale.count(150, smoke=10)
+    sim = simulate(pipelines=pipelines, days=DAYS, seed=7)
     started = time.perf_counter()
-    model = failure_domain.fit(sim.runs, 24, now=datetime.now(UTC))
+    model = failure_domain.fit(sim.runs, 24, now=datetime.now(UTC), trees=trees)
     training_seconds = time.perf_counter() - started
 
     predictions: list[float] = []
@@ -80,7 +80,7 @@ def run() -> dict[str, object]:
     forecast(series[0], 48, seasons=(24, 168))  # the worker has served one before: measure warm calls
     wall: list[float] = []
     cpu: list[float] = []
-    for _ in range(FORECAST_ROUNDS):
+    for _ in range(scale.count(2, smoke=1)):
         for values in series:
             started, started_cpu = time.perf_counter(), time.process_time()
             forecast(values, 48, seasons=(24, 168))
@@ -100,7 +100,7 @@ def run() -> dict[str, object]:
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),  # the machine is shared: read timings with it
         "cpu_count": os.cpu_count(),
     }
-    figures["evaluation"] = evaluate.run(seed=7, pipelines=PIPELINES, days=DAYS)
+    figures["evaluation"] = evaluate.run(seed=7, pipelines=pipelines, days=DAYS, trees=trees)
     return figures
 
 

@@ -2,7 +2,7 @@
 PostgreSQL for 1M source rows (first load, a late/out-of-order batch, and an idle rerun).
 
 Runs against a fresh PostgreSQL database (TEST_POSTGRES_URL's server), dropped afterwards.
-`AIETL_BENCH_SCD2_ROWS` shrinks the SCD2 source for a quick look (0 skips it). The machine may be
+Sizes follow `AIETL_BENCH_SCALE` (the smoke run: 20 entries, 2,000 SCD2 rows). The machine may be
 shared: the CPU seconds of the dry run and the load average are reported beside wall time.
 """
 
@@ -15,6 +15,7 @@ import time
 import uuid
 from typing import Any
 
+from bench import Scale
 from services.runtime import Runtime
 from services.templates.builtin import builtin
 from services.templates.domain.config import validated
@@ -27,9 +28,7 @@ from shared.settings import Settings
 from tests.support import fresh_postgres_database
 
 POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-ENTRIES = 500
 GENERATION_ROUNDS = 5
-SCD2_ROWS = int(os.environ.get("AIETL_BENCH_SCD2_ROWS", "1000000"))
 PATTERNS = ("incremental", "cdc", "scd2", "full_load")
 WAREHOUSE = "warehouse"
 """The run target the generated pipelines name: the bench database itself, as a configured connection."""
@@ -58,10 +57,10 @@ def _entry(project: str, index: int) -> ControlEntry:
     )
 
 
-async def generation(runtime: Runtime) -> dict[str, Any]:
+async def generation(runtime: Runtime, entries: int) -> dict[str, Any]:
     project = "bench"
     async with runtime.database.transaction() as session:
-        session.add_all(_entry(project, index) for index in range(ENTRIES))
+        session.add_all(_entry(project, index) for index in range(entries))
     service = templates_service(runtime)
     await service.ensure_builtins()
     timings, cpu = [], []
@@ -70,17 +69,18 @@ async def generation(runtime: Runtime) -> dict[str, Any]:
         results = await service.generate(project, dry_run=True)
         timings.append(time.perf_counter() - started)
         cpu.append(time.process_time() - cpu_started)
-    assert len(results) == ENTRIES and not any(r.errors for r in results), "bench entries must be valid"
+    assert len(results) == entries and not any(r.errors for r in results), "bench entries must be valid"
     return {
-        "dry_run_500_entries_seconds_median": round(statistics.median(timings), 3),
-        "dry_run_500_entries_seconds_best": round(min(timings), 3),
-        "dry_run_500_entries_cpu_seconds_median": round(statistics.median(cpu), 3),
+        "dry_run_entries": entries,
+        "dry_run_seconds_median": round(statistics.median(timings), 3),
+        "dry_run_seconds_best": round(min(timings), 3),
+        "dry_run_cpu_seconds_median": round(statistics.median(cpu), 3),
         "load_average_1m": round(os.getloadavg()[0], 2),
-        "dry_run_goal_seconds": 2.0,
+        "dry_run_goal_seconds_for_500": 2.0,
     }
 
 
-async def scd2_apply(runtime: Runtime) -> dict[str, Any]:
+async def scd2_apply(runtime: Runtime, rows: int) -> dict[str, Any]:
     target = SqlAlchemyTarget(runtime.database.engine)
     template = builtin("scd2_postgres")
     config = {
@@ -93,7 +93,7 @@ async def scd2_apply(runtime: Runtime) -> dict[str, Any]:
         "hard_deletes": "invalidate",
     }
     statements = render(template.code, "postgres", validated(template.config_schema, config)).statements
-    keys = SCD2_ROWS // 2
+    keys = rows // 2
     async with runtime.database.engine.begin() as connection:
         await connection.exec_driver_sql("CREATE SCHEMA bench")
         await connection.exec_driver_sql(
@@ -108,7 +108,7 @@ async def scd2_apply(runtime: Runtime) -> dict[str, Any]:
     first = await target.execute(statements)
     first_seconds = time.perf_counter() - started
 
-    late = SCD2_ROWS // 10
+    late = rows // 10
     async with runtime.database.engine.begin() as connection:
         await connection.exec_driver_sql(  # late rows between the two versions, and newer changes
             "INSERT INTO bench.changes SELECT k, 'customer ' || k, 'silver', "
@@ -136,7 +136,7 @@ async def scd2_apply(runtime: Runtime) -> dict[str, Any]:
     }
 
 
-async def _main(database_url: str) -> dict[str, Any]:
+async def _main(database_url: str, scale: Scale) -> dict[str, Any]:
     settings = Settings(
         database_url=database_url,
         kafka_bootstrap_servers="127.0.0.1:1",
@@ -145,14 +145,13 @@ async def _main(database_url: str) -> dict[str, Any]:
     await upgrade_async(settings.resolved_database_url)
     runtime = Runtime(settings, client_id="bench-templates")
     try:
-        figures = await generation(runtime)
-        if SCD2_ROWS:
-            figures.update(await scd2_apply(runtime))
+        figures = await generation(runtime, scale.count(500, smoke=20))
+        figures.update(await scd2_apply(runtime, scale.count(1_000_000, smoke=2_000)))
         return figures
     finally:
         await runtime.close()
 
 
-def run() -> dict[str, object]:
+def run(scale: Scale) -> dict[str, object]:
     with fresh_postgres_database(POSTGRES_ADMIN, "aietl_bench_templates") as url:
-        return asyncio.run(_main(url))
+        return asyncio.run(_main(url, scale))

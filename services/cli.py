@@ -168,6 +168,7 @@ def gateway(host: str | None, port: int | None) -> None:
 
     settings = _settings(None, gateway_host=host, gateway_port=port)
     app = create_app(Runtime(settings, client_id="aietl-gateway"))
+    _freeze_startup_objects()  # as `aietl up` and `aietl worker` do
     url = f"http://{settings.gateway_host}:{settings.gateway_port}"
     _run_service(
         serve_until_stopped(app, settings.gateway_host, settings.gateway_port, lambda: f"gateway at {url}")

@@ -25,14 +25,36 @@ from services.features.stores import EntityValues
 
 KEY_PREFIX = "aietl:fs"
 WRITE_BATCH = 2_000
+# Per entity one HMGET of the stored values and one HSET of the newer ones (in slices, within Lua's
+# stack limit for `unpack`): a HGET and a HSET per field cost Redis twice the CPU in materialisation.
 _KEEP_NEWER = f"""
-local function keep_newer(key, field, payload)
-  local stored = redis.call('HGET', key, field)
-  if (not stored) or string.sub(stored, 1, {PREFIX_WIDTH}) <= string.sub(payload, 1, {PREFIX_WIDTH}) then
-    redis.call('HSET', key, field, payload)
-    return 1
+local SLICE = 1000
+local function keep_newer(key, fields, payloads)
+  local written = 0
+  for first = 1, #fields, SLICE do
+    local last = math.min(first + SLICE - 1, #fields)
+    local stored = redis.call('HMGET', key, unpack(fields, first, last))
+    local newer, slot = {{}}, {{}}  -- a field named twice: its newer payload wins, as in two writes
+    for i = first, last do
+      local field, payload = fields[i], payloads[i]
+      local at = slot[field]
+      local old = at and newer[at + 1] or stored[i - first + 1]
+      if (not old) or string.sub(old, 1, {PREFIX_WIDTH}) <= string.sub(payload, 1, {PREFIX_WIDTH}) then
+        if at then
+          newer[at + 1] = payload
+        else
+          slot[field] = #newer + 1
+          newer[#newer + 1] = field
+          newer[#newer + 1] = payload
+        end
+        written = written + 1
+      end
+    end
+    if #newer > 0 then
+      redis.call('HSET', key, unpack(newer))
+    end
   end
-  return 0
+  return written
 end
 local function extend_expiry(key, expire_at)
   local current = redis.call('PEXPIRETIME', key)
@@ -45,10 +67,12 @@ end
 _WRITE_PAIRS = (
     _KEEP_NEWER
     + """
-local written = 0
+local fields, payloads = {}, {}
 for i = 2, #ARGV, 2 do
-  written = written + keep_newer(KEYS[1], ARGV[i], ARGV[i + 1])
+  fields[#fields + 1] = ARGV[i]
+  payloads[#payloads + 1] = ARGV[i + 1]
 end
+local written = keep_newer(KEYS[1], fields, payloads)
 extend_expiry(KEYS[1], tonumber(ARGV[1]))
 return written
 """
@@ -57,10 +81,12 @@ return written
 _WRITE_OBJECT = (
     _KEEP_NEWER
     + """
-local written = 0
+local fields, payloads = {}, {}
 for field, payload in pairs(cjson.decode(ARGV[2])) do
-  written = written + keep_newer(KEYS[1], field, payload)
+  fields[#fields + 1] = field
+  payloads[#payloads + 1] = payload
 end
+local written = keep_newer(KEYS[1], fields, payloads)
 extend_expiry(KEYS[1], tonumber(ARGV[1]))
 return written
 """
