@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.features import registry
 from services.features.domain import (
@@ -132,10 +133,16 @@ class FeatureStore:
         self._plans.clear()
         self._specs.clear()
 
-    async def specs(self, project: str, refs: Sequence[str]) -> list[FeatureSpec]:
+    async def specs(
+        self, project: str, refs: Sequence[str], session: AsyncSession | None = None
+    ) -> list[FeatureSpec]:
+        """The features' definitions (cached briefly); read through `session` when one is open."""
+
         async def load() -> list[FeatureSpec]:
-            async with self.database.sessions() as session:
+            if session is not None:
                 return await registry.resolve(session, project, list(refs))
+            async with self.database.sessions() as own:
+                return await registry.resolve(own, project, list(refs))
 
         return await self._specs.get((project, tuple(refs)), load)
 
@@ -284,12 +291,21 @@ class FeatureStore:
 
     # --- writes ---
 
-    async def write(self, project: str, values: Sequence[ValueIn], storage: StorageType) -> WriteResult:
-        """Write to the requested stores, each value only where its feature is stored; idempotent."""
+    async def write(
+        self,
+        project: str,
+        values: Sequence[ValueIn],
+        storage: StorageType,
+        session: AsyncSession | None = None,
+    ) -> WriteResult:
+        """Write to the requested stores, each value only where its feature is stored; idempotent.
+
+        With `session` (a worker's transaction) the registry is read and the SQL offline values are
+        written through it: one connection and one transaction per event, as `process_once` wants."""
         if not values:
             raise FeatureError("features must list at least one value")
         refs = list(dict.fromkeys(value.feature_name for value in values))
-        specs = dict(zip(refs, await self.specs(project, refs), strict=True))
+        specs = dict(zip(refs, await self.specs(project, refs, session), strict=True))
         online_rows: list[OnlineWrite] = []
         offline_rows: list[OfflineRow] = []
         for value in values:
@@ -318,7 +334,7 @@ class FeatureStore:
                     OfflineRow(spec.field, value.entity_id, event_us, orjson.dumps(checked).decode())
                 )
         if offline_rows:
-            await self.offline.write(project, offline_rows, now_us())
+            await self.offline.write(project, offline_rows, now_us(), session)
             FEATURE_VALUES_WRITTEN.labels("offline").inc(len(offline_rows))
         if online_rows:
             await self.online.write(project, online_rows)
