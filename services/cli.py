@@ -116,10 +116,19 @@ def up(data_dir: Path | None, host: str | None, port: int | None, broker_port: i
 
 
 async def _up(settings: Settings, started: float) -> None:
-    from services.gateway.app import create_app
-
     settings.ensure_data_dir()
     broker = EmbeddedBroker(settings.broker_port).start() if settings.embedded_broker else None
+    try:
+        await _up_on_broker(settings, started)
+    finally:  # whatever happened (a failed start, a second signal), tansu must not outlive us
+        if broker is not None:
+            broker.stop()
+        click.echo("AI-ETL stopped.", err=True)
+
+
+async def _up_on_broker(settings: Settings, started: float) -> None:
+    from services.gateway.app import create_app
+
     runtime = Runtime(settings)
     try:
         await upgrade_async(settings.resolved_database_url)
@@ -141,13 +150,8 @@ async def _up(settings: Settings, started: float) -> None:
             ready=workers,
         )
     finally:
-        try:
-            await runtime.broker.stop()
-            await runtime.close()
-        finally:  # whatever happened above (a second signal, say), tansu must not outlive us
-            if broker is not None:
-                broker.stop()
-            click.echo("AI-ETL stopped.", err=True)
+        await runtime.broker.stop()
+        await runtime.close()
 
 
 @cli.command()

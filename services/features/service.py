@@ -39,8 +39,8 @@ from services.features.tables import FeatureView
 from shared.db import Database
 from shared.metrics import FEATURE_ONLINE_SECONDS, FEATURE_VALUES_WRITTEN
 
-# On-demand work (entities x expression nodes) done between two turns of the event loop: ~5 ms.
-ON_DEMAND_SLICE_WORK = 4_000
+# On-demand work (entities x expression nodes) done between two turns of the event loop: ~1 ms.
+ON_DEMAND_SLICE_WORK = 1_000
 TRANSFORM_COST = 16  # a registered Python transform, counted as an expression of this many nodes
 WRITE_INLINE_VALUES = 2_000  # larger writes are checked and encoded in a thread
 PLAN_CACHE_SECONDS = 5.0

@@ -26,36 +26,6 @@ from tests.reliability.topics import read_all
 from tests.support import eventually, read_topic
 
 
-async def test_features_written_event_lands_online_and_offline(runtime: Runtime) -> None:
-    project = f"kw{uuid.uuid4().hex[:8]}"
-    async with runtime.database.transaction() as session:
-        await registry.register_feature(
-            session,
-            project,
-            registry.FeatureDefinition("txn_count", FeatureType.INT64, "user", ttl_seconds=3600),
-        )
-    store = feature_store(runtime)
-    store.registry_changed()
-    at = datetime.now(UTC) - timedelta(seconds=5)
-    event = FeaturesWritten(
-        project_id=project,
-        values=[
-            FeatureValue(feature_name="txn_count", entity_id=f"u{i}", value=i, timestamp=at) for i in range(3)
-        ],
-    )
-    await publish_event(runtime.broker, event)
-    await publish_event(runtime.broker, event)  # redelivery: no second effect
-
-    async def online() -> list[object]:
-        vectors = await store.get_online(project, ["txn_count"], ["u0", "u1", "u2"])
-        values = [v["features"]["txn_count"] for v in vectors]
-        return values if None not in values else []
-
-    assert await eventually(online) == [0, 1, 2]
-    history = await store.historical(project, ["txn_count"], [("u2", at), ("u2", at - timedelta(seconds=1))])
-    assert history == [[2], [None]]
-
-
 async def test_unknown_feature_goes_to_the_dead_letter_topic(runtime: Runtime) -> None:
     project = f"kd{uuid.uuid4().hex[:8]}"
     event = FeaturesWritten(
@@ -75,10 +45,16 @@ async def test_unknown_feature_goes_to_the_dead_letter_topic(runtime: Runtime) -
     assert str(event.event_id).encode() in letter.original_value()
 
 
-@pytest.fixture
-async def embedded_runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
-    """The features worker as `aietl up` runs it by default: SQLite under the data dir, a tansu of its
-    own (its consumer group must not share the session runtime's events), SQLite online store."""
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def worker_runtime(
+    request: pytest.FixtureRequest, tmp_path: Path, runtime: Runtime
+) -> AsyncIterator[Runtime]:
+    """The session runtime (PostgreSQL, every worker), or the features worker as `aietl up` runs it by
+    default: SQLite under the data dir and a tansu of its own (its consumer group must not share the
+    session runtime's events)."""
+    if request.param == "postgresql":
+        yield runtime
+        return
     with EmbeddedBroker() as broker:
         settings = Settings(
             environment="test",
@@ -89,51 +65,52 @@ async def embedded_runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
         )
         await upgrade_async(settings.resolved_database_url)
         await ensure_topics(settings)
-        runtime = Runtime(settings, client_id="aietl-embedded-test")
-        runtime.broker.include_router(create_worker_router("features", runtime))
-        await runtime.start_consuming()
+        embedded = Runtime(settings, client_id="aietl-embedded-test")
+        embedded.broker.include_router(create_worker_router("features", embedded))
+        await embedded.start_consuming()
         try:
-            yield runtime
+            yield embedded
         finally:
-            await runtime.broker.stop()
-            await runtime.close()
+            await embedded.broker.stop()
+            await embedded.close()
 
 
-async def test_features_written_reaches_both_stores_on_the_embedded_default(
-    embedded_runtime: Runtime,
-) -> None:
-    """On SQLite the handler's processed-event marker and the offline value share one transaction:
-    a second connection would wait for the marker's write lock and the event would be dead-lettered."""
-    runtime = embedded_runtime
-    assert runtime.database.is_sqlite
-    project = f"ke{uuid.uuid4().hex[:8]}"
+async def test_features_written_event_lands_online_and_offline_once(worker_runtime: Runtime) -> None:
+    """Published twice (a redelivery): the values are online and offline once, one processed marker,
+    nothing dead-lettered. On SQLite the marker and the offline values share one transaction: a second
+    connection would wait for the marker's write lock until the event was dead-lettered."""
+    runtime = worker_runtime
+    project = f"kw{uuid.uuid4().hex[:8]}"
     async with runtime.database.transaction() as session:
         await registry.register_feature(
             session,
             project,
-            registry.FeatureDefinition("clicks", FeatureType.INT64, "user", ttl_seconds=3600),
+            registry.FeatureDefinition("txn_count", FeatureType.INT64, "user", ttl_seconds=3600),
         )
     store = feature_store(runtime)
+    store.registry_changed()
     at = datetime.now(UTC) - timedelta(seconds=5)
     event = FeaturesWritten(
         project_id=project,
         values=[
-            FeatureValue(feature_name="clicks", entity_id=f"u{i}", value=i, timestamp=at) for i in range(3)
+            FeatureValue(feature_name="txn_count", entity_id=f"u{i}", value=i, timestamp=at) for i in range(3)
         ],
     )
     started = time.monotonic()
     await publish_event(runtime.broker, event)
-    await publish_event(runtime.broker, event)  # redelivered: one effect
+    await publish_event(runtime.broker, event)  # redelivery: no second effect
 
     async def online() -> list[object]:
-        vectors = await store.get_online(project, ["clicks"], ["u0", "u1", "u2"])
-        values = [v["features"]["clicks"] for v in vectors]
+        vectors = await store.get_online(project, ["txn_count"], ["u0", "u1", "u2"])
+        values = [v["features"]["txn_count"] for v in vectors]
         return values if None not in values else []
 
     assert await eventually(online, timeout=20) == [0, 1, 2]
     assert time.monotonic() - started < 10, "the handler waited for a lock"
-    history = await store.historical(project, ["clicks"], [(f"u{i}", at) for i in range(3)])
-    assert history == [[0], [1], [2]]
+    history = await store.historical(
+        project, ["txn_count"], [("u2", at), ("u2", at - timedelta(seconds=1)), ("u0", at)]
+    )
+    assert history == [[2], [None], [0]]
     async with runtime.database.sessions() as session:
         markers = await session.scalar(
             select(func.count())

@@ -37,6 +37,7 @@ from shared.outbound import (
     inside,
 )
 from shared.settings import Settings
+from tests.vector_sink.test_domain import nested_filter
 
 CANARY = f"CANARY-{uuid.uuid4().hex}"
 HEALTH_BUDGET_SECONDS = 0.1
@@ -373,6 +374,29 @@ async def _max_latency(client: httpx.AsyncClient, while_running: asyncio.Task) -
     return latencies
 
 
+def _p95(latencies: list[float]) -> float:
+    ordered = sorted(latencies)
+    return ordered[max(0, int(len(ordered) * 0.95) - 1)]
+
+
+async def _idle_p95(client: httpx.AsyncClient) -> float:
+    """`/health` latency with nothing else running in this process: what the machine gives now."""
+    idle = asyncio.create_task(asyncio.sleep(0.5))
+    return _p95(await _max_latency(client, idle))
+
+
+def _assert_responsive(what: str, latencies: list[float], seconds: float, idle: float) -> None:
+    """95 % of the probes within 100 ms (or twice what an idle gateway gets from a machine loaded
+    by other processes, if more), and none waiting for a third of the whole operation: work on
+    the event loop shows as one probe waiting for all of it (a 2.5 s wait before the fix)."""
+    budget = max(HEALTH_BUDGET_SECONDS, 2 * idle)
+    print(
+        f"\n{what}: {seconds:.2f} s, {len(latencies)} /health probes, p95 {_p95(latencies) * 1000:.0f} ms, "
+        f"max {max(latencies) * 1000:.0f} ms (idle p95 {idle * 1000:.0f} ms)"
+    )
+    assert _p95(latencies) <= budget and max(latencies) < seconds / 3, sorted(latencies)[-10:]
+
+
 @pytest.fixture
 def frozen_heap() -> Iterator[None]:
     """As `aietl` processes do after start-up (`gc.freeze`): the collector's full passes over the
@@ -396,31 +420,25 @@ async def test_the_largest_on_demand_read_does_not_block_the_gateway(
     output = next(iter(registered.json()["outputs"]))
     body = _online_body([output], 10_000, {"a": 1.5})
     assert (await client.get("/health")).status_code == 200  # a first call pays for warming up
+    idle = await _idle_p95(client)
+    started = time.perf_counter()
     read = asyncio.create_task(_online(client, headers, project, body))
     await asyncio.sleep(0)  # the read starts first
     latencies = await _max_latency(client, read)
     response = read.result()
+    seconds = time.perf_counter() - started
     assert response.status_code in (200, 422), response.text
     if response.status_code == 422:
         assert "took more than" in response.json()["detail"]
     else:
         assert response.json()["feature_vectors"][0]["features"][output] == 54.0
-    slowest = max(latencies) * 1000
-    print(f"\non-demand read of 10,000 entities: {len(latencies)} /health probes, max {slowest:.0f} ms")
-    assert len(latencies) >= 2 and max(latencies) <= HEALTH_BUDGET_SECONDS, latencies
-
-
-def _deep_filter(depth: int) -> dict:
-    spec: dict = {"year": 2020}
-    for _ in range(depth):
-        spec = {"$or": [spec]}
-    return spec
+    _assert_responsive("on-demand read of 10,000 entities", latencies, seconds, idle)
 
 
 @pytest.mark.parametrize(
     "spec",
     [
-        _deep_filter(200),
+        nested_filter(200),
         {"year": {"$in": list(range(50_000))}},
         {"$or": [{"year": i} for i in range(5_000)]},
         {"name": "x" * 100_000},
@@ -481,13 +499,14 @@ async def test_documents_that_would_cost_too_much_are_rejected_and_ingestion_run
     largest = {"doc_id": "largest", "text": " ".join(f"w{i % 97}" for i in range(5_000))}  # ~4,000 chunks
     body = {"connector_id": connector, "collection": collection, "documents": [largest]}
     assert (await client.get("/health")).status_code == 200
+    idle = await _idle_p95(client)
+    started = time.perf_counter()
     ingest = asyncio.create_task(client.post("/api/v1/advanced/vectors/ingest", json=body, headers=auth))
     await asyncio.sleep(0)
     latencies = await _max_latency(client, ingest)
     assert ingest.result().status_code == 200, ingest.result().text
     assert ingest.result().json()["rejected"] == []
-    print(f"\nlargest document ingest: {len(latencies)} /health probes, max {max(latencies) * 1000:.0f} ms")
-    assert max(latencies) <= HEALTH_BUDGET_SECONDS, latencies
+    _assert_responsive("largest document ingest", latencies, time.perf_counter() - started, idle)
     await client.delete(f"/api/v1/connectors/{connector}", headers=auth)
 
 

@@ -178,7 +178,8 @@ def test_bad_filters_name_the_field(spec: dict, message: str) -> None:
         parse_filter(spec)
 
 
-def _nested(depth: int) -> dict:
+def nested_filter(depth: int) -> dict:
+    """`{"x": 1}` inside `depth` levels of `$and`."""
     spec: dict = {"x": 1}
     for _ in range(depth):
         spec = {"$and": [spec]}
@@ -188,7 +189,7 @@ def _nested(depth: int) -> dict:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        (_nested(5_000), "nested deeper than 8 levels"),  # would be a RecursionError, not a 4xx
+        (nested_filter(5_000), "nested deeper than 8 levels"),  # would be a RecursionError, not a 4xx
         ({"x": {"$in": list(range(100_000))}}, "more than 1024 values"),
         ({"$or": [{"x": i} for i in range(100_000)]}, "more than 256 conditions"),
         ({f"f{i}": i for i in range(300)}, "more than 256 conditions"),
@@ -202,7 +203,7 @@ def test_hostile_filters_are_refused_fast(spec: dict, message: str) -> None:
     with pytest.raises(FilterError, match=message):
         parse_filter(spec)
     assert time.perf_counter() - started < 0.1
-    assert parse_filter(_nested(7)) is not None
+    assert parse_filter(nested_filter(7)) is not None
 
 
 def test_scoped_collections_never_collide() -> None:
