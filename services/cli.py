@@ -32,15 +32,22 @@ class _Server(uvicorn.Server):
         yield
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _on_stop_signals(callback: Callable[[], object]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, callback)
+
+
 async def serve_until_stopped(
     app: ASGIApp, host: str, port: int, banner: Callable[[], str], ready: Awaitable[None] | None = None
 ) -> None:
     """Serve `app` until SIGINT or SIGTERM; print `banner()` once it accepts connections and
     `ready` (the workers' start) has completed."""
     server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    _on_stop_signals(lambda: setattr(server, "should_exit", True))  # finish requests in flight
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():
         await asyncio.sleep(0.02)
@@ -60,15 +67,27 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
+async def _stopped_by_signals(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main`; SIGINT or SIGTERM before it serves cancels it, so that its `finally` blocks stop
+    what it has started (the embedded broker above all) instead of the process dying around them.
+    Once serving, `serve_until_stopped` takes the signals over and stops gracefully."""
+    task = asyncio.current_task()
+    assert task is not None
+    _on_stop_signals(task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await main
+
+
 def _run_service(main: Coroutine[Any, Any, None]) -> None:
     """Run a long-lived process on uvloop (installed with uvicorn[standard]) where it exists: the
     same code on a faster event loop for HTTP, Kafka and Redis I/O; asyncio's own loop elsewhere."""
+    guarded = _stopped_by_signals(main)
     try:
         import uvloop
     except ImportError:  # e.g. Windows
-        asyncio.run(main)
+        asyncio.run(guarded)
         return
-    uvloop.run(main)
+    uvloop.run(guarded)
 
 
 def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
@@ -97,10 +116,19 @@ def up(data_dir: Path | None, host: str | None, port: int | None, broker_port: i
 
 
 async def _up(settings: Settings, started: float) -> None:
-    from services.gateway.app import create_app
-
     settings.ensure_data_dir()
     broker = EmbeddedBroker(settings.broker_port).start() if settings.embedded_broker else None
+    try:
+        await _up_on_broker(settings, started)
+    finally:  # whatever happened (a failed start, a second signal), tansu must not outlive us
+        if broker is not None:
+            broker.stop()
+        click.echo("AI-ETL stopped.", err=True)
+
+
+async def _up_on_broker(settings: Settings, started: float) -> None:
+    from services.gateway.app import create_app
+
     runtime = Runtime(settings)
     try:
         await upgrade_async(settings.resolved_database_url)
@@ -124,9 +152,6 @@ async def _up(settings: Settings, started: float) -> None:
     finally:
         await runtime.broker.stop()
         await runtime.close()
-        if broker is not None:
-            broker.stop()
-        click.echo("AI-ETL stopped.", err=True)
 
 
 @cli.command()
@@ -189,10 +214,13 @@ def migrate() -> None:
 def broker(port: int | None) -> None:
     """Run the embedded Kafka-protocol broker (tansu, memory storage) until Ctrl-C."""
     settings = _settings(None, broker_port=port)
-    with EmbeddedBroker(settings.broker_port) as embedded:
+    _run_service(_broker(settings.broker_port))
+
+
+async def _broker(port: int) -> None:
+    with EmbeddedBroker(port) as embedded:
         click.echo(f"tansu listening on {embedded.bootstrap_servers}; Ctrl-C stops it", err=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(embedded.wait())
+        await embedded.wait()
 
 
 @cli.command()

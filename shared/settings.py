@@ -7,10 +7,10 @@ Unset URLs fall back to embedded defaults under `data_dir`, so `aietl up` needs 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _env(*names: str) -> AliasChoices:
@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=10 * 1_048_576, ge=1_024)
     metrics_port: int = Field(default=9100, ge=0, le=65535)
 
+    # --- requests made for users (connectors, embedding endpoints, observed databases) ---
+    # Comma-separated hosts, host:port, *.domain, IPs or CIDRs they may reach besides the hosts
+    # configured above; see shared/outbound.py.
+    outbound_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # --- vector_sink ---
     vector_sink_secret_key: SecretStr | None = None  # Fernet key for connector secrets; else a key file
 
@@ -116,6 +121,13 @@ class Settings(BaseSettings):
             if url.startswith(plain):
                 return driver + url[len(plain) :]
         return url
+
+    @field_validator("outbound_allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     # plain properties, not cached: a copy with other fields (`model_copy(update=...)`) resolves anew
     @property

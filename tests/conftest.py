@@ -76,6 +76,9 @@ def settings(postgres_url: str, kafka_servers: str, redis_url: str, data_dir: Pa
         jwt_secret=JWT_SECRET,
         admin_password=ADMIN_PASSWORD,
         min_historical_days=3,
+        # The store fakes and closed ports the tests point connectors at listen on loopback; the
+        # tests of outbound refusals (tests/reliability/test_attacks_bounds.py) run without this.
+        outbound_allowed_hosts=["127.0.0.1"],
     )
 
 

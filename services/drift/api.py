@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ from shared.bus import publish_event
 from shared.events import DriftDetected, SchemaObserved
 from shared.events.base import Name
 from shared.events.schema import Dialect, Drift, ObservedColumn, Severity, Strategy
+from shared.outbound import OutboundPolicy, OutboundRefused, PathRefused, checked_database_url
 
 router = APIRouter(prefix="/advanced/schema-drift", tags=["schema-drift"])
 log = structlog.get_logger(__name__)
@@ -430,7 +432,12 @@ async def observe(body: ObserveRequest, project_id: ProjectDep, admin: AdminDep,
             raise _unprocessable(["url"], str(error).removeprefix("url: ")) from None
         if dialect == "clickhouse":
             raise _unprocessable(["url"], "omit url to read the platform's ClickHouse")
-        reader = observer.sql_reader(body.url)
+        policy = OutboundPolicy.from_settings(runtime.settings)
+        try:  # the host must be allowed (shared/outbound.py); a SQLite file must be in the data dir
+            url = await asyncio.to_thread(checked_database_url, body.url, policy, runtime.settings)
+        except (OutboundRefused, PathRefused) as error:
+            raise _unprocessable(["url"], str(error)) from None
+        reader = observer.sql_reader(url)
     try:
         events = await observer.observe_once(
             runtime.broker,

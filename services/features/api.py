@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from services.features import registry
 from services.features.component import feature_store
 from services.features.domain import FeatureError, FeatureType, StorageType, UnknownFeature
+from services.features.on_demand import MAX_TEXT_LENGTH
 from services.features.service import ValueIn
 from services.features.tables import FeatureVersion, FeatureView
 from services.gateway.deps import ProjectDep, RuntimeDep, SessionDep
@@ -25,6 +26,8 @@ T = TypeVar("T")
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 MAX_ENTITIES = 10_000
 MAX_FEATURES = 1_000
+MAX_REQUEST_KEYS = 256
+MAX_REQUEST_LIST = 4_096
 
 
 class Body(BaseModel):
@@ -92,12 +95,26 @@ class WriteRequest(Body):
     storage: StorageType = "both"
 
 
+# Request data feeds on-demand expressions once per entity: values are flat and bounded.
+RequestText = Annotated[str, Field(max_length=MAX_TEXT_LENGTH)]
+RequestValue = (
+    bool
+    | int
+    | float
+    | RequestText
+    | None
+    | Annotated[list[float] | list[int] | list[RequestText], Field(max_length=MAX_REQUEST_LIST)]
+)
+
+
 class OnlineRequest(Body):
     feature_names: list[Name] = Field(min_length=1, max_length=MAX_FEATURES)
     entity_ids: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
         min_length=1, max_length=MAX_ENTITIES
     )
-    request_data: dict[str, Any] = Field(default_factory=dict, description="Inputs of on-demand features.")
+    request_data: dict[Name, RequestValue] = Field(
+        default_factory=dict, max_length=MAX_REQUEST_KEYS, description="Inputs of on-demand features."
+    )
 
 
 class EntityRow(Body):

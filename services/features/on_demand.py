@@ -7,6 +7,12 @@ Two ways to define one, neither of which evaluates a string as Python:
 - a Python function registered in code with `@transform("name")`, referenced by name from the API.
 
 A missing input makes the result None (SQL-like), except inside `coalesce`.
+
+Expressions are written by project members and evaluated per entity on every read, so each is
+bounded: length, node count and nesting depth when registered (constant parts are evaluated then,
+so `9 ** 9 ** 9` is refused at once); at read time integers, text and `round` digits are bounded
+(`LimitExceeded`), and a read's evaluations share a time budget (`Budget`). A refusal is a
+`FeatureError` naming the limit (a 422), never a frozen process.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.features.domain import FeatureError
-from shared.bounded import bounded_binop
+from shared.bounded import LimitExceeded, bounded_binop
 
 Transform = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 _TRANSFORMS: dict[str, Transform] = {}
@@ -47,11 +54,18 @@ def _coalesce(*values: Any) -> Any:
     return next((value for value in values if value is not None), None)
 
 
+def _round(value: Any, digits: Any = None) -> Any:
+    """`round`, with the digits bounded: `round(1, -10**9)` would compute 10**(10**9)."""
+    if digits is not None and isinstance(digits, int) and abs(digits) > MAX_ROUND_DIGITS:
+        raise LimitExceeded(f"round to more than {MAX_ROUND_DIGITS} digits")
+    return round(value, digits)
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "abs": abs,
     "min": min,
     "max": max,
-    "round": round,
+    "round": _round,
     "sqrt": math.sqrt,
     "log": math.log,
     "log1p": math.log1p,
@@ -85,31 +99,101 @@ _UNARY: dict[type, Callable[[Any], Any]] = {
     ast.Not: operator.not_,
 }
 MAX_EXPRESSION_LENGTH = 2_000
+MAX_NODES = 128
+MAX_DEPTH = 24
+MAX_TEXT_LENGTH = 10_000  # characters of any text an expression builds
+MAX_ROUND_DIGITS = 64
+READ_SECONDS = 2.0  # CPU time the on-demand features of one read may take together
+CHECK_EVERY = 256  # nodes evaluated between two looks at the clock
+
+
+@dataclass
+class Budget:
+    """The time the evaluations of one read may take together; shared by all of its expressions."""
+
+    seconds: float = READ_SECONDS
+    deadline: float = field(init=False)
+    visits: int = 0
+
+    def __post_init__(self) -> None:
+        self.deadline = time.monotonic() + self.seconds
+
+    def spend(self) -> None:
+        self.visits += 1
+        if self.visits % CHECK_EVERY == 0 and time.monotonic() > self.deadline:
+            raise FeatureError(
+                f"on-demand features took more than {self.seconds:g}s for this read: ask for fewer entities"
+            )
 
 
 @dataclass(frozen=True)
 class Expression:
-    """A checked expression and the names it reads (its lineage)."""
+    """A checked expression, the names it reads (its lineage) and its size in nodes (its cost)."""
 
     source: str
     tree: ast.Expression
     names: frozenset[str]
+    nodes: int = 1
 
-    def evaluate(self, scope: Mapping[str, Any]) -> Any:
+    def evaluate(self, scope: Mapping[str, Any], budget: Budget | None = None) -> Any:
+        """The value; None when an input is missing or the arithmetic has no answer (division by zero,
+        log of a negative). Raises FeatureError when a limit is exceeded."""
         try:
-            return _Evaluator(scope).visit(self.tree.body)
+            return _Evaluator(scope, budget or Budget()).visit(self.tree.body)
+        except FeatureError:
+            raise  # the read's time budget is spent
+        except LimitExceeded as error:
+            raise FeatureError(f"expression {_short(self.source)} exceeds a limit: {error}") from None
         except (ArithmeticError, ValueError, TypeError):
             return None  # e.g. division by zero, log of a negative: no value, not a failed read
 
 
+def _short(source: str) -> str:
+    return repr(source if len(source) <= 80 else source[:77] + "...")
+
+
+def _shape(tree: ast.AST) -> tuple[int, int]:
+    """(expression nodes, nesting depth), walked without recursion."""
+    count, deepest, pending = 0, 0, [(tree, 0)]
+    while pending:
+        node, depth = pending.pop()
+        if isinstance(node, ast.expr):
+            count, depth = count + 1, depth + 1
+            deepest = max(deepest, depth)
+        pending.extend((child, depth) for child in ast.iter_child_nodes(node))
+    return count, deepest
+
+
+def _check_constant_parts(source: str, tree: ast.Expression) -> None:
+    """Evaluate every part that reads no input now: a bomb in it is refused at registration."""
+    for node in ast.walk(tree.body):
+        if isinstance(node, ast.Constant | ast.Name) or not isinstance(node, ast.expr):
+            continue
+        reads = any(isinstance(inner, ast.Name) and inner.id not in FUNCTIONS for inner in ast.walk(node))
+        if not reads:
+            try:
+                _Evaluator({}, Budget()).visit(node)
+            except LimitExceeded as error:
+                raise FeatureError(f"expression {_short(source)} exceeds a limit: {error}") from None
+            except (ArithmeticError, ValueError, TypeError):
+                pass  # no value at read time either (e.g. 1/0): not a resource problem
+
+
 def compile_expression(source: str) -> Expression:
-    """Parse and validate: anything outside the whitelist is rejected with the construct named."""
+    """Parse and validate: anything outside the whitelist or the size limits is rejected, named."""
     if len(source) > MAX_EXPRESSION_LENGTH:
         raise FeatureError(f"expression longer than {MAX_EXPRESSION_LENGTH} characters")
     try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as error:
-        raise FeatureError(f"expression {source!r} is not valid: {error.msg}") from None
+        raise FeatureError(f"expression {_short(source)} is not valid: {error.msg}") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise FeatureError(f"expression {_short(source)} is nested too deeply") from None
+    nodes, depth = _shape(tree)
+    if nodes > MAX_NODES:
+        raise FeatureError(f"expression {_short(source)} has more than {MAX_NODES} parts")
+    if depth > MAX_DEPTH:
+        raise FeatureError(f"expression {_short(source)} is nested deeper than {MAX_DEPTH} levels")
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
@@ -125,7 +209,8 @@ def compile_expression(source: str) -> Expression:
                 raise FeatureError(f"expression {source!r} has an unsupported constant")
         elif not isinstance(node, _ALLOWED_NODES):
             raise FeatureError(f"expression {source!r} uses a forbidden construct: {type(node).__name__}")
-    return Expression(source, tree, frozenset(names))
+    _check_constant_parts(source, tree)
+    return Expression(source, tree, frozenset(names), nodes)
 
 
 _ALLOWED_NODES = (
@@ -148,9 +233,24 @@ class _Missing(Exception):
     """An input is None: the expression's result is None."""
 
 
+def _text_limit(symbol: str, left: Any, right: Any) -> None:
+    """Text an expression builds stays short: features are values, not documents."""
+    if symbol == "+" and isinstance(left, str) and isinstance(right, str):
+        length = len(left) + len(right)
+    elif symbol == "*" and isinstance(left, str) and isinstance(right, int):
+        length = len(left) * right
+    elif symbol == "*" and isinstance(right, str) and isinstance(left, int):
+        length = len(right) * left
+    else:
+        return
+    if length > MAX_TEXT_LENGTH:
+        raise LimitExceeded(f"a text longer than {MAX_TEXT_LENGTH} characters")
+
+
 class _Evaluator:
-    def __init__(self, scope: Mapping[str, Any]) -> None:
+    def __init__(self, scope: Mapping[str, Any], budget: Budget) -> None:
         self.scope = scope
+        self.budget = budget
 
     def visit(self, node: ast.AST) -> Any:
         try:
@@ -165,13 +265,16 @@ class _Evaluator:
         return value
 
     def _visit(self, node: ast.AST) -> Any:
+        self.budget.spend()
         match node:
             case ast.Constant(value=value):
                 return value
             case ast.Name(id=name):
                 return self.scope.get(name)
             case ast.BinOp(left=left, op=op, right=right):
-                return bounded_binop(_BINARY[type(op)], self._strict(left), self._strict(right))
+                symbol, a, b = _BINARY[type(op)], self._strict(left), self._strict(right)
+                _text_limit(symbol, a, b)
+                return bounded_binop(symbol, a, b)
             case ast.UnaryOp(op=op, operand=operand):
                 return _UNARY[type(op)](self._strict(operand))
             case ast.BoolOp(op=op, values=values):

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.features import registry
 from services.features.domain import (
@@ -32,7 +33,7 @@ from services.features.domain import (
     time_prefix,
     to_us,
 )
-from services.features.on_demand import compile_expression, registered_transform
+from services.features.on_demand import Budget, compile_expression, registered_transform
 from services.features.stores import HistoricalFeature, OfflineStore, OnlineStore, Window
 from services.features.tables import FeatureView
 from shared.db import Database
@@ -43,6 +44,10 @@ from shared.metrics import (
     FEATURE_VALUES_WRITTEN,
 )
 
+# On-demand work (entities x expression nodes) done between two turns of the event loop: ~1 ms.
+ON_DEMAND_SLICE_WORK = 1_000
+TRANSFORM_COST = 16  # a registered Python transform, counted as an expression of this many nodes
+WRITE_INLINE_VALUES = 2_000  # larger writes are checked and encoded in a thread
 PLAN_CACHE_SECONDS = 5.0
 PLAN_CACHE_SIZE = 1_024
 T = TypeVar("T")
@@ -77,11 +82,13 @@ class ViewRead:
 
 @dataclass(slots=True)
 class OnDemandStep:
-    """Fills `output_slots` from the values in `input_slots` (by input name) and the request data."""
+    """Fills `output_slots` from the values in `input_slots` (by input name) and the request data;
+    `cost` is its work per entity (expression nodes) deciding whether a read computes off the loop."""
 
     output_slots: dict[str, int]
     input_slots: dict[str, int]
-    compute: Callable[[Mapping[str, Any]], Mapping[str, Any]]
+    compute: Callable[[Mapping[str, Any], Budget], Mapping[str, Any]]
+    cost: int
 
 
 @dataclass(slots=True)
@@ -143,10 +150,16 @@ class FeatureStore:
         self._plans.clear()
         self._specs.clear()
 
-    async def specs(self, project: str, refs: Sequence[str]) -> list[FeatureSpec]:
+    async def specs(
+        self, project: str, refs: Sequence[str], session: AsyncSession | None = None
+    ) -> list[FeatureSpec]:
+        """The features' definitions (cached briefly); read through `session` when one is open."""
+
         async def load() -> list[FeatureSpec]:
-            async with self.database.sessions() as session:
+            if session is not None:
                 return await registry.resolve(session, project, list(refs))
+            async with self.database.sessions() as own:
+                return await registry.resolve(own, project, list(refs))
 
         return await self._specs.get((project, tuple(refs)), load)
 
@@ -206,38 +219,26 @@ class FeatureStore:
         now: int,
         request_data: Mapping[str, Any] | None,
     ) -> list[dict[str, Any]]:
-        """Several views, repeated names or on-demand features: values land in per-entity slots."""
-        count = len(entity_ids)
-        values: list[list[Any]] = [[None] * plan.slot_count for _ in range(count)]
-        statuses: list[list[str]] = [["missing"] * plan.slot_count for _ in range(count)]
+        """Several views, repeated names or on-demand features: values land in per-entity slots.
+
+        On-demand expressions are CPU work sized by users: the entities are assembled in slices of
+        about `ON_DEMAND_SLICE_WORK` nodes, and the event loop serves other requests between two
+        slices (a thread would hold the GIL against it for as long); all slices share one `Budget`."""
         reads = plan.reads
         results = await asyncio.gather(
             *(self.online.read(project, r.view, entity_ids, r.fields) for r in reads)
         )
-        for read, rows in zip(reads, results, strict=True):
-            cutoffs, strictest = read.cutoffs(now)
-            first, last = read.first_slot, read.first_slot + len(read.fields)
-            for entity_values, entity_statuses, raws in zip(values, statuses, rows, strict=True):
-                entity_values[first:last], entity_statuses[first:last] = _decode(raws, cutoffs, strictest)
-        for step in plan.on_demand:
-            for entity_values, entity_statuses in zip(values, statuses, strict=True):
-                scope = dict(request_data or {})
-                scope.update({name: entity_values[slot] for name, slot in step.input_slots.items()})
-                outputs = step.compute(scope)
-                for name, slot in step.output_slots.items():
-                    entity_values[slot] = outputs.get(name)
-                    entity_statuses[slot] = "missing" if entity_values[slot] is None else "present"
-        names, slots = plan.names, plan.response_slots
-        stored = [status for entity in statuses for status in entity[: plan.stored_slot_count]]
-        _count_online_values(len(stored), [status for status in stored if status != "present"])
-        return [
-            {
-                "entity_id": entity_id,
-                "features": {name: ev[slot] for name, slot in zip(names, slots, strict=True)},
-                "statuses": {name: es[slot] for name, slot in zip(names, slots, strict=True)},
-            }
-            for entity_id, ev, es in zip(entity_ids, values, statuses, strict=True)
-        ]
+        budget = Budget()
+        per_entity = sum(step.cost for step in plan.on_demand) or 1
+        size = max(1, ON_DEMAND_SLICE_WORK // per_entity)
+        vectors: list[dict[str, Any]] = []
+        for start in range(0, len(entity_ids), size):
+            if start:
+                await asyncio.sleep(0)
+            part = slice(start, start + size)
+            rows = [view_rows[part] for view_rows in results]
+            vectors.extend(_assemble(plan, entity_ids[part], rows, now, request_data, budget))
+        return vectors
 
     async def _plan(self, project: str, feature_names: Sequence[str]) -> OnlinePlan:
         if not feature_names:
@@ -285,7 +286,7 @@ class FeatureStore:
                 slot_of[output] = outputs[output] = plan.slot_count
                 plan.slot_count += 1
             inputs = {parse_ref(ref).name: slot_of[ref] for ref in view.inputs}
-            plan.on_demand.append(OnDemandStep(outputs, inputs, _compute(view)))
+            plan.on_demand.append(OnDemandStep(outputs, inputs, *_compute(view)))
         plan.response_slots = [
             slot_of[name if name in slot_of else parse_ref(name).name] for name in feature_names
         ]
@@ -300,44 +301,27 @@ class FeatureStore:
 
     # --- writes ---
 
-    async def write(self, project: str, values: Sequence[ValueIn], storage: StorageType) -> WriteResult:
-        """Write to the requested stores, each value only where its feature is stored; idempotent."""
+    async def write(
+        self,
+        project: str,
+        values: Sequence[ValueIn],
+        storage: StorageType,
+        session: AsyncSession | None = None,
+    ) -> WriteResult:
+        """Write to the requested stores, each value only where its feature is stored; idempotent.
+
+        With `session` (a worker's transaction) the registry is read and the SQL offline values are
+        written through it: one connection and one transaction per event, as `process_once` wants."""
         if not values:
             raise FeatureError("features must list at least one value")
         refs = list(dict.fromkeys(value.feature_name for value in values))
-        specs = dict(zip(refs, await self.specs(project, refs), strict=True))
-        online_rows: list[OnlineWrite] = []
-        offline_rows: list[OfflineRow] = []
-        newest: dict[str, int] = {}
-        for value in values:
-            spec = specs[value.feature_name]
-            checked = check_value(spec, value.value)
-            event_us = to_us(value.timestamp)
-            if event_us > newest.get(spec.view, 0):
-                newest[spec.view] = event_us
-            to_online = storage != "offline" and spec.accepts("online")
-            to_offline = storage != "online" and spec.accepts("offline")
-            if not (to_online or to_offline):
-                raise FeatureError(
-                    f"feature {spec.field!r} is stored {spec.storage_type} only, not {storage}"
-                )
-            if to_online:
-                online_rows.append(
-                    OnlineWrite(
-                        spec.view,
-                        value.entity_id,
-                        spec.field,
-                        event_us,
-                        encode_online(event_us, checked),
-                        event_us + spec.ttl_us,
-                    )
-                )
-            if to_offline:
-                offline_rows.append(
-                    OfflineRow(spec.field, value.entity_id, event_us, orjson.dumps(checked).decode())
-                )
+        specs = dict(zip(refs, await self.specs(project, refs, session), strict=True))
+        if len(values) > WRITE_INLINE_VALUES:  # checking and encoding a bulk write is CPU work
+            online_rows, offline_rows, newest = await asyncio.to_thread(_rows, specs, values, storage)
+        else:
+            online_rows, offline_rows, newest = _rows(specs, values, storage)
         if offline_rows:
-            await self.offline.write(project, offline_rows, now_us())
+            await self.offline.write(project, offline_rows, now_us(), session)
             FEATURE_VALUES_WRITTEN.labels("offline").inc(len(offline_rows))
         if online_rows:
             await self.online.write(project, online_rows)
@@ -448,6 +432,42 @@ def _count_online_values(asked: int, not_present: Sequence[str]) -> None:
         _MISSING.inc(missing)
 
 
+def _rows(
+    specs: Mapping[str, FeatureSpec], values: Sequence[ValueIn], storage: StorageType
+) -> tuple[list[OnlineWrite], list[OfflineRow], dict[str, int]]:
+    """The online and offline rows of `values`, each checked against its feature's type and storage,
+    and the newest event time per feature view."""
+    online_rows: list[OnlineWrite] = []
+    offline_rows: list[OfflineRow] = []
+    newest: dict[str, int] = {}
+    for value in values:
+        spec = specs[value.feature_name]
+        checked = check_value(spec, value.value)
+        event_us = to_us(value.timestamp)
+        if event_us > newest.get(spec.view, 0):
+            newest[spec.view] = event_us
+        to_online = storage != "offline" and spec.accepts("online")
+        to_offline = storage != "online" and spec.accepts("offline")
+        if not (to_online or to_offline):
+            raise FeatureError(f"feature {spec.field!r} is stored {spec.storage_type} only, not {storage}")
+        if to_online:
+            online_rows.append(
+                OnlineWrite(
+                    spec.view,
+                    value.entity_id,
+                    spec.field,
+                    event_us,
+                    encode_online(event_us, checked),
+                    event_us + spec.ttl_us,
+                )
+            )
+        if to_offline:
+            offline_rows.append(
+                OfflineRow(spec.field, value.entity_id, event_us, orjson.dumps(checked).decode())
+            )
+    return online_rows, offline_rows, newest
+
+
 def _decode_fresh(raws: list[bytes]) -> list[Any]:
     """Values of fields all present and fresh, in one decode: joined, they are `[t0, v0, t1, v1, ...]`."""
     values: list[Any] = orjson.loads(b"[" + b",".join(raws) + b"]")[1::2]
@@ -475,8 +495,66 @@ def _decode(
     return values, statuses
 
 
-def _compute(view: FeatureView) -> Callable[[Mapping[str, Any]], Mapping[str, Any]]:
+def _assemble(
+    plan: OnlinePlan,
+    entity_ids: Sequence[str],
+    results: Sequence[list[list[bytes | None]]],
+    now: int,
+    request_data: Mapping[str, Any] | None,
+    budget: Budget,
+) -> list[dict[str, Any]]:
+    """The vectors of a general read from the online rows of each of its views (in `plan.reads` order)."""
+    count = len(entity_ids)
+    values: list[list[Any]] = [[None] * plan.slot_count for _ in range(count)]
+    statuses: list[list[str]] = [["missing"] * plan.slot_count for _ in range(count)]
+    for read, rows in zip(plan.reads, results, strict=True):
+        cutoffs, strictest = read.cutoffs(now)
+        first, last = read.first_slot, read.first_slot + len(read.fields)
+        for entity_values, entity_statuses, raws in zip(values, statuses, rows, strict=True):
+            entity_values[first:last], entity_statuses[first:last] = _decode(raws, cutoffs, strictest)
+    stored = [status for entity in statuses for status in entity[: plan.stored_slot_count]]
+    _count_online_values(len(stored), [status for status in stored if status != "present"])
+    if plan.on_demand:
+        _compute_on_demand(plan, values, statuses, request_data, budget)
+    names, slots = plan.names, plan.response_slots
+    return [
+        {
+            "entity_id": entity_id,
+            "features": {name: ev[slot] for name, slot in zip(names, slots, strict=True)},
+            "statuses": {name: es[slot] for name, slot in zip(names, slots, strict=True)},
+        }
+        for entity_id, ev, es in zip(entity_ids, values, statuses, strict=True)
+    ]
+
+
+def _compute_on_demand(
+    plan: OnlinePlan,
+    values: list[list[Any]],
+    statuses: list[list[str]],
+    request_data: Mapping[str, Any] | None,
+    budget: Budget,
+) -> None:
+    """Fill the on-demand slots of every entity; the read's evaluations share one time budget."""
+    for step in plan.on_demand:
+        for entity_values, entity_statuses in zip(values, statuses, strict=True):
+            scope = dict(request_data or {})
+            scope.update({name: entity_values[slot] for name, slot in step.input_slots.items()})
+            outputs = step.compute(scope, budget)
+            for name, slot in step.output_slots.items():
+                entity_values[slot] = outputs.get(name)
+                entity_statuses[slot] = "missing" if entity_values[slot] is None else "present"
+
+
+def _compute(
+    view: FeatureView,
+) -> tuple[Callable[[Mapping[str, Any], Budget], Mapping[str, Any]], int]:
+    """The view's computation and its cost per entity."""
     if view.transform:
-        return registered_transform(view.transform)
+        transform = registered_transform(view.transform)  # code of the platform's own: trusted
+        return (lambda scope, _budget: transform(scope)), TRANSFORM_COST
     expressions = {name: compile_expression(spec["expression"]) for name, spec in view.outputs.items()}
-    return lambda scope: {name: expression.evaluate(scope) for name, expression in expressions.items()}
+
+    def evaluate(scope: Mapping[str, Any], budget: Budget) -> Mapping[str, Any]:
+        return {name: expression.evaluate(scope, budget) for name, expression in expressions.items()}
+
+    return evaluate, sum(expression.nodes for expression in expressions.values())

@@ -1,7 +1,9 @@
 """Features worker: `features.written` in; values go to the online and/or offline store.
 
 Writes are idempotent (upserts keyed by event time; the online store keeps the newer event time), and
-`process_once` records the event so a redelivery after success does nothing at all. An unknown
+`process_once` records the event so a redelivery after success does nothing at all. The registry read
+and the SQL offline write go through the marker's own transaction: one connection per event (on
+SQLite a second one would wait for the marker's write lock until the event is dead-lettered). An unknown
 feature or a value of the wrong type can never succeed: PermanentError sends it to the DLQ.
 """
 
@@ -28,9 +30,9 @@ def create_router(runtime: Runtime) -> ServiceRouter:
         store = feature_store(runtime)
         values = [ValueIn(v.feature_name, v.entity_id, v.value, v.timestamp) for v in event.values]
 
-        async def work(_session: AsyncSession) -> None:
+        async def work(session: AsyncSession) -> None:
             try:
-                await store.write(event.project_id, values, event.storage)
+                await store.write(event.project_id, values, event.storage, session)
             except FeatureError as error:
                 raise PermanentError(str(error)) from error
 

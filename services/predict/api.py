@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -53,8 +54,16 @@ def _service(runtime: RuntimeDep) -> PredictService:
 @router.post("/runs", response_model=Ingested, status_code=status.HTTP_202_ACCEPTED)
 async def ingest_runs(body: BulkRuns, project_id: ProjectDep, runtime: RuntimeDep) -> Ingested:
     """Bulk ingest of run metrics (one batched insert; a run id sent again replaces its row)."""
+    # Validating 10,000 runs takes a CPU-bound fifth of a second: not on the event loop.
+    events = await asyncio.to_thread(_run_events, body.runs, project_id)
+    stored = await _service(runtime).ingest(events)
+    return Ingested(project_id=project_id, stored=stored)
+
+
+def _run_events(runs: list[dict[str, Any]], project_id: str) -> list[PipelineRunMetrics]:
+    """The runs as `metrics.ingested` events of the project in scope; a 422 names the first bad field."""
     events = []
-    for index, run in enumerate(body.runs):
+    for index, run in enumerate(runs):
         if "project_id" in run and run["project_id"] != project_id:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -68,8 +77,7 @@ async def ingest_runs(body: BulkRuns, project_id: ProjectDep, runtime: RuntimeDe
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"runs[{index}].{field}: {first['msg']}"
             ) from None
-    stored = await _service(runtime).ingest(events)
-    return Ingested(project_id=project_id, stored=stored)
+    return events
 
 
 @router.get("/failure/{pipeline_id}")

@@ -13,16 +13,18 @@ from services.gateway.deps import ProjectDep, RuntimeDep, SessionDep
 from services.vector_sink import store
 from services.vector_sink.config import REDACTED, StoreType, parse_options, redacted, split_secrets
 from services.vector_sink.connectors.base import CollectionNotFound, UnsupportedOperation
-from services.vector_sink.domain import Document, FilterError, MetadataValue
+from services.vector_sink.domain import ConnectorConfigError, Document, FilterError, MetadataValue
 from services.vector_sink.service import (
     ConnectorMisconfigured,
     IngestReport,
     UnknownConnector,
     VectorSinkService,
+    failure_reason,
     service_of,
 )
 from services.vector_sink.tables import Connector
 from shared.events.base import Name
+from shared.outbound import OutboundRefused, PathRefused
 
 router = APIRouter(tags=["vector-sink"])
 MAX_DOCUMENTS = 1_000
@@ -128,13 +130,17 @@ def _invalid(error: ValidationError, prefix: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
 
 
-def _seal(
+async def _seal(
     service: VectorSinkService, store_type: str, config: dict[str, Any], kept: dict[str, str]
 ) -> tuple[dict[str, Any], list[str], str | None]:
     try:
         options = parse_options(store_type, config)
     except ValidationError as error:
         raise _invalid(error, "config") from None
+    try:
+        await service.check_destinations(options)
+    except (OutboundRefused, PathRefused, ConnectorConfigError) as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"config: {error}") from None
     plain, secrets = split_secrets(options)
     secrets = {**kept, **secrets}
     return plain, sorted(secrets), service.secret_box.seal(secrets)
@@ -155,7 +161,7 @@ async def create_connector(
     if await store.get_connector(session, project_id, body.name) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"name: connector {body.name!r} exists")
     store_type = body.type or runtime.settings.vector_db_type
-    plain, names, sealed = _seal(service_of(runtime), store_type, body.config, {})
+    plain, names, sealed = await _seal(service_of(runtime), store_type, body.config, {})
     row = await store.add_connector(session, project_id, body.name, store_type, plain, names, sealed)
     await session.commit()
     return _out(row)
@@ -184,7 +190,7 @@ async def update_connector(
     if body.config is not None:
         config = {k: v for k, v in body.config.items() if v != REDACTED}
         kept = {k: v for k, v in service.secret_box.open(row.sealed_secrets).items() if k not in config}
-        row.options, row.secret_names, row.sealed_secrets = _seal(service, row.store_type, config, kept)
+        row.options, row.secret_names, row.sealed_secrets = await _seal(service, row.store_type, config, kept)
     store.touch(row)
     await session.commit()
     await service.forget(row.id)
@@ -206,15 +212,13 @@ async def delete_connector(
 async def test_connection(
     connector_id: str, project_id: ProjectDep, session: SessionDep, runtime: RuntimeDep
 ) -> ConnectionCheck:
+    """Open the connector and ping its store. A failure is the answer (`ok: false`), described in
+    our words only: the remote side's reply is never shown."""
     row = await _connector(session, project_id, connector_id)
-    service = service_of(runtime)
     try:
-        seconds = await service.test_connection(row)
+        seconds = await service_of(runtime).test_connection(row)
     except Exception as error:  # any failure of a remote store is the answer, not a server error
-        message = f"{type(error).__name__}: {error}"[:500]
-        for secret in service.secret_box.open(row.sealed_secrets).values():
-            message = message.replace(secret, REDACTED)
-        return ConnectionCheck(ok=False, error=message)
+        return ConnectionCheck(ok=False, error=failure_reason(error))
     return ConnectionCheck(ok=True, latency_ms=round(seconds * 1000, 2))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,10 @@ class RejectedDocument(ValueError):
 
 class FilterError(ValueError):
     """A metadata filter that is not valid; the message names the offending part."""
+
+
+class ConnectorConfigError(ValueError):
+    """A connector configuration that cannot work; the message is ours, never a remote server's."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,12 @@ class ChunkingPolicy:
 
 @dataclass(frozen=True)
 class Limits:
+    """What one document may cost: text, chunks (each is embedded and stored), metadata."""
+
     max_text_bytes: int = 2_000_000
+    max_chunks: int = 4_096
+    max_metadata_fields: int = 64
+    max_metadata_chars: int = 8_192  # per string value
     batch_count: int = 512
     batch_bytes: int = 4_000_000
 
@@ -294,21 +304,35 @@ class EmbeddingModel(Protocol):
     dimension: int
 
 
+def _check_chunk_count(text: str, policy: ChunkingPolicy, limits: Limits) -> None:
+    """A chunk ends at a word boundary in its second half: at most ~2 chunks per `size` characters."""
+    if len(text) * 2 // policy.size > limits.max_chunks:
+        raise RejectedDocument(
+            f"`text` would make more than {limits.max_chunks} chunks of {policy.size} characters"
+        )
+
+
 def validate_document(
     document: Document,
     dimension: int | None,
     limits: Limits,
     schema: dict[str, FieldType] | None = None,
+    policy: ChunkingPolicy | None = None,
     model: EmbeddingModel | None = None,
 ) -> None:
-    """Reject what can never be stored; raise `RejectedDocument` naming the field. `model` embeds
-    texts sent without an `embedding`: its vectors must fit the collection too."""
+    """Reject what can never be stored, or would cost more than `limits` allow (with `policy`, the
+    chunks its text would make); raise `RejectedDocument` naming the field. `model` embeds texts
+    sent without an `embedding`: its vectors must fit the collection too."""
     if document.operation == "delete":
         return
     if document.text is None and document.embedding is None:
         raise RejectedDocument("neither `text` nor `embedding` given")
     if document.text is not None and len(document.text.encode()) > limits.max_text_bytes:
         raise RejectedDocument(f"`text` exceeds {limits.max_text_bytes} bytes")
+    if document.text is not None and document.embedding is None and policy is not None:
+        _check_chunk_count(document.text, policy, limits)
+    if len(document.metadata) > limits.max_metadata_fields:
+        raise RejectedDocument(f"metadata has more than {limits.max_metadata_fields} fields")
     if document.text is not None and not document.text.strip() and document.embedding is None:
         raise RejectedDocument("`text` is empty")
     if document.embedding is not None and dimension is not None and len(document.embedding) != dimension:
@@ -328,6 +352,8 @@ def validate_document(
         except FilterError as error:
             raise RejectedDocument(f"metadata: {error}") from None
         value, kind = document.metadata[name], (schema or {}).get(name)
+        if isinstance(value, str) and len(value) > limits.max_metadata_chars:
+            raise RejectedDocument(f"metadata.{name}: longer than {limits.max_metadata_chars} characters")
         wrong_bool = isinstance(value, bool) and kind in ("int", "float")
         if kind and value is not None and (wrong_bool or not isinstance(value, _PYTHON_TYPES[kind])):
             raise RejectedDocument(f"metadata.{name}: expected {kind}, got {type(value).__name__}")
@@ -425,6 +451,11 @@ def batches(
 # --- filters -----------------------------------------------------------------------------------
 
 COMPARISONS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin")
+# A filter is user input compiled into a store's query language: bounded in every direction.
+MAX_FILTER_DEPTH = 8  # nested $and/$or
+MAX_FILTER_CONDITIONS = 256
+MAX_FILTER_LIST = 1_024  # values of one $in/$nin
+MAX_FILTER_TEXT = 1_024  # characters of one value
 
 
 @dataclass(frozen=True)
@@ -450,6 +481,10 @@ FilterNode = Compare | Exists | Junction
 
 
 def _scalar(value: Any, where: str) -> Any:
+    if isinstance(value, str) and len(value) > MAX_FILTER_TEXT:
+        raise FilterError(f"{where}: a value longer than {MAX_FILTER_TEXT} characters")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise FilterError(f"{where}: value must be a finite number")
     if isinstance(value, str | int | float | bool):
         return value
     raise FilterError(f"{where}: value must be a string, number or boolean")
@@ -471,6 +506,8 @@ def _field_conditions(name: str, condition: Any) -> list[FilterNode]:
         elif op in ("$in", "$nin"):
             if not isinstance(value, list) or not value:
                 raise FilterError(f"{where}: expects a non-empty list")
+            if len(value) > MAX_FILTER_LIST:
+                raise FilterError(f"{where}: more than {MAX_FILTER_LIST} values")
             nodes.append(Compare(name, op, tuple(_scalar(v, where) for v in value)))
         elif op in COMPARISONS:
             scalar = _scalar(value, where)
@@ -483,28 +520,43 @@ def _field_conditions(name: str, condition: Any) -> list[FilterNode]:
 
 
 def parse_filter(spec: dict[str, Any] | None) -> FilterNode | None:
-    """Parse Pinecone-style metadata filters (`{"year": {"$gte": 2020}, "$or": [...]}`)."""
+    """Parse Pinecone-style metadata filters (`{"year": {"$gte": 2020}, "$or": [...]}`), refusing
+    any deeper than `MAX_FILTER_DEPTH` or with more than `MAX_FILTER_CONDITIONS` conditions."""
     if not spec:
         return None
     if not isinstance(spec, dict):
         raise FilterError("filter must be an object")
+    return _parse_filter(spec, 1, [0])
+
+
+def _parse_filter(spec: dict[str, Any], depth: int, conditions: list[int]) -> FilterNode | None:
+    """`conditions` counts the conditions parsed so far (shared by the whole filter)."""
+    if depth > MAX_FILTER_DEPTH:
+        raise FilterError(f"nested deeper than {MAX_FILTER_DEPTH} levels")
     nodes: list[FilterNode] = []
     for key, value in spec.items():
         if key in ("$and", "$or"):
             if not isinstance(value, list) or not value:
                 raise FilterError(f"{key}: expects a non-empty list of filters")
+            conditions[0] += len(value)
+            if conditions[0] > MAX_FILTER_CONDITIONS:
+                raise FilterError(f"more than {MAX_FILTER_CONDITIONS} conditions")
             parts = []
             for item in value:
                 if not isinstance(item, dict):
                     raise FilterError(f"{key}: every element must be an object")
-                node = parse_filter(item)
+                node = _parse_filter(item, depth + 1, conditions) if item else None
                 if node is not None:
                     parts.append(node)
             nodes.append(Junction(key, tuple(parts)))  # type: ignore[arg-type]
         elif key.startswith("$"):
             raise FilterError(f"{key}: unknown operator")
         else:
-            nodes.extend(_field_conditions(key, value))
+            found = _field_conditions(key, value)
+            conditions[0] += len(found)
+            nodes.extend(found)
+        if conditions[0] > MAX_FILTER_CONDITIONS:
+            raise FilterError(f"more than {MAX_FILTER_CONDITIONS} conditions")
     return nodes[0] if len(nodes) == 1 else Junction("$and", tuple(nodes))
 
 

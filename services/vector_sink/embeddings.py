@@ -13,6 +13,9 @@ from typing import Literal, Protocol
 import httpx
 import numpy as np
 
+from services.vector_sink.domain import ConnectorConfigError
+from shared.outbound import OutboundPolicy, checked_transport
+
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "minilm-l6-v2-m2v-256"
 DEFAULT_MODEL = "minilm-l6-v2-m2v-256"
 
@@ -61,9 +64,14 @@ class OpenAICompatibleEmbedder:
         api_key: str | None = None,
         timeout: float = 60.0,
         batch_size: int = 256,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
+        """`outbound`: every connection is checked against it and made to the checked address."""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+        transport = checked_transport(outbound) if outbound is not None else None
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
+        )
         self._model = model
         self._batch_size = batch_size
         self.name = f"openai:{model}"
@@ -80,7 +88,9 @@ class OpenAICompatibleEmbedder:
             rows.extend(item["embedding"] for item in data)
         vectors = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
         if len(rows) and vectors.shape[1] != self.dimension:
-            raise ValueError(f"endpoint returned dimension {vectors.shape[1]}, expected {self.dimension}")
+            raise ConnectorConfigError(
+                f"endpoint returned dimension {vectors.shape[1]}, expected {self.dimension}"
+            )
         return _normalized(vectors) if len(rows) else np.zeros((0, self.dimension), np.float32)
 
 
@@ -97,13 +107,22 @@ class EmbeddingConfig:
 _local_models: dict[str, StaticModelEmbedder] = {}
 
 
-def create_embedder(config: EmbeddingConfig, api_key: str | None = None) -> Embedder:
+def create_embedder(
+    config: EmbeddingConfig, api_key: str | None = None, outbound: OutboundPolicy | None = None
+) -> Embedder:
+    """The connector's model; an endpoint's host is checked against `outbound` first (a user wrote it)."""
     if config.provider == "openai":
         if not config.base_url or not config.dimension:
-            raise ValueError("an openai embedding provider needs `base_url` and `dimension`")
-        return OpenAICompatibleEmbedder(config.base_url, config.model, config.dimension, api_key)
+            raise ConnectorConfigError("an openai embedding provider needs `base_url` and `dimension`")
+        if outbound is not None:
+            outbound.check_url(config.base_url)
+        return OpenAICompatibleEmbedder(
+            config.base_url, config.model, config.dimension, api_key, outbound=outbound
+        )
     if config.model != DEFAULT_MODEL:
-        raise ValueError(f"unknown local model {config.model!r}; the local model is {DEFAULT_MODEL!r}")
+        raise ConnectorConfigError(
+            f"unknown local model {config.model!r}; the local model is {DEFAULT_MODEL!r}"
+        )
     if DEFAULT_MODEL not in _local_models:  # one copy per process, shared by every connector
         _local_models[DEFAULT_MODEL] = StaticModelEmbedder()
     return _local_models[DEFAULT_MODEL]

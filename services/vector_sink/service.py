@@ -8,6 +8,7 @@ a record from which the next run deletes whatever may be left over.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,17 +21,21 @@ import structlog
 from services.runtime import Runtime
 from services.vector_sink import store
 from services.vector_sink.config import CommonOptions, SecretBox, parse_options
-from services.vector_sink.connectors import open_store
+from services.vector_sink.connectors import check_destinations, open_store
 from services.vector_sink.connectors.base import VectorStore
 from services.vector_sink.domain import (
     Chunk,
+    ChunkingPolicy,
     CollectionSpec,
+    ConnectorConfigError,
     Document,
     DocumentPlan,
+    DocumentRecord,
     Hit,
     Limits,
     RejectedDocument,
     batches,
+    parse_filter,
     plan_document,
     scoped_collection,
     validate_document,
@@ -38,6 +43,7 @@ from services.vector_sink.domain import (
 from services.vector_sink.embeddings import Embedder, EmbeddingConfig, create_embedder
 from services.vector_sink.tables import Connector
 from shared import metrics
+from shared.outbound import OutboundPolicy, OutboundRefused, PathRefused, Unresolved
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -50,6 +56,37 @@ class UnknownConnector(LookupError):
 
 class ConnectorMisconfigured(ValueError):
     """The connector's store or model does not fit the collection (e.g. dimensions differ)."""
+
+
+def _plan_documents(
+    accepted: dict[str, Document],
+    records: dict[str, DocumentRecord],
+    policy: ChunkingPolicy,
+    model: str,
+) -> tuple[list[DocumentPlan], int]:
+    """The plans of the documents that changed, and how many upserts changed nothing."""
+    plans: list[DocumentPlan] = []
+    unchanged = 0
+    for document in accepted.values():
+        plan = plan_document(document, records.get(document.doc_id), policy, model)
+        if plan is None:
+            unchanged += document.operation == "upsert"
+        else:
+            plans.append(plan)
+    return plans, unchanged
+
+
+def failure_reason(error: BaseException) -> str:
+    """What a failed connection may tell the user: our own message about the configuration, else
+    only the kind of failure. Never the remote side's words: a user must not be able to read a
+    server's answer (an internal page, a metadata document) through an error message."""
+    if isinstance(error, ConnectorMisconfigured | OutboundRefused | PathRefused | ConnectorConfigError):
+        return str(error)
+    if isinstance(error, TimeoutError):
+        return "the store did not answer in time"
+    if isinstance(error, ConnectionError | OSError):
+        return "cannot connect to the store"
+    return f"the store refused the request ({type(error).__name__})"
 
 
 @dataclass(frozen=True)
@@ -84,6 +121,7 @@ class VectorSinkService:
         self.runtime = runtime
         self.limits = limits or Limits()
         self.secret_box = SecretBox(runtime.settings)
+        self.outbound = OutboundPolicy.from_settings(runtime.settings)
         self._open: dict[str, OpenConnector] = {}
         self._ensured: dict[tuple[str, str], CollectionSpec] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -120,10 +158,16 @@ class VectorSinkService:
         options = parse_options(row.store_type, row.options)
         secrets = self.secret_box.open(row.sealed_secrets)
         try:
-            embedder = await self._run(create_embedder, options.embedding(), secrets.get("embedding_api_key"))
-            opened = await self._run(open_store, options, secrets, self.runtime.settings, embedder)
-        except (ValueError, FileNotFoundError) as error:
-            raise ConnectorMisconfigured(str(error)) from None
+            embedder = await self._run(
+                create_embedder, options.embedding(), secrets.get("embedding_api_key"), self.outbound
+            )
+            opened = await self._run(
+                open_store, options, secrets, self.runtime.settings, embedder, self.outbound
+            )
+        except (ConnectorConfigError, OutboundRefused, PathRefused, FileNotFoundError) as error:
+            raise ConnectorMisconfigured(str(error)) from None  # our own words about the configuration
+        except ValueError as error:  # a client library's: it may quote what the server answered
+            raise ConnectorMisconfigured(f"the store cannot be opened ({type(error).__name__})") from None
         self._open[row.id] = OpenConnector(row.id, stamp, options, opened, embedder)
         return self._open[row.id]
 
@@ -132,7 +176,16 @@ class VectorSinkService:
         if current is not None:
             await self._run(current.store.close)
 
+    async def check_destinations(self, options: CommonOptions) -> None:
+        """Refuse (OutboundRefused, PathRefused) a configuration whose addresses may not be reached.
+
+        An allowed name that does not resolve yet is kept (a store being set up, DNS not yet there):
+        every connection is checked again, with its addresses, when it is made."""
+        with contextlib.suppress(Unresolved):
+            await self._run(check_destinations, options, self.runtime.settings, self.outbound)
+
     async def test_connection(self, row: Connector) -> float:
+        """Seconds to open the connector and ping its store; raises what went wrong (see `failure_reason`)."""
         started = time.perf_counter()
         connector = await self.open(row)
         await self._run(connector.store.ping)
@@ -187,11 +240,12 @@ class VectorSinkService:
         documents: Sequence[Document],
     ) -> IngestReport:
         report = IngestReport()
+        policy, model = connector.options.chunking(), connector.embedder.name
         accepted: dict[str, Document] = {}
         for document in documents:
             try:
                 validate_document(
-                    document, spec.dimension, self.limits, spec.metadata_schema, connector.embedder
+                    document, spec.dimension, self.limits, spec.metadata_schema, policy, connector.embedder
                 )
             except RejectedDocument as error:
                 report.rejected.append(Rejection(document.doc_id, str(error)))
@@ -201,14 +255,9 @@ class VectorSinkService:
         key = (project_id, connector.row_id, collection)
         async with database.transaction() as session:
             records = await store.document_records(session, *key, accepted)
-        policy, model = connector.options.chunking(), connector.embedder.name
-        plans: list[DocumentPlan] = []
-        for document in accepted.values():
-            plan = plan_document(document, records.get(document.doc_id), policy, model)
-            if plan is None:
-                report.unchanged_documents += document.operation == "upsert"
-            else:
-                plans.append(plan)
+        # Chunking and hashing megabytes of text is CPU work: off the event loop.
+        plans, unchanged = await asyncio.to_thread(_plan_documents, accepted, records, policy, model)
+        report.unchanged_documents += unchanged
         if not plans:
             return report
         async with database.transaction() as session:
@@ -284,6 +333,7 @@ class VectorSinkService:
         filter: dict[str, Any] | None = None,
         hybrid: bool = False,
     ) -> list[Hit]:
+        parse_filter(filter)  # a bad or oversized filter is refused before any store is touched
         connector = await self.connector(project_id, connector_id)
         name = scoped_collection(project_id, collection)  # searching never creates a collection
         started = time.perf_counter()

@@ -49,9 +49,9 @@ async def test_reads_a_postgres_table(runtime: Runtime) -> None:
 
 
 async def test_reads_a_sqlite_table_and_the_rest_trigger_publishes(
-    runtime: Runtime, client: httpx.AsyncClient, auth, tmp_path: Path
+    runtime: Runtime, client: httpx.AsyncClient, auth
 ) -> None:
-    path = tmp_path / "source.db"
+    path = runtime.settings.data_dir / f"source-{uuid.uuid4().hex[:6]}.db"  # REST reads only in there
     with sqlite3.connect(path) as connection:
         connection.execute(
             "CREATE TABLE items (id INTEGER PRIMARY KEY, label VARCHAR(20) NOT NULL, price REAL)"

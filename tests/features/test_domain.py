@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -20,7 +21,7 @@ from services.features.domain import (
     parse_ref,
     to_us,
 )
-from services.features.on_demand import compile_expression, registered_transform, transform
+from services.features.on_demand import Budget, compile_expression, registered_transform, transform
 
 
 def spec(feature_type: FeatureType) -> FeatureSpec:
@@ -105,8 +106,52 @@ def test_expressions_reject_anything_outside_the_whitelist(source: str) -> None:
         compile_expression(source)
 
 
-def test_huge_powers_are_refused_not_computed() -> None:
-    assert compile_expression("10 ** 100000").evaluate({}) is None
+@pytest.mark.parametrize(
+    ("source", "named"),
+    [
+        ("10 ** 100000", "integer larger than"),  # constant parts are computed at registration
+        ("9 ** 9 ** 9", "integer larger than"),
+        ("x + round(1, -10 ** 9)", "round to more than"),
+        ("'ab' * 6000", "text longer than"),
+        ("len('x' * 9000 + 'y' * 9000)", "text longer than"),
+        ("+".join(["x"] * 200), "more than 128 parts"),
+        ("-" * 60 + "x", "deeper than 24 levels"),
+        ("(" * 30 + "x" + " * 2)" * 30, "deeper than 24 levels"),
+        ("(" * 300 + "x" + ")" * 300, "not valid"),
+    ],
+)
+def test_expression_bombs_are_refused_at_registration(source: str, named: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(FeatureError, match=named):
+        compile_expression(source)
+    assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.parametrize(
+    ("source", "scope", "named"),
+    [
+        ("amount ** 99999999", {"amount": 10}, "integer larger than"),
+        ("text * times", {"text": "ab", "times": 10**9}, "text longer than"),
+        ("round(x, digits)", {"x": 1, "digits": -(10**9)}, "round to more than"),
+    ],
+)
+def test_expression_bombs_in_the_data_are_refused_at_read(source: str, scope: dict, named: str) -> None:
+    expression = compile_expression(source)
+    started = time.perf_counter()
+    with pytest.raises(FeatureError, match=named):
+        expression.evaluate(scope)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_read_shares_one_time_budget() -> None:
+    """However many entities, the expressions of one read stop when its budget is spent."""
+    expression = compile_expression(" + ".join(["x * 2"] * 20))
+    budget = Budget(seconds=0.05)
+    started = time.perf_counter()
+    with pytest.raises(FeatureError, match="took more than"):
+        for _ in range(1_000_000):
+            expression.evaluate({"x": 1}, budget)
+    assert time.perf_counter() - started < 0.5
 
 
 def test_python_transforms_are_registered_by_name() -> None:

@@ -1,7 +1,11 @@
-"""An isolated stack for the tests that kill processes: its own tansu and its own PostgreSQL database.
+"""An isolated stack for the tests that kill processes: its own tansu and its own database.
 
 The session fixtures (`settings`, `runtime`) keep every worker consuming in the pytest process; a
 worker process under test must not share its consumer group with them, so it gets a bus of its own.
+
+The stack's database is a dimension of its own (`stack_database`): every test on the stack runs on
+SQLite, the database of `aietl up` that newcomers run, and on PostgreSQL, production's. A test that
+is about neither narrows it with `@pytest.mark.parametrize("stack_database", [...], indirect=True)`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ from tests.support import fresh_postgres_database
 ROOT = Path(__file__).resolve().parents[2]
 # Kept small so that an oversized event is cheap to build; the bus refuses anything larger.
 MAX_MESSAGE_BYTES = 16_384
+DATABASES = ("sqlite", "postgresql")
+# The SQLite runs repeat what PostgreSQL proves at a quarter of the events: they are there to catch
+# what only SQLite does (one writer at a time, a file per database), which shows at any scale.
+SQLITE_SHARE = 4
 
 
 def scale(default: int) -> int:
@@ -44,7 +52,12 @@ class Stack:
     env: dict[str, str]
     logs: Path
     database: Database
+    database_kind: str  # one of DATABASES
     processes: list[Service] = field(default_factory=list)
+
+    def events(self, count: int) -> int:
+        """`count` events on PostgreSQL, a share of them on SQLite (at least one)."""
+        return count if self.database_kind == "postgresql" else max(1, count // SQLITE_SHARE)
 
     def spawn(self, name: str, *args: str, port_env: str | None = None, **env: str) -> Service:
         """Start `python -m services.cli <args>`; its output goes to a log file kept for diagnosis."""
@@ -152,8 +165,21 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             server.wait()
 
 
+@pytest.fixture(scope="session", params=DATABASES)
+def stack_database(request: pytest.FixtureRequest) -> str:
+    """Which database the stack runs on."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="session")
-def stack_database_url(postgres_admin_url: str) -> Iterator[str]:
+def stack_database_url(
+    stack_database: str, postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A fresh database of that kind: a PostgreSQL database, or a SQLite file as `aietl up` makes."""
+    if stack_database == "sqlite":
+        folder = tmp_path_factory.mktemp("reliability-sqlite")
+        yield f"sqlite+aiosqlite:///{folder / 'aietl.db'}"
+        return
     with fresh_postgres_database(postgres_admin_url, "aietl_rel") as url:
         yield url
 
@@ -161,11 +187,12 @@ def stack_database_url(postgres_admin_url: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 async def stack(
     stack_broker: EmbeddedBroker,
+    stack_database: str,
     stack_database_url: str,
     redis_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Stack]:
-    data_dir = tmp_path_factory.mktemp("reliability-data")
+    data_dir = tmp_path_factory.mktemp(f"reliability-data-{stack_database}")
     logs = tmp_path_factory.mktemp("reliability-logs")
     env = {
         key: value
@@ -199,7 +226,7 @@ async def stack(
     await upgrade_async(settings.resolved_database_url)
     await ensure_topics(settings)
     database = Database(settings.resolved_database_url)
-    stack = Stack(settings, env, logs, database)
+    stack = Stack(settings, env, logs, database, stack_database)
     yield stack
     for service in stack.processes:
         await asyncio.to_thread(service.stop)

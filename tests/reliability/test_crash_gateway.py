@@ -58,7 +58,7 @@ async def test_acknowledged_writes_survive_a_gateway_kill(stack: Stack) -> None:
     for _ in range(KILLS):
         gateway = stack.spawn("gateway", "gateway", port_env="AIETL_GATEWAY_PORT")
         await asyncio.to_thread(gateway.wait_listening)
-        target = len(acked) + rng.randrange(50, max(51, scale(3_000) // 6))
+        target = len(acked) + rng.randrange(50, max(51, stack.events(scale(3_000)) // 6))
         posting = asyncio.create_task(post_until_refused(gateway.url, connector, acked))
         while len(acked) < target and not posting.done():
             await asyncio.sleep(0.002)

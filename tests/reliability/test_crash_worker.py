@@ -51,6 +51,7 @@ from shared.settings import Settings
 from tests.reliability.conftest import Stack, scale
 from tests.reliability.crash import chdb_query, kill_and_restart_while_streaming, run_seed
 
+# Counts on PostgreSQL; the SQLite runs take a share of them (`Stack.events`).
 EVENTS = scale(10_000)  # the issue's figure; about 25 s of processing for drift here
 FEATURE_EVENTS = max(100, EVENTS // 8)  # each carries 1-3 values; about 30 s
 PREDICT_EVENTS = EVENTS  # one run row each (1 in 20 re-sends an earlier run); batched like drift
@@ -86,11 +87,11 @@ async def processed(stack: Stack, consumer: str, tag: str) -> int:
 # --- drift ---------------------------------------------------------------------------------------
 
 
-def make_events(project: str, tag: str, rng: random.Random) -> list[SchemaObserved]:
+def make_events(project: str, tag: str, rng: random.Random, count: int) -> list[SchemaObserved]:
     # Mostly repeats of a table's current shape (no new version), now and then a change.
     current = dict.fromkeys(range(TABLES), 0)
     events = []
-    for _ in range(EVENTS):
+    for _ in range(count):
         table = rng.randrange(TABLES)
         if rng.random() < 0.2:
             current[table] = rng.randrange(len(SHAPES))
@@ -132,7 +133,7 @@ async def test_drift_worker_survives_sigkill(stack: Stack) -> None:
     sequence applied once, in order, without a crash (through `services.drift.service.observe_many`)."""
     rng = random.Random(run_seed())
     project, tag = f"crash-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
-    events = make_events(project, tag, rng)
+    events = make_events(project, tag, rng, stack.events(EVENTS))
     await kill_and_restart_while_streaming(stack, "drift", Topic.SCHEMA_OBSERVED, events, rng)
     assert await processed(stack, "drift", tag) == len(events)
 
@@ -169,7 +170,7 @@ async def test_features_worker_survives_sigkill(stack: Stack) -> None:
     feature = f"crash_score@v{version.version}"
     start = datetime(2026, 1, 1, tzinfo=UTC)
     events, expected = [], {}
-    for number in range(FEATURE_EVENTS):
+    for number in range(stack.events(FEATURE_EVENTS)):
         values = []
         for _ in range(rng.randint(1, 3)):
             entity, moment = f"user_{rng.randrange(50)}", start + timedelta(seconds=len(expected))
@@ -215,7 +216,7 @@ async def test_predict_worker_survives_sigkill(stack: Stack) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     events: list[PipelineRunMetrics] = []
     expected: dict[str, list[Any]] = {}
-    for number in range(PREDICT_EVENTS):
+    for number in range(stack.events(PREDICT_EVENTS)):
         if events and rng.random() < 0.05:
             again = rng.choice(events).model_copy(update={"event_id": uuid.uuid4()})
             events.append(again)
@@ -283,16 +284,16 @@ def document_text(rng: random.Random) -> str:
 
 
 def document_events(
-    project: str, connector: str, collection: str, rng: random.Random
+    project: str, connector: str, collection: str, rng: random.Random, documents: int
 ) -> tuple[list[DocumentIngested], dict[str, DocumentIngested | None]]:
     """Each document's first version, then (interleaved across documents, in order per document)
     new versions, repeats of the current version and deletions; and each document's last event that
     leaves content (None when its last event deletes it)."""
-    steps: list[tuple[str, str]] = [(f"doc-{n:05d}", "upsert") for n in range(DOCUMENTS)]
-    for _ in range(DOCUMENTS * 3 // 2):
+    steps: list[tuple[str, str]] = [(f"doc-{n:05d}", "upsert") for n in range(documents)]
+    for _ in range(documents * 3 // 2):
         steps.insert(
             rng.randrange(len(steps) // 3, len(steps) + 1),
-            (f"doc-{rng.randrange(DOCUMENTS):05d}", rng.choice(("upsert", "upsert", "repeat", "delete"))),
+            (f"doc-{rng.randrange(documents):05d}", rng.choice(("upsert", "upsert", "repeat", "delete"))),
         )
     events: list[DocumentIngested] = []
     last: dict[str, DocumentIngested | None] = {}
@@ -334,7 +335,7 @@ async def test_vector_sink_worker_survives_sigkill(stack: Stack, milvus_server: 
     async with stack.database.transaction() as session:
         row = await vector_store.add_connector(session, project, "crash", "milvus", plain, [], None)
     connector = row.id
-    events, last = document_events(project, connector, collection, rng)
+    events, last = document_events(project, connector, collection, rng, stack.events(DOCUMENTS))
     host, port = milvus_server.removeprefix("http://").split(":")
 
     await kill_and_restart_while_streaming(

@@ -18,6 +18,7 @@ MAX_RSS_GROWTH_MB = 40.0
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("stack_database", ["postgresql"], indirect=True)  # a gateway figure, not a store's
 async def test_gateway_holds_sustained_load(stack: Stack) -> None:
     gateway = stack.spawn("gateway-load", "gateway", port_env="AIETL_GATEWAY_PORT", AIETL_LOG_LEVEL="WARNING")
     await asyncio.to_thread(gateway.wait_listening)

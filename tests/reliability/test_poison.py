@@ -1,8 +1,9 @@
 """Poison input on every consumed topic goes to `<topic>.dlq` with a reason; the consumer goes on.
 
-Runs against the session runtime (every worker consuming in this process, as `aietl up` runs them).
-Which topics are consumed, and by which group, is read from the broker's subscribers, so a worker
-that starts consuming a new topic is covered without touching this file.
+Runs against `aietl up` as a process on the isolated stack (every worker and the gateway in one
+process), once per stack database: SQLite, as a newcomer runs it, and PostgreSQL. Which topics are
+consumed, and by which group, is read from the session runtime's subscribers (the same workers), so
+a worker that starts consuming a new topic is covered without touching this file.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
@@ -21,7 +23,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from services.gateway.events import INBOUND
 from services.runtime import Runtime
 from shared.events import CONTRACTS, DeadLetter, Event, Topic
+from tests.conftest import ADMIN_PASSWORD
 from tests.foundation.test_contracts import EXAMPLES
+from tests.reliability.conftest import Stack
 from tests.reliability.topics import read_all
 
 CONTRACT_ERRORS = {"ValidationError", "PayloadTooLarge"}
@@ -76,9 +80,35 @@ async def committed_offset(servers: str, group: str, partition: TopicPartition) 
     return -1 if meta is None else meta.offset
 
 
-@pytest.mark.timeout(180)
-async def test_poison_is_dead_lettered_and_the_consumer_goes_on(runtime: Runtime) -> None:
-    settings = runtime.settings
+@dataclass(frozen=True)
+class Platform:
+    stack: Stack
+    url: str
+    auth: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+async def platform(stack: Stack) -> AsyncIterator[Platform]:
+    """`aietl up` on the stack's bus and database, ready (its workers consume), with an admin token."""
+    process = stack.spawn("up-poison", "up", port_env="AIETL_GATEWAY_PORT")
+    try:
+        await asyncio.to_thread(process.wait_listening)
+        async with httpx.AsyncClient(base_url=process.url, timeout=30) as http:
+            deadline = time.monotonic() + 90
+            while (await http.get("/ready")).json()["status"] != "ready":
+                assert process.process.poll() is None, process.output()
+                assert time.monotonic() < deadline, f"aietl up not ready:\n{process.output()}"
+                await asyncio.sleep(0.2)
+            login = {"username": "admin", "password": ADMIN_PASSWORD}
+            token = (await http.post("/api/v1/auth/login", json=login)).json()["access_token"]
+        yield Platform(stack, process.url, {"Authorization": f"Bearer {token}"})
+    finally:
+        await asyncio.to_thread(process.stop)  # before any other process of the stack joins these groups
+
+
+@pytest.mark.timeout(240)
+async def test_poison_is_dead_lettered_and_the_consumer_goes_on(platform: Platform, runtime: Runtime) -> None:
+    settings = platform.stack.settings
     servers = settings.resolved_kafka_servers
     consumed = consumed_topics(runtime)
     assert any(c.topic == Topic.SCHEMA_OBSERVED for c in consumed), consumed
@@ -134,45 +164,42 @@ async def test_poison_is_dead_lettered_and_the_consumer_goes_on(runtime: Runtime
 
 
 @pytest.mark.parametrize("model", INBOUND, ids=lambda m: m.topic)
-async def test_bad_event_posts_get_4xx_with_a_message(
-    client: httpx.AsyncClient, auth: dict[str, str], model: type[Event]
-) -> None:
+async def test_bad_event_posts_get_4xx_with_a_message(platform: Platform, model: type[Event]) -> None:
     url = "/api/v1/events/" + model.topic.replace(".", "-")
     max_bytes = 1_024  # only the body's shape matters here; the gateway's size limit is tested below
     bodies = poison(model.topic, "default", max_bytes)
     bodies.pop("oversized")
-    for kind, body in bodies.items():
-        response = await client.post(url, content=body, headers={**auth, "content-type": "application/json"})
-        assert 400 <= response.status_code < 500, (kind, response.status_code, response.text)
-        assert response.json()["detail"], kind
-    wrong_media = await client.post(
-        url, content=b"project_id=default", headers={**auth, "content-type": "text/plain"}
-    )
-    assert 400 <= wrong_media.status_code < 500
-    huge = await client.post(
-        url,
-        content=b" " * (10 * 1_048_576 + 1),
-        headers={**auth, "content-type": "application/json"},
-    )
+    headers = {**platform.auth, "content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=platform.url, timeout=30) as client:
+        for kind, body in bodies.items():
+            response = await client.post(url, content=body, headers=headers)
+            assert 400 <= response.status_code < 500, (kind, response.status_code, response.text)
+            assert response.json()["detail"], kind
+        wrong_media = await client.post(
+            url, content=b"project_id=default", headers={**platform.auth, "content-type": "text/plain"}
+        )
+        assert 400 <= wrong_media.status_code < 500
+        huge = await client.post(url, content=b" " * (10 * 1_048_576 + 1), headers=headers)
     assert huge.status_code == 413 and "exceeds" in huge.json()["detail"]
 
 
-async def test_values_the_database_refuses_are_4xx(
-    client: httpx.AsyncClient, project_user: tuple[str, dict[str, str]]
-) -> None:
+async def test_values_the_database_refuses_are_4xx(platform: Platform) -> None:
     """NUL in text and integers beyond the column's range reach PostgreSQL as a data exception:
-    the gateway answers 422 without echoing the value (found by fuzzing; once a 500)."""
-    project, headers = project_user
-    history = await client.get(
-        "/api/v1/advanced/schema-drift/history",
-        params={"project_id": project, "connector_id": "c\x00", "table_name": "t"},
-        headers=headers,
-    )
-    assert 400 <= history.status_code < 500, history.text
-    connector = await client.post(
-        "/api/v1/connectors",
-        params={"project_id": project},
-        json={"name": "nul\x00name", "type": "milvus", "config": {}},
-        headers=headers,
-    )
-    assert 400 <= connector.status_code < 500, connector.text
+    the gateway answers 422 without echoing the value (found by fuzzing; once a 500). SQLite
+    stores NUL, so there the same requests are answered as any other value."""
+    async with httpx.AsyncClient(base_url=platform.url, timeout=30) as client:
+        history = await client.get(
+            "/api/v1/advanced/schema-drift/history",
+            params={"project_id": "default", "connector_id": "c\x00", "table_name": "t"},
+            headers=platform.auth,
+        )
+        assert history.status_code < 500, history.text
+        connector = await client.post(
+            "/api/v1/connectors",
+            params={"project_id": "default"},
+            json={"name": f"nul\x00{uuid.uuid4().hex[:6]}", "type": "milvus", "config": {}},
+            headers=platform.auth,
+        )
+    assert connector.status_code < 500, connector.text
+    if platform.stack.database_kind == "postgresql":
+        assert 400 <= history.status_code < 500 and 400 <= connector.status_code < 500

@@ -31,6 +31,7 @@ async def test_secrets_stay_out_of_logs_and_responses(stack: Stack) -> None:
         port_env="AIETL_GATEWAY_PORT",
         AIETL_LOG_LEVEL="DEBUG",
         AIETL_LOG_FORMAT="console",
+        AIETL_OUTBOUND_ALLOWED_HOSTS="127.0.0.1:1,127.0.0.1:50051",  # closed ports the connectors try
     )
     await asyncio.to_thread(gateway.wait_listening)
     responses: list[httpx.Response] = []

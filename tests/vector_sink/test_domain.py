@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -175,6 +176,34 @@ def test_filters_parse_all_operators() -> None:
 def test_bad_filters_name_the_field(spec: dict, message: str) -> None:
     with pytest.raises(FilterError, match=message):
         parse_filter(spec)
+
+
+def nested_filter(depth: int) -> dict:
+    """`{"x": 1}` inside `depth` levels of `$and`."""
+    spec: dict = {"x": 1}
+    for _ in range(depth):
+        spec = {"$and": [spec]}
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (nested_filter(5_000), "nested deeper than 8 levels"),  # would be a RecursionError, not a 4xx
+        ({"x": {"$in": list(range(100_000))}}, "more than 1024 values"),
+        ({"$or": [{"x": i} for i in range(100_000)]}, "more than 256 conditions"),
+        ({f"f{i}": i for i in range(300)}, "more than 256 conditions"),
+        ({"$and": [{}] * 1_000_000}, "more than 256 conditions"),
+        ({"x": "y" * 100_000}, "longer than 1024 characters"),
+        ({"x": {"$gt": float("nan")}}, "finite number"),
+    ],
+)
+def test_hostile_filters_are_refused_fast(spec: dict, message: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(FilterError, match=message):
+        parse_filter(spec)
+    assert time.perf_counter() - started < 0.1
+    assert parse_filter(nested_filter(7)) is not None
 
 
 def test_scoped_collections_never_collide() -> None:

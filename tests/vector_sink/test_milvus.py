@@ -19,6 +19,7 @@ from services.vector_sink.connectors.milvus import MilvusStore, milvus_expr
 from services.vector_sink.domain import CollectionSpec, parse_filter
 from services.vector_sink.embeddings import EmbeddingConfig, create_embedder
 from shared.embedded_broker import free_port
+from shared.outbound import OutboundPolicy
 from shared.settings import Settings
 
 TEXTS = [
@@ -210,7 +211,7 @@ def test_milvus_server_reached_through_milvus_host(tmp_path: Path) -> None:
     )
     try:
         settings = Settings(data_dir=tmp_path, milvus_host="127.0.0.1", milvus_port=port)
-        uri = milvus_uri(MilvusOptions(), settings)
+        uri = milvus_uri(MilvusOptions(), settings, OutboundPolicy.from_settings(settings))
         assert uri == f"http://127.0.0.1:{port}"
         remote = MilvusStore(uri, embedder=create_embedder(EmbeddingConfig()))
         deadline = time.monotonic() + 60

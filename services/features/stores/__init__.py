@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from services.features.domain import OfflineRow, OnlineWrite
 from services.runtime import Runtime
 from shared.db import Database
@@ -65,8 +67,18 @@ class OnlineStore(Protocol):
 
 
 class OfflineStore(Protocol):
-    async def write(self, project: str, rows: Sequence[OfflineRow], written_us: int) -> None:
-        """Upsert by (feature version, entity, event time): a redelivered value changes nothing."""
+    async def write(
+        self,
+        project: str,
+        rows: Sequence[OfflineRow],
+        written_us: int,
+        session: AsyncSession | None = None,
+    ) -> None:
+        """Upsert by (feature version, entity, event time): a redelivered value changes nothing.
+
+        `session` is the caller's open transaction (a worker's, holding its processed-event marker): a
+        store in that same database writes through it, so the values commit with the marker and no
+        second connection waits for the marker's lock (SQLite has one writer at a time)."""
 
     async def historical(
         self, project: str, entity_rows: Sequence[tuple[str, int]], features: Sequence[HistoricalFeature]

@@ -12,6 +12,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from services.features.domain import OfflineRow
 from services.features.stores import EntityValues, HistoricalFeature, Window
 from shared.clickhouse import ClickHouse
@@ -41,7 +43,14 @@ class ClickHouseOfflineStore:
                 await self.clickhouse.command(statement)
             self._ready = True
 
-    async def write(self, project: str, rows: Sequence[OfflineRow], written_us: int) -> None:
+    async def write(
+        self,
+        project: str,
+        rows: Sequence[OfflineRow],
+        written_us: int,
+        session: AsyncSession | None = None,
+    ) -> None:
+        """ClickHouse is outside the SQL transaction: the insert is idempotent by key instead."""
         await self._ensure_schema()
         columns = [
             [project] * len(rows),

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.features.domain import OfflineRow
 from services.features.stores import EntityValues, HistoricalFeature, Window
@@ -34,7 +34,13 @@ class SqlOfflineStore:
         self.database = database
         self.is_postgres = not database.is_sqlite
 
-    async def write(self, project: str, rows: Sequence[OfflineRow], written_us: int) -> None:
+    async def write(
+        self,
+        project: str,
+        rows: Sequence[OfflineRow],
+        written_us: int,
+        session: AsyncSession | None = None,
+    ) -> None:
         records = [
             {
                 "project_id": project,
@@ -52,9 +58,16 @@ class SqlOfflineStore:
             index_elements=["project_id", "feature", "entity_id", "event_us"],
             set_={"value": statement.excluded.value, "written_us": statement.excluded.written_us},
         )
+        if session is not None and session.bind is self.database.engine:
+            await self._insert(await session.connection(), statement, records)
+            return
         async with self.database.engine.begin() as connection:
-            for start in range(0, len(records), INSERT_BATCH):
-                await connection.execute(statement, records[start : start + INSERT_BATCH])
+            await self._insert(connection, statement, records)
+
+    @staticmethod
+    async def _insert(connection: AsyncConnection, statement: Any, records: list[dict[str, Any]]) -> None:
+        for start in range(0, len(records), INSERT_BATCH):
+            await connection.execute(statement, records[start : start + INSERT_BATCH])
 
     async def historical(
         self, project: str, entity_rows: Sequence[tuple[str, int]], features: Sequence[HistoricalFeature]

@@ -18,6 +18,7 @@ from services.vector_sink.connectors.base import VectorRecord, VectorStore
 from services.vector_sink.domain import (
     CollectionSpec,
     CollectionStats,
+    ConnectorConfigError,
     FilterNode,
     Hit,
     Metric,
@@ -26,6 +27,7 @@ from services.vector_sink.domain import (
     to_pinecone,
 )
 from services.vector_sink.embeddings import Embedder
+from shared.outbound import OutboundPolicy
 
 UPSERT_BATCH = 200  # well inside Pinecone's 1,000 vectors / 2 MB per request
 DELETE_BATCH = 1_000
@@ -45,10 +47,13 @@ class PineconeStore(VectorStore):
         region: str = "us-east-1",
         metric: Metric = "cosine",
         embedder: Embedder | None = None,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
+        """`outbound` checks the index host the control plane names before it is used."""
         super().__init__(embedder)
         if not index_host and not index_name:
-            raise ValueError("pinecone connector: set `index_host` or `index_name`")
+            raise ConnectorConfigError("pinecone connector: set `index_host` or `index_name`")
+        self._outbound = outbound
         self._api_key = api_key
         self._index_host = index_host
         self._index_name = index_name
@@ -82,6 +87,8 @@ class PineconeStore(VectorStore):
                     )
                 description = self._client.describe_index(self._index_name)
                 host = description.host
+                if self._outbound is not None:  # the control plane's answer decides where we connect
+                    self._outbound.check_url(host if "://" in host else f"https://{host}")
                 self._metric = str(description.metric).lower()  # type: ignore[assignment]
             self._index = self._client.Index(host=host)
         return self._index
