@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from faststream.kafka import KafkaBroker
 
-from shared.bus import ServiceRouter, create_broker, record_consumer_lag
+from shared.bus import ConsumerProgress, ServiceRouter, create_broker
 from shared.clickhouse import ClickHouse
 from shared.db import Database
 from shared.settings import Settings
@@ -50,9 +50,12 @@ class Runtime:
         self._closers.append(closer)
 
     async def start_consuming(self) -> None:
-        """Start every subscriber, with the consumer-lag gauge beside them."""
+        """Start every subscriber, with the consumer-lag gauge beside them; a partition that stalls
+        (lag, and no progress) turns readiness red."""
         await self.broker.start()
-        lag = asyncio.create_task(record_consumer_lag(self.broker))
+        progress = ConsumerProgress(self.broker, self.settings.kafka_stall_seconds)
+        self.readiness["consumers"] = progress.check
+        lag = asyncio.create_task(progress.run())
 
         async def stop_lag() -> None:
             lag.cancel()
