@@ -110,6 +110,8 @@ write_cluster() {  # new cluster: ports, id, one server.properties per node, for
       echo "transaction.state.log.min.isr=$min_isr"
       echo "transaction.state.log.num.partitions=6"
       echo "group.initial.rebalance.delay.ms=0"
+      # Tests run consumers with short sessions, so that a killed one's partitions move on quickly.
+      echo "group.min.session.timeout.ms=1000"
       echo "unclean.leader.election.enable=false"
       echo "num.network.threads=2"
       echo "num.io.threads=4"

@@ -1,7 +1,11 @@
-"""An isolated stack for the tests that kill processes: its own tansu and its own PostgreSQL database.
+"""An isolated stack for the tests that kill processes: its own bus and its own PostgreSQL database.
 
 The session fixtures (`settings`, `runtime`) keep every worker consuming in the pytest process; a
 worker process under test must not share its consumer group with them, so it gets a bus of its own.
+
+The bus is a dimension of its own (`stack_broker`): tansu by default; a test that parametrises it
+with `BROKERS` (`@pytest.mark.parametrize("stack_broker", BROKERS, indirect=True)`) runs on the
+three-broker Apache Kafka cluster as well, with topics replicated three times.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from shared.embedded_broker import EmbeddedBroker, free_port, port_open
 from shared.migrate import upgrade_async
 from shared.settings import Settings
 from tests.conftest import ADMIN_PASSWORD, JWT_SECRET
+from tests.kafka.cluster import KafkaCluster
 from tests.support import fresh_postgres_database
 
 ROOT = Path(__file__).resolve().parents[2]
 # Kept small so that an oversized event is cheap to build; the bus refuses anything larger.
 MAX_MESSAGE_BYTES = 16_384
+BROKERS = ("tansu", "kafka")
 
 
 def scale(default: int) -> int:
@@ -44,6 +50,7 @@ class Stack:
     env: dict[str, str]
     logs: Path
     database: Database
+    broker: StackBroker
     processes: list[Service] = field(default_factory=list)
 
     def spawn(self, name: str, *args: str, port_env: str | None = None, **env: str) -> Service:
@@ -106,10 +113,24 @@ class Service:
         return self.log_path.read_text(errors="replace")[-6_000:]
 
 
-@pytest.fixture(scope="session")
-def stack_broker() -> Iterator[EmbeddedBroker]:
+@dataclass(frozen=True)
+class StackBroker:
+    """The stack's bus: where it is, how its topics are replicated, and the cluster when it is Kafka."""
+
+    name: str
+    servers: str
+    replication_factor: int = 1
+    cluster: KafkaCluster | None = None
+
+
+@pytest.fixture(scope="session", params=["tansu"])
+def stack_broker(request: pytest.FixtureRequest) -> Iterator[StackBroker]:
+    if request.param == "kafka":
+        cluster: KafkaCluster = request.getfixturevalue("kafka_cluster")
+        yield StackBroker("kafka", cluster.bootstrap, replication_factor=3, cluster=cluster)
+        return
     with EmbeddedBroker() as broker:
-        yield broker
+        yield StackBroker("tansu", broker.bootstrap_servers)
 
 
 @pytest.fixture(scope="session")
@@ -160,7 +181,7 @@ def stack_database_url(postgres_admin_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def stack(
-    stack_broker: EmbeddedBroker,
+    stack_broker: StackBroker,
     stack_database_url: str,
     redis_url: str,
     tmp_path_factory: pytest.TempPathFactory,
@@ -174,7 +195,8 @@ async def stack(
     }
     env.update(
         DATABASE_URL=stack_database_url,
-        KAFKA_BOOTSTRAP_SERVERS=stack_broker.bootstrap_servers,
+        KAFKA_BOOTSTRAP_SERVERS=stack_broker.servers,
+        AIETL_KAFKA_REPLICATION_FACTOR=str(stack_broker.replication_factor),
         REDIS_URL=redis_url,
         AIETL_ENVIRONMENT="test",
         AIETL_DATA_DIR=str(data_dir),
@@ -192,14 +214,15 @@ async def stack(
         environment="test",
         data_dir=data_dir,
         database_url=stack_database_url,
-        kafka_bootstrap_servers=stack_broker.bootstrap_servers,
+        kafka_bootstrap_servers=stack_broker.servers,
+        kafka_replication_factor=stack_broker.replication_factor,
         redis_url=redis_url,
         kafka_max_message_bytes=MAX_MESSAGE_BYTES,
     )
     await upgrade_async(settings.resolved_database_url)
     await ensure_topics(settings)
     database = Database(settings.resolved_database_url)
-    stack = Stack(settings, env, logs, database)
+    stack = Stack(settings, env, logs, database, stack_broker)
     yield stack
     for service in stack.processes:
         await asyncio.to_thread(service.stop)
