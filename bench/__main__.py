@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-SUITES = ("foundation", "drift", "features", "templates", "predict", "vector_sink", "gateway_load")
+SUITES = ("foundation", "drift", "features", "templates", "predict", "vector_sink", "gateway_load", "kafka")
 RESULTS = Path("bench-results")
 
 
