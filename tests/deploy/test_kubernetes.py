@@ -99,8 +99,7 @@ SCALED_OBJECT_SCHEMA = {
 }
 # KEDA's TriggerAuthentication: credentials for a scaler, each a key of a Secret.
 TRIGGER_AUTHENTICATION_SCHEMA = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
+    **SCALED_OBJECT_SCHEMA,
     "properties": {
         "apiVersion": {"const": "keda.sh/v1alpha1"},
         "spec": {

@@ -15,6 +15,7 @@ import aiokafka.codec
 import pytest
 from aiokafka import AIOKafkaProducer
 from confluent_kafka import Producer
+from faststream.kafka import KafkaBroker
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -67,6 +68,21 @@ def produce_compressed(servers: str, topic: str, values: Sequence[bytes], codec:
     for value in values:
         producer.produce(topic, value, key=b"one-key", partition=0)
     assert producer.flush(30) == 0, "undelivered messages"
+
+
+async def consume_notes(settings: Settings, topic: str) -> tuple[KafkaBroker, list[Note]]:
+    """A started broker whose consumer group `test-<topic>` collects the notes on `topic`."""
+    broker = create_broker(settings)
+    router = ServiceRouter(broker, settings, group_id=f"test-{topic}")
+    received: list[Note] = []
+
+    @router.consumes(topic)
+    async def on_note(event: Note) -> None:
+        received.append(event)
+
+    broker.include_router(router)
+    await broker.start()
+    return broker, received
 
 
 async def topics_for(settings: Settings, name: str) -> tuple[str, str]:
@@ -182,16 +198,7 @@ async def test_every_compression_codec_is_read(migrated: Settings) -> None:
         produce_compressed(
             migrated.resolved_kafka_servers, topic, [e.model_dump_json().encode() for e in events], codec
         )
-    broker = create_broker(migrated)
-    router = ServiceRouter(broker, migrated, group_id=f"test-{topic}")
-    received: list[Note] = []
-
-    @router.consumes(topic)
-    async def on_note(event: Note) -> None:
-        received.append(event)
-
-    broker.include_router(router)
-    await broker.start()
+    broker, received = await consume_notes(migrated, topic)
     try:
         await eventually(lambda: _when(_value(received), lambda r: len(r) >= 20))
     finally:
@@ -212,16 +219,7 @@ async def test_batches_that_cannot_be_decoded_are_dead_lettered_and_the_partitio
     await _produce_plain(servers, topic, [after.model_dump_json().encode()])
     monkeypatch.setattr(aiokafka.codec, "cramjam", None)  # snappy, lz4 and zstd now fail to decode
 
-    broker = create_broker(migrated)
-    router = ServiceRouter(broker, migrated, group_id=f"test-{topic}")
-    received: list[Note] = []
-
-    @router.consumes(topic)
-    async def on_note(event: Note) -> None:
-        received.append(event)
-
-    broker.include_router(router)
-    await broker.start()
+    broker, received = await consume_notes(migrated, topic)
     try:
         await eventually(lambda: _value(received))
         letters = sorted(

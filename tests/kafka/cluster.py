@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from cryptography import x509
@@ -64,29 +65,22 @@ class KafkaCluster:
         """Start the nodes that are not running, and wait until every broker answers."""
         await asyncio.to_thread(self.run, "start")
 
-    def port_of(self, node: int) -> int:
-        return int(self.bootstrap.split(",")[node - 1].rsplit(":", 1)[1])
-
     async def leader_of(self, topic: str, partition: int = 0) -> int:
         """The node id that leads `topic`'s `partition` now (node ids are 1..brokers)."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            described = await admin.describe_topics([topic])
-        finally:
-            await admin.close()
-        partitions = {p["partition"]: p for p in described[0]["partitions"]}
-        return int(partitions[partition]["leader"])
+        return int(next(p for p in await self._partitions(topic) if p["partition"] == partition)["leader"])
 
     async def in_sync(self, topic: str) -> bool:
         """Every partition of `topic` has all its replicas in sync."""
+        return all(len(p["isr"]) == len(p["replicas"]) for p in await self._partitions(topic))
+
+    async def _partitions(self, topic: str) -> list[dict[str, Any]]:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await admin.start()
         try:
             described = await admin.describe_topics([topic])
         finally:
             await admin.close()
-        return all(len(p["isr"]) == len(p["replicas"]) for p in described[0]["partitions"])
+        return list(described[0]["partitions"])
 
 
 def make_tls_files(directory: Path) -> Path:
