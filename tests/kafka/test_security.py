@@ -114,3 +114,14 @@ async def test_connections_that_should_fail_do(
     with pytest.raises((KafkaError, OSError, asyncio.TimeoutError)):
         await asyncio.wait_for(ensure_topics(settings, [f"test.refused.{uuid.uuid4().hex[:8]}"]), 60)
     assert kafka_cluster.scram_password not in caplog.text, what
+
+
+def test_incomplete_kafka_settings_are_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"):
+        Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_username="someone")
+    with pytest.raises(ValueError, match="is not a file"):
+        Settings(kafka_security_protocol="SSL", kafka_ssl_ca_file="/nonexistent/ca.pem")
+    with pytest.raises(ValueError, match="MIN_INSYNC_REPLICAS exceeds"):
+        Settings(kafka_replication_factor=1, kafka_min_insync_replicas=2)
+    assert Settings(kafka_replication_factor=3).resolved_kafka_min_insync_replicas == 2
+    assert Settings().resolved_kafka_min_insync_replicas == 1
