@@ -116,13 +116,15 @@ def create_broker(settings: Settings, *, client_id: str = "aietl") -> KafkaBroke
 
 
 class _PlatformBroker(KafkaBroker):
+    """FastStream's broker, deciding on connecting what it can only learn from the broker."""
+
     def __init__(self, settings: Settings, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.settings = settings
 
     async def _connect(self) -> Any:
         idempotent = self.settings.kafka_idempotent_producer
-        supported = await idempotence_supported(self.settings)
+        supported = idempotent is not False and await idempotence_supported(self.settings)
         if idempotent and not supported:
             raise KafkaError("AIETL_KAFKA_IDEMPOTENT_PRODUCER is set but the broker grants no producer id")
         self._connection_kwargs["enable_idempotence"] = supported if idempotent is None else idempotent
