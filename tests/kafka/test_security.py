@@ -14,7 +14,6 @@ from aiokafka.errors import KafkaError
 
 from shared.bus import ConsumerProgress, ServiceRouter, create_broker, ensure_topics, publish_event
 from shared.events import Topic
-from shared.logs import configure_logging
 from shared.settings import Settings
 from tests.foundation.test_bus import Ping
 from tests.kafka.cluster import SCRAM_USERNAME, KafkaCluster
@@ -49,9 +48,7 @@ async def test_every_client_connects_with_scram_over_tls(
     kafka_cluster: KafkaCluster,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    configure_logging("DEBUG", "json")
     for name in (None, "aiokafka", "faststream"):
         caplog.set_level(logging.DEBUG, logger=name)
     settings = secure_settings(kafka_cluster, monkeypatch)
@@ -88,7 +85,7 @@ async def test_every_client_connects_with_scram_over_tls(
         await broker.stop()
     assert received == sent
 
-    written = caplog.text + "".join(capsys.readouterr())
+    written = caplog.text
     assert f"Authenticated as {SCRAM_USERNAME} via SCRAM-SHA-512" in written  # the clients' DEBUG logs
     assert kafka_cluster.scram_password not in written
 
