@@ -13,7 +13,7 @@ async def read_all(servers: str, topic: str, *, timeout: float = 60.0) -> list[b
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         if not partitions:
-            await consumer.force_metadata_update()
+            await consumer.topics()  # fetches the cluster's metadata (Kafka had not sent this topic's yet)
             partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
