@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install run test bench bench-smoke lint format services clean
+.PHONY: install run test bench bench-smoke lint format services kafka clean
 
 install: $(VENV)/.installed
 
@@ -24,11 +24,17 @@ run: install  ## Install, then broker + migrations + five workers + gateway on h
 services:  ## Start PostgreSQL and Redis when they are not running (installs them when missing)
 	bash deploy/local/start-services.sh
 
-test: install services  ## Install, start services, run all tests
+kafka:  ## Resolve Apache Kafka 4 with Maven into .aietl/kafka: the tests start their clusters from it
+	bash deploy/local/kafka.sh fetch
+
+# The whole suite on tansu (tests that need Apache Kafka itself start a three-broker cluster), then
+# the bus, foundation, interop and poison suites again with Apache Kafka as the session's broker.
+test: install services kafka  ## Install, start services, run all tests
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+	AIETL_TEST_BROKER=kafka $(BIN)/pytest tests/foundation tests/interop tests/reliability/test_poison.py
 
-bench: $(VENV)/.bench-installed services  ## Benchmarks of every service, with peers (AIETL_BENCH_SCALE=0.1: a quick look)
+bench: $(VENV)/.bench-installed services kafka  ## Benchmarks of every service, with peers (AIETL_BENCH_SCALE=0.1: a quick look)
 	$(BIN)/python -m bench
 
 bench-smoke: install services  ## Every suite at tiny scale, peers skipped (what `make test` runs in tests/bench)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-SUITES = ("foundation", "drift", "features", "templates", "predict", "vector_sink", "gateway_load")
+SUITES = ("foundation", "drift", "features", "templates", "predict", "vector_sink", "gateway_load", "kafka")
 SMOKE_ROUNDS = 2
 ROUNDS = 5  # the fewest rounds a comparison with a peer may report
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from faststream.kafka import KafkaBroker
 
-from shared.bus import ServiceRouter, create_broker, record_consumer_lag
+from shared.bus import ConsumerProgress, ServiceRouter, create_broker
 from shared.clickhouse import ClickHouse
 from shared.db import Database
 from shared.outbox import Outbox, Relay
@@ -58,10 +58,13 @@ class Runtime:
         self._starters.append(starter)
 
     async def start_consuming(self) -> None:
-        """Start every subscriber, with the consumer-lag gauge and the outbox relay beside them,
-        then the workers' background work."""
+        """Start every subscriber, with the consumer-progress monitor (lag; a partition that stalls
+        with lag turns readiness red) and the outbox relay beside them, then the workers' background
+        work."""
         await self.broker.start()
-        self.background(record_consumer_lag(self.broker))
+        progress = ConsumerProgress(self.broker, self.settings.kafka_stall_seconds)
+        self.readiness["consumers"] = progress.check
+        self.background(progress.run())
         self.start_relay()
         for starter in self._starters:
             await starter()

@@ -10,18 +10,35 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import re
+import ssl
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import (
+    ConsumerStoppedError,
+    CorruptRecordException,
+    KafkaError,
+    UnsupportedCodecError,
+    for_code,
+)
+from aiokafka.protocol.fetch import FetchRequest
+from aiokafka.protocol.transaction import InitProducerIdRequest
+from aiokafka.record.memory_records import MemoryRecords
 from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.security import parse_security
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import ValidationError
 
 from shared import metrics
@@ -37,16 +54,260 @@ UNKNOWN_PROJECT = "unknown"
 PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
+SASL_MECHANISMS: dict[str, type[SASLPlaintext]] = {
+    "PLAIN": SASLPlaintext,
+    "SCRAM-SHA-256": SASLScram256,
+    "SCRAM-SHA-512": SASLScram512,
+}
+# The record batch could not be decompressed or parsed: refetching it fails the same way forever.
+UNDECODABLE_ERRORS: tuple[type[Exception], ...] = (UnsupportedCodecError, CorruptRecordException)
+PROBE_TIMEOUT_MS = 3_000  # enough for a fetch round trip to a loaded broker
+
+
+def kafka_security(settings: Settings) -> BaseSecurity | None:
+    """TLS and SASL for every Kafka client of the platform, from `KAFKA_SECURITY_PROTOCOL` & co."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol.endswith("SSL"):
+        ca_file = settings.kafka_ssl_ca_file
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=context, use_ssl=True)
+    password = settings.kafka_sasl_password
+    return SASL_MECHANISMS[settings.kafka_sasl_mechanism](
+        str(settings.kafka_sasl_username),
+        password.get_secret_value() if password else "",
+        ssl_context=context,
+        use_ssl=protocol == "SASL_SSL",
+    )
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Servers and security for an aiokafka client the platform creates itself (admin, probes):
+    the same the broker gives its producer and consumers."""
+    return {"bootstrap_servers": bootstrap_servers(settings), **parse_security(kafka_security(settings))}
+
+
+def bootstrap_servers(settings: Settings) -> list[str]:
+    """`KAFKA_BOOTSTRAP_SERVERS` as a list: FastStream would pass a comma-separated string on to
+    aiokafka as one host."""
+    return [server.strip() for server in settings.resolved_kafka_servers.split(",") if server.strip()]
+
+
 def create_broker(settings: Settings, *, client_id: str = "aietl") -> KafkaBroker:
-    """A broker that works on tansu and on Apache Kafka: no idempotent producer (tansu refuses it)."""
-    return KafkaBroker(
-        settings.resolved_kafka_servers,
+    """The platform's broker: `acks=all`, the idempotent producer where the broker grants it,
+    consumers that move past what they cannot decode, topics only from `ensure_topics`."""
+    return _PlatformBroker(
+        settings,
+        bootstrap_servers(settings),
         client_id=client_id,
-        enable_idempotence=False,
+        enable_idempotence=False,  # decided on connecting (`_PlatformBroker._connect`)
         acks="all",
         max_request_size=settings.kafka_max_message_bytes + 65_536,
-        logger=None,
+        security=kafka_security(settings),
+        allow_auto_create_topics=False,
+        # Per-message records at DEBUG (the `faststream` logger is at WARNING or above); the
+        # client's errors (a fetch or commit failing) reach the log.
+        logger=logging.getLogger("faststream"),
+        log_level=logging.DEBUG,
     )
+
+
+class _PlatformBroker(KafkaBroker):
+    """FastStream's broker, deciding on connecting what it can only learn from the broker."""
+
+    def __init__(self, settings: Settings, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.settings = settings
+
+    async def _connect(self) -> Any:
+        idempotent = self.settings.kafka_idempotent_producer
+        supported = idempotent is not False and await idempotence_supported(self.settings)
+        if idempotent and not supported:
+            raise KafkaError("AIETL_KAFKA_IDEMPOTENT_PRODUCER is set but the broker grants no producer id")
+        self._connection_kwargs["enable_idempotence"] = supported if idempotent is None else idempotent
+        builder = await super()._connect()
+        safe = partial(DecodeSafeConsumer, *builder.args, **builder.keywords)
+        self.config.broker_config.builder = safe
+        return safe
+
+
+async def idempotence_supported(settings: Settings, timeout: float = 15.0) -> bool:
+    """Whether the broker grants a producer id (what an idempotent producer asks first): Apache
+    Kafka does (a broker just started may ask to retry while it loads a block of ids); tansu
+    answers with an error, and an idempotent producer there would never send."""
+    client = AIOKafkaClient(**client_options(settings), client_id="aietl-probe")
+    deadline = time.monotonic() + timeout
+    try:
+        await client.bootstrap()
+        while True:
+            request = InitProducerIdRequest(None, 60_000)  # type: ignore[arg-type]
+            response = await client.send(client.get_random_node(), request)
+            if response.error_code == 0:
+                return True
+            if not for_code(response.error_code).retriable or time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.2)
+    except KafkaError:
+        return False
+    finally:
+        await client.close()
+
+
+@dataclass
+class UndecodableRecord(ConsumerRecord[bytes, bytes]):
+    """Stands for the record at `offset` of a batch the consumer cannot decode (`reason` says why);
+    it carries no key or value, and goes to the dead-letter path like any record that fails.
+    Once it is handed out, the partition's position is `resume_at`."""
+
+    reason: str = ""
+    resume_at: int = 0
+
+
+class DecodeSafeConsumer(AIOKafkaConsumer):
+    """A consumer that moves past a record batch it cannot decode.
+
+    aiokafka decompresses a fetched batch when its records are taken; a batch it cannot decode (a
+    codec library missing, damaged data) raises there on every refetch, and the partition would never
+    move again. Here the partition that fails is found, the batch's offsets are read from its header
+    (which is never compressed), and each offset comes back as an `UndecodableRecord`: the handler
+    path dead-letters it with the reason, and the position moves past it, so the offset commits after
+    it as after any poison message.
+    """
+
+    _pending: deque[UndecodableRecord] | None = None
+    _last_undecodable: TopicPartition | None = None
+
+    async def getone(self, *partitions: TopicPartition) -> Any:
+        if taken := self._take_undecodable(partitions, 1):
+            return taken[0]
+        try:
+            return await super().getone(*partitions)
+        except Exception as error:
+            if not _may_be_undecodable(error):
+                raise
+            await self._find_undecodable(error, partitions)
+            return self._take_undecodable(partitions, 1)[0]
+
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[Any]]:
+        if not (taken := self._take_undecodable(partitions, max_records)):
+            try:
+                return await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
+            except Exception as error:
+                if not _may_be_undecodable(error):
+                    raise
+                await self._find_undecodable(error, partitions)
+                taken = self._take_undecodable(partitions, max_records)
+        return {TopicPartition(taken[0].topic, taken[0].partition): list(taken)}
+
+    def _take_undecodable(
+        self, partitions: Sequence[TopicPartition], limit: int | None
+    ) -> list[UndecodableRecord]:
+        """The next undecodable records (of one partition), moving its position past each."""
+        taken: list[UndecodableRecord] = []
+        while self._pending and (limit is None or len(taken) < limit):
+            record = self._pending[0]
+            partition = TopicPartition(record.topic, record.partition)
+            if partition not in self.assignment():  # revoked: its new consumer finds them itself
+                self._pending.popleft()
+                continue
+            if (partitions and partition not in partitions) or (
+                taken and taken[0].partition != record.partition
+            ):
+                break
+            self._pending.popleft()
+            self.seek(partition, record.resume_at)
+            taken.append(record)
+        return taken
+
+    async def _find_undecodable(self, error: Exception, partitions: Sequence[TopicPartition]) -> None:
+        """Queue an `UndecodableRecord` for each offset of the batch that fails to decode; raise
+        `error` again when no partition's next batch fails (it came from elsewhere)."""
+        for partition in await self._with_lag(partitions or tuple(self.assignment())):
+            position = await self.position(partition)
+            try:
+                fetched = await super().getmany(partition, timeout_ms=PROBE_TIMEOUT_MS, max_records=1)
+            except Exception as failure:
+                if not _may_be_undecodable(failure):
+                    raise
+                end = await self._batch_end(partition, position)
+                reason = (
+                    f"its record batch (offsets {position}-{end - 1}) cannot be decoded: "
+                    + _decoding_error(failure)
+                )
+                self._pending = deque(
+                    UndecodableRecord(
+                        topic=partition.topic,
+                        partition=partition.partition,
+                        offset=offset,
+                        timestamp=-1,
+                        timestamp_type=0,
+                        key=None,
+                        value=None,
+                        checksum=None,
+                        serialized_key_size=-1,
+                        serialized_value_size=-1,
+                        headers=(),
+                        reason=reason,
+                        resume_at=offset + 1 if offset + 1 < end else end,
+                    )
+                    for offset in range(position, end)
+                )
+                self._last_undecodable = partition
+                return
+            if fetched:
+                self.seek(partition, position)  # a healthy partition: read that record again in turn
+        raise error
+
+    async def _with_lag(self, partitions: Sequence[TopicPartition]) -> list[TopicPartition]:
+        """The partitions with something left to read, the one that failed last time first."""
+        lagging = []
+        for partition in partitions:
+            highwater = self.highwater(partition)
+            if highwater is None or await self.position(partition) < highwater:
+                lagging.append(partition)
+        return sorted(lagging, key=lambda tp: (tp != self._last_undecodable, tp.topic, tp.partition))
+
+    async def _batch_end(self, partition: TopicPartition, position: int) -> int:
+        """The offset after the batch that holds `position`, from the batch's header as the leader
+        sends it (fetched again raw: the header is never compressed); `position + 1` if unknown.
+        Some brokers (tansu) never serve a batch again from an offset inside it, so all of its
+        offsets are dealt with now."""
+        client = self._client
+        node = client.cluster.leader_for_partition(partition)
+        if node is None or node < 0:
+            return position + 1
+        # Waits up to a second for a first byte (tansu answers an immediate fetch with nothing).
+        request = FetchRequest(
+            1_000, 1, 1_048_576, 0, [(partition.topic, [(partition.partition, position, 1_048_576)])]
+        )
+        for _attempt in range(3):
+            try:
+                response = await client.send(node, request)
+            except KafkaError:
+                return position + 1
+            for _topic, answers in response.topics:
+                for _number, error_code, _highwater, *data in answers:
+                    records = MemoryRecords(data[-1])
+                    if error_code == 0 and records.has_next():
+                        return max(position + 1, records.next_batch().next_offset)
+        return position + 1
+
+
+def _decoding_error(error: Exception) -> str:
+    return str(error) if isinstance(error, KafkaError) else describe_error(error)  # KafkaError names itself
+
+
+def _may_be_undecodable(error: Exception) -> bool:
+    """Decoding a batch raises the codec's own errors too (cramjam's, zlib's); the client's
+    other errors (network, coordinator, a stopped consumer) are not about the records."""
+    if isinstance(error, UNDECODABLE_ERRORS):
+        return True
+    return not isinstance(error, KafkaError | ConsumerStoppedError)
 
 
 def all_topics() -> list[str]:
@@ -55,12 +316,15 @@ def all_topics() -> list[str]:
 
 
 async def ensure_topics(settings: Settings, topics: Iterable[str] | None = None) -> None:
-    """Create the platform's topics with the configured partitions; existing topics are left alone."""
+    """Create the platform's topics as production runs them: the configured partitions, replication
+    factor and `min.insync.replicas` (with `acks=all`, a write is acknowledged once that many replicas
+    have it). Existing topics are left alone; nothing relies on the broker creating topics itself."""
+    config = {"min.insync.replicas": str(settings.resolved_kafka_min_insync_replicas)}
     wanted = [
-        NewTopic(name, settings.kafka_partitions, settings.kafka_replication_factor)
+        NewTopic(name, settings.kafka_partitions, settings.kafka_replication_factor, topic_configs=config)
         for name in (topics if topics is not None else all_topics())
     ]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.resolved_kafka_servers, client_id="aietl-admin")
+    admin = AIOKafkaAdminClient(**client_options(settings), client_id="aietl-admin")
     await admin.start()
     try:
         response = await admin.create_topics(wanted)
@@ -118,29 +382,96 @@ async def publish_records(broker: KafkaBroker, records: Sequence[OutgoingRecord]
     await asyncio.gather(*confirmations)
 
 
-async def record_consumer_lag(broker: KafkaBroker, every_seconds: float = 15.0) -> None:
-    """Keep `aietl_consumer_lag` current for every partition this process consumes, until cancelled.
+class ConsumerStalled(RuntimeError):
+    """A partition has lag and its consumer's position has not moved for `kafka_stall_seconds`."""
 
-    The end offset is the high watermark of the last fetch response (no extra request to the
-    broker); a partition the broker has reported none for yet is skipped.
+
+class ConsumerProgress:
+    """Consumer lag per partition this process consumes (`aietl_consumer_lag`), and the partitions
+    that make no progress while they have lag (`aietl_consumer_stalled`, and `check` for /ready).
+
+    The end offsets come from one ListOffsets request per consumer and sample (the high watermark
+    of the last fetch goes stale while a handler hangs: the consumer fetches nothing meanwhile). A
+    partition stalls when a handler hangs, or the consume loop has died: its lag would never fall,
+    and nothing else says so.
     """
-    while True:
-        for subscriber in broker.subscribers:
+
+    def __init__(self, broker: KafkaBroker, stall_seconds: float) -> None:
+        self.broker = broker
+        self.stall_seconds = stall_seconds
+        self._last_move: dict[tuple[str, str, int], tuple[int, float]] = {}
+        self.stalled: dict[tuple[str, str, int], int] = {}  # (group, topic, partition) -> lag
+
+    async def run(self, every_seconds: float | None = None) -> None:
+        """Sample until cancelled (by default four times per stall period, at most every 15 s)."""
+        every = every_seconds if every_seconds is not None else min(15.0, self.stall_seconds / 4)
+        while True:
+            await self.sample()
+            await asyncio.sleep(every)
+
+    async def sample(self) -> None:
+        now, seen = time.monotonic(), set()
+        for subscriber in self.broker.subscribers:
             consumer = getattr(subscriber, "consumer", None)
             if consumer is None:
                 continue
-            for partition in consumer.assignment():
-                highwater = consumer.highwater(partition)
-                if highwater is None:
-                    continue
+            group = subscriber.group_id or ""
+            ends = await self._end_offsets(consumer)
+            for partition, end in ends.items():
                 try:
                     position = await consumer.position(partition)
                 except KafkaError:
                     continue  # revoked by a rebalance meanwhile
-                metrics.CONSUMER_LAG.labels(
-                    topic=partition.topic, partition=str(partition.partition), group=subscriber.group_id or ""
-                ).set(max(highwater - position, 0))
-        await asyncio.sleep(every_seconds)
+                highwater = max(end, consumer.highwater(partition) or 0)
+                key = (group, partition.topic, partition.partition)
+                seen.add(key)
+                lag = max(highwater - position, 0)
+                labels = {"topic": partition.topic, "partition": str(partition.partition), "group": group}
+                metrics.CONSUMER_LAG.labels(**labels).set(lag)
+                last = self._last_move.get(key)
+                if last is None or last[0] != position or lag == 0:
+                    self._last_move[key] = (position, now)
+                stalled = lag > 0 and now - self._last_move[key][1] >= self.stall_seconds
+                metrics.CONSUMER_STALLED.labels(**labels).set(1 if stalled else 0)
+                if stalled and key not in self.stalled:
+                    log.error(
+                        "consumer stalled",
+                        group=group,
+                        topic=partition.topic,
+                        partition=partition.partition,
+                        position=position,
+                        lag=lag,
+                        seconds=round(now - self._last_move[key][1]),
+                    )
+                if stalled:
+                    self.stalled[key] = lag
+                else:
+                    self.stalled.pop(key, None)
+        for key in set(self._last_move) - seen:  # revoked: another consumer reports it now
+            del self._last_move[key]
+            self.stalled.pop(key, None)
+            group, topic, number = key
+            metrics.CONSUMER_STALLED.labels(topic=topic, partition=str(number), group=group).set(0)
+
+    @staticmethod
+    async def _end_offsets(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+        partitions = list(consumer.assignment())
+        if not partitions:
+            return {}
+        try:
+            return dict(await consumer.end_offsets(partitions))
+        except KafkaError:  # the broker did not answer this time: what the last fetch said
+            return {tp: hw for tp in partitions if (hw := consumer.highwater(tp)) is not None}
+
+    async def check(self) -> None:
+        """Readiness: fails while any partition is stalled."""
+        if self.stalled:
+            raise ConsumerStalled(
+                "; ".join(
+                    f"{topic}[{part}] group {group}: lag {lag}"
+                    for (group, topic, part), lag in self.stalled.items()
+                )
+            )
 
 
 def describe_error(error: BaseException) -> str:
@@ -168,7 +499,7 @@ class _DeadLetterMiddleware(BaseMiddleware):
         metrics.EVENTS_CONSUMED.labels(**labels).inc()
         started = time.perf_counter()
         try:
-            check_payload_size(msg.body, self.settings)
+            check_record(record, self.settings)
             return await call_with_retries(lambda: call_next(msg), self.settings, topic)
         except Exception as error:
             failure = error if isinstance(error, HandlingFailed) else HandlingFailed(error, attempts=0)
@@ -236,6 +567,14 @@ class PayloadTooLarge(ValueError):
     """The event is larger than the platform accepts; retrying cannot help."""
 
 
+class EmptyValue(ValueError):
+    """The record has no value (a tombstone, or a producer's mistake): there is no event to handle."""
+
+
+class Undecodable(ValueError):
+    """The consumer could not decode the record's batch (`UndecodableRecord`); its bytes are unknown."""
+
+
 class PermanentError(Exception):
     """Raised by a handler for input it can never process (retrying cannot help): dead-letter now."""
 
@@ -248,10 +587,17 @@ class HandlingFailed(Exception):
         self.error, self.attempts = error, attempts
 
 
-NOT_RETRIED = (ValidationError, PayloadTooLarge, PermanentError)
+NOT_RETRIED = (ValidationError, PayloadTooLarge, EmptyValue, Undecodable, PermanentError)
 
 
-def check_payload_size(body: bytes, settings: Settings) -> None:
+def check_record(record: Any, settings: Settings) -> None:
+    """Refuse, before any handler sees it, a record that can never be an event."""
+    if isinstance(record, UndecodableRecord):
+        raise Undecodable(record.reason)
+    body = record.value
+    if not body:
+        kind = "a tombstone (null value)" if body is None else "an empty value"
+        raise EmptyValue(f"{kind}: an event is a JSON object")
     if len(body) > settings.kafka_max_message_bytes:
         raise PayloadTooLarge(f"payload of {len(body)} bytes exceeds {settings.kafka_max_message_bytes}")
 
@@ -325,10 +671,9 @@ class BatchConsumer(Generic[Parsed]):
         metrics.EVENTS_CONSUMED.labels(**self.labels).inc(len(records))
         valid: list[tuple[Any, Parsed]] = []
         for record in records:
-            body = record.value or b""
             try:
-                check_payload_size(body, self.settings)
-                valid.append((record, self.parse(body)))
+                check_record(record, self.settings)
+                valid.append((record, self.parse(record.value)))
             except Exception as error:  # parsing is pure: what fails it will always fail it
                 await self._dead_letter(record, error, attempts=1)
         try:

@@ -21,6 +21,11 @@ CONSUMER_LAG = Gauge(
     "Messages between a consumer's position and its partition's end, as the last fetch reported it",
     ["topic", "partition", "group"],
 )
+CONSUMER_STALLED = Gauge(
+    "aietl_consumer_stalled",
+    "1 while a partition has lag and its consumer's position has not moved for AIETL_KAFKA_STALL_SECONDS",
+    ["topic", "partition", "group"],
+)
 HTTP_REQUEST_SECONDS = Histogram(
     "aietl_http_request_seconds",
     "Gateway request latency by route",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -61,6 +61,28 @@ class Settings(BaseSettings):
     # --- bus ---
     kafka_partitions: int = Field(default=3, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
+    # unset: one less than the replication factor (3 -> 2: a write survives one broker down), at least 1
+    kafka_min_insync_replicas: int | None = Field(default=None, ge=1)
+    # unset: used when the broker grants a producer id (Apache Kafka does, tansu does not)
+    kafka_idempotent_producer: bool | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", validation_alias=_env("KAFKA_SECURITY_PROTOCOL", "AIETL_KAFKA_SECURITY_PROTOCOL")
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="SCRAM-SHA-512", validation_alias=_env("KAFKA_SASL_MECHANISM", "AIETL_KAFKA_SASL_MECHANISM")
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None, validation_alias=_env("KAFKA_SASL_USERNAME", "AIETL_KAFKA_SASL_USERNAME")
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, validation_alias=_env("KAFKA_SASL_PASSWORD", "AIETL_KAFKA_SASL_PASSWORD")
+    )
+    # CA bundle (PEM) that signed the brokers' certificates; unset: the system's trusted CAs
+    kafka_ssl_ca_file: Path | None = Field(
+        default=None, validation_alias=_env("KAFKA_SSL_CA_FILE", "AIETL_KAFKA_SSL_CA_FILE")
+    )
+    # a partition with lag whose consumer position has not moved for this long is reported stalled
+    kafka_stall_seconds: float = Field(default=120.0, gt=0)
     kafka_session_timeout_ms: int = Field(default=6_000, ge=1_000)
     kafka_heartbeat_interval_ms: int = Field(default=1_000, ge=100)
     kafka_fetch_max_wait_ms: int = Field(default=30, ge=0)
@@ -107,6 +129,21 @@ class Settings(BaseSettings):
     # --- templates ---
     templates_connections: dict[str, SecretStr] = Field(default_factory=dict)  # target name -> SQL URL
 
+    @model_validator(mode="after")
+    def _kafka_credentials(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs KAFKA_SASL_USERNAME and "
+                "KAFKA_SASL_PASSWORD"
+            )
+        if self.resolved_kafka_min_insync_replicas > self.kafka_replication_factor:
+            raise ValueError("AIETL_KAFKA_MIN_INSYNC_REPLICAS exceeds AIETL_KAFKA_REPLICATION_FACTOR")
+        if self.kafka_ssl_ca_file is not None and not self.kafka_ssl_ca_file.is_file():
+            raise ValueError(f"KAFKA_SSL_CA_FILE {self.kafka_ssl_ca_file} is not a file")
+        return self
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, url: str | None) -> str | None:
@@ -146,6 +183,12 @@ class Settings(BaseSettings):
         if self.clickhouse_host:
             return f"clickhouse://{self.clickhouse_host}:{self.clickhouse_port}"
         return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def resolved_kafka_min_insync_replicas(self) -> int:
+        if self.kafka_min_insync_replicas is not None:
+            return self.kafka_min_insync_replicas
+        return max(1, self.kafka_replication_factor - 1)
 
     @property
     def embedded_broker(self) -> bool:

@@ -1,7 +1,10 @@
 """Fixtures on real local services, read from the environment (see README, "Tests").
 
 - PostgreSQL: `TEST_POSTGRES_URL` (server admin URL); each session gets a fresh database, dropped after.
-- Kafka: `KAFKA_BOOTSTRAP_SERVERS`, else an embedded tansu broker on a free loopback port.
+- Kafka: `KAFKA_BOOTSTRAP_SERVERS`, else an embedded tansu broker on a free loopback port, or with
+  `AIETL_TEST_BROKER=kafka` a three-broker Apache Kafka cluster (`deploy/local/kafka.sh`; `make test`
+  runs the foundation, interop and poison suites a second time so). Tests that need Apache Kafka
+  itself (broker failures, security) use the `kafka_cluster` fixture in either pass.
 - Redis: `REDIS_URL` (tests use unique keys; nothing is flushed).
 - ClickHouse: chDB under the session's data dir unless `CLICKHOUSE_DSN` is set; Milvus Lite likewise.
 """
@@ -23,10 +26,12 @@ from shared.bus import ensure_topics
 from shared.embedded_broker import EmbeddedBroker
 from shared.migrate import upgrade_async
 from shared.settings import Settings
+from tests.kafka.cluster import KafkaCluster, running_cluster
 from tests.support import fresh_postgres_database
 
 ADMIN_PASSWORD = "admin-test-password"
 JWT_SECRET = "test-secret-" + "x" * 40
+TEST_BROKER = os.environ.get("AIETL_TEST_BROKER", "tansu")
 
 
 @pytest.fixture(scope="session")
@@ -42,10 +47,20 @@ def postgres_url(postgres_admin_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def kafka_servers() -> Iterator[str]:
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """Apache Kafka, three brokers on loopback with a SASL_SSL listener, for this session."""
+    with running_cluster(tmp_path_factory.mktemp("kafka"), brokers=3) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def kafka_servers(request: pytest.FixtureRequest) -> Iterator[str]:
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if configured:
         yield configured
+        return
+    if TEST_BROKER == "kafka":
+        yield request.getfixturevalue("kafka_cluster").bootstrap
         return
     with EmbeddedBroker() as broker:
         yield broker.bootstrap_servers
@@ -68,6 +83,7 @@ def settings(postgres_url: str, kafka_servers: str, redis_url: str, data_dir: Pa
         data_dir=data_dir,
         database_url=postgres_url,
         kafka_bootstrap_servers=kafka_servers,
+        kafka_replication_factor=3 if TEST_BROKER == "kafka" else 1,
         redis_url=redis_url,
         kafka_session_timeout_ms=6_000,
         kafka_heartbeat_interval_ms=500,

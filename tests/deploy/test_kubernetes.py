@@ -78,11 +78,44 @@ SCALED_OBJECT_SCHEMA = {
                                         "excludePersistentLag",
                                         "limitToPartitionsWithLag",
                                     )
+                                }
+                                | {
+                                    "sasl": {"enum": ["plaintext", "scram_sha256", "scram_sha512"]},
+                                    "tls": {"enum": ["enable", "disable"]},
                                 },
+                            },
+                            "authenticationRef": {
+                                "type": "object",
+                                "required": ["name"],
+                                "additionalProperties": False,
+                                "properties": {"name": {"type": "string"}, "kind": {"type": "string"}},
                             },
                         },
                     },
                 },
+            },
+        },
+    },
+}
+# KEDA's TriggerAuthentication: credentials for a scaler, each a key of a Secret.
+TRIGGER_AUTHENTICATION_SCHEMA = {
+    **SCALED_OBJECT_SCHEMA,
+    "properties": {
+        "apiVersion": {"const": "keda.sh/v1alpha1"},
+        "spec": {
+            "type": "object",
+            "required": ["secretTargetRef"],
+            "additionalProperties": False,
+            "properties": {
+                "secretTargetRef": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["parameter", "name", "key"],
+                        "additionalProperties": False,
+                        "properties": {k: {"type": "string"} for k in ("parameter", "name", "key")},
+                    },
+                }
             },
         },
     },
@@ -152,6 +185,8 @@ def test_manifests_validate_against_kubernetes_schemas(
         kinds[resource["kind"]] += 1
         if resource["kind"] == "ScaledObject":
             jsonschema.validate(resource, SCALED_OBJECT_SCHEMA)
+        elif resource["kind"] == "TriggerAuthentication":
+            jsonschema.validate(resource, TRIGGER_AUTHENTICATION_SCHEMA)
         else:
             kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
     assert kinds["Deployment"] == len(project.WORKER_NAMES) + 1
@@ -395,3 +430,37 @@ def test_renderer_agrees_with_kubectl_kustomize(rendered: dict[str, list[Resourc
     theirs = {(r["kind"], r["metadata"]["name"]): r for r in yaml.safe_load_all(output)}
     ours = {(r["kind"], r["metadata"]["name"]): r for r in rendered[overlay]}
     assert ours == theirs
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kafka_credentials_come_from_secrets(rendered: dict[str, list[Resource]], overlay: str) -> None:
+    """Every pod reads the SASL user and password from a Secret, never a ConfigMap; with TLS the CA
+    file it is told about is mounted from a Secret that exists, and KEDA authenticates the same way."""
+    resources = rendered[overlay]
+    for configmap in by_kind(resources, "ConfigMap").values():
+        assert not {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"} & set(configmap["data"])
+    secrets = by_kind(resources, "Secret")
+    for deployment in by_kind(resources, "Deployment").values():
+        spec = pod_spec(deployment)
+        container = spec["containers"][0]
+        env = environment(resources, container)
+        assert {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"} <= set(env)
+        if env.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").endswith("SSL"):
+            ca_file = Path(env["KAFKA_SSL_CA_FILE"])
+            mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(ca_file.parent))
+            volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+            assert ca_file.name in secrets[volume["secret"]["secretName"]]["stringData"]
+    protocols = {
+        c["data"].get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+        for c in by_kind(resources, "ConfigMap").values()
+    }
+    if protocols == {"SASL_SSL"}:
+        auth = by_kind(resources, "TriggerAuthentication")
+        for scaled in by_kind(resources, "ScaledObject").values():
+            for trigger in scaled["spec"]["triggers"]:
+                assert (
+                    trigger["metadata"]["sasl"] == "scram_sha512" and trigger["metadata"]["tls"] == "enable"
+                )
+                refs = auth[trigger["authenticationRef"]["name"]]["spec"]["secretTargetRef"]
+                assert {r["parameter"] for r in refs} == {"username", "password", "ca"}
+                assert all(r["key"] in secrets[r["name"]]["stringData"] for r in refs)

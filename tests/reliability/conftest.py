@@ -1,4 +1,4 @@
-"""An isolated stack for the tests that kill processes: its own tansu and its own database.
+"""An isolated stack for the tests that kill processes: its own bus and its own database.
 
 The session fixtures (`settings`, `runtime`) keep every worker consuming in the pytest process; a
 worker process under test must not share its consumer group with them, so it gets a bus of its own.
@@ -6,6 +6,11 @@ worker process under test must not share its consumer group with them, so it get
 The stack's database is a dimension of its own (`stack_database`): every test on the stack runs on
 SQLite, the database of `aietl up` that newcomers run, and on PostgreSQL, production's. A test that
 is about neither narrows it with `@pytest.mark.parametrize("stack_database", [...], indirect=True)`.
+
+The bus is a dimension of its own (`stack_broker`): tansu by default; a test that parametrises it
+with `BROKERS` (`@pytest.mark.parametrize("stack_broker", BROKERS, indirect=True)`) runs on the
+three-broker Apache Kafka cluster as well (on PostgreSQL only: the SQLite
+runs stand for `aietl up`, whose bus is tansu), with topics replicated three times.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from shared.embedded_broker import EmbeddedBroker, free_port, port_open
 from shared.migrate import upgrade_async
 from shared.settings import Settings
 from tests.conftest import ADMIN_PASSWORD, JWT_SECRET
+from tests.kafka.cluster import KafkaCluster
 from tests.support import fresh_postgres_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +43,7 @@ DATABASES = ("sqlite", "postgresql")
 # The SQLite runs repeat what PostgreSQL proves at a quarter of the events: they are there to catch
 # what only SQLite does (one writer at a time, a file per database), which shows at any scale.
 SQLITE_SHARE = 4
+BROKERS = ("tansu", "kafka")
 
 
 def scale(default: int) -> int:
@@ -53,6 +60,7 @@ class Stack:
     logs: Path
     database: Database
     database_kind: str  # one of DATABASES
+    broker: StackBroker
     processes: list[Service] = field(default_factory=list)
 
     def events(self, count: int) -> int:
@@ -119,10 +127,24 @@ class Service:
         return self.log_path.read_text(errors="replace")[-6_000:]
 
 
-@pytest.fixture(scope="session")
-def stack_broker() -> Iterator[EmbeddedBroker]:
+@dataclass(frozen=True)
+class StackBroker:
+    """The stack's bus: where it is, how its topics are replicated, and the cluster when it is Kafka."""
+
+    name: str
+    servers: str
+    replication_factor: int = 1
+    cluster: KafkaCluster | None = None
+
+
+@pytest.fixture(scope="session", params=["tansu"])
+def stack_broker(request: pytest.FixtureRequest) -> Iterator[StackBroker]:
+    if request.param == "kafka":
+        cluster: KafkaCluster = request.getfixturevalue("kafka_cluster")
+        yield StackBroker("kafka", cluster.bootstrap, replication_factor=3, cluster=cluster)
+        return
     with EmbeddedBroker() as broker:
-        yield broker
+        yield StackBroker("tansu", broker.bootstrap_servers)
 
 
 @pytest.fixture(scope="session")
@@ -186,7 +208,7 @@ def stack_database_url(
 
 @pytest.fixture(scope="session")
 async def stack(
-    stack_broker: EmbeddedBroker,
+    stack_broker: StackBroker,
     stack_database: str,
     stack_database_url: str,
     redis_url: str,
@@ -201,7 +223,8 @@ async def stack(
     }
     env.update(
         DATABASE_URL=stack_database_url,
-        KAFKA_BOOTSTRAP_SERVERS=stack_broker.bootstrap_servers,
+        KAFKA_BOOTSTRAP_SERVERS=stack_broker.servers,
+        AIETL_KAFKA_REPLICATION_FACTOR=str(stack_broker.replication_factor),
         REDIS_URL=redis_url,
         AIETL_ENVIRONMENT="test",
         AIETL_DATA_DIR=str(data_dir),
@@ -219,15 +242,29 @@ async def stack(
         environment="test",
         data_dir=data_dir,
         database_url=stack_database_url,
-        kafka_bootstrap_servers=stack_broker.bootstrap_servers,
+        kafka_bootstrap_servers=stack_broker.servers,
+        kafka_replication_factor=stack_broker.replication_factor,
         redis_url=redis_url,
         kafka_max_message_bytes=MAX_MESSAGE_BYTES,
     )
     await upgrade_async(settings.resolved_database_url)
     await ensure_topics(settings)
     database = Database(settings.resolved_database_url)
-    stack = Stack(settings, env, logs, database, stack_database)
+    stack = Stack(settings, env, logs, database, stack_database, stack_broker)
     yield stack
     for service in stack.processes:
         await asyncio.to_thread(service.stop)
     await database.dispose()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Apache Kafka runs pair with PostgreSQL only: the SQLite runs stand for `aietl up`, whose bus
+    is tansu, and the pair would double the slowest tests for nothing either run does not show."""
+    kept, dropped = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        pair = (params.get("stack_broker"), params.get("stack_database"))
+        (dropped if pair == ("kafka", "sqlite") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept

@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from shared.events import Event
 from tests.reliability.conftest import ROOT, Service, Stack
@@ -60,13 +61,19 @@ async def stream(
     seconds: float,
     ends: dict[int, int],
     consumed: Callable[[], Awaitable[int]],
+    *,
+    idempotent: bool = False,
 ) -> None:
-    """Publish the events spread over about `seconds`, keyed (in order per key), acks=all; `ends`
-    gets, per partition, the offset just past the last event the broker acknowledged there.
+    """Publish the events spread over about `seconds`, keyed (in order per key), acks=all (and
+    idempotent where the broker allows: a retry after a broker failure neither duplicates nor
+    reorders); `ends` gets, per partition, the offset just past the last event the broker
+    acknowledged there.
 
     The stream stays at most a tenth of the events ahead of `consumed()`: a fast worker cannot
     finish the stream while a slow restart is under way, so every kill lands mid-stream."""
-    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=servers, acks="all", linger_ms=5, enable_idempotence=idempotent
+    )
     await producer.start()
     try:
         size = max(1, len(events) // SLICES)
@@ -112,7 +119,18 @@ class GroupOffsets:
         await self._admin.close()
 
     async def committed(self) -> dict[int, int]:
-        offsets = await self._admin.list_consumer_group_offsets(self.group, partitions=self.partitions)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                offsets = await self._admin.list_consumer_group_offsets(
+                    self.group, partitions=self.partitions
+                )
+                break
+            except KafkaError as error:
+                # Apache Kafka: the coordinator is still loading, moving, or its broker just died
+                if not error.retriable or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
         return {
             tp.partition: meta.offset for tp, meta in offsets.items() if meta is not None and meta.offset >= 0
         }
@@ -128,23 +146,27 @@ class GroupOffsets:
 
 
 async def wait_for_commits(
-    offsets: GroupOffsets, done: Callable[[], Awaitable[bool]], what: str, worker: Service
+    offsets: GroupOffsets, done: Callable[[], Awaitable[bool]], what: str, workers: Sequence[Service]
 ) -> None:
-    """Poll until `done()`; fail as soon as `worker` has exited, or once the group has committed
-    nothing for `STALL_SECONDS` (no fixed deadline: a loaded machine is slow, not stuck)."""
+    """Poll until `done()`; fail as soon as one of `workers` has exited, or once the group has
+    committed nothing for `STALL_SECONDS` (no fixed deadline: a loaded machine is slow, not stuck)."""
     last, moved = -1, time.monotonic()
     while not await done():
-        if worker.process.poll() is not None:
-            raise AssertionError(
-                f"{worker.name} exited ({worker.process.returncode}) before {what}:\n{worker.output()}"
-            )
+        for worker in workers:
+            if worker.process.poll() is not None:
+                raise AssertionError(
+                    f"{worker.name} exited ({worker.process.returncode}) before {what}:\n{worker.output()}"
+                )
         if (progress := await offsets.progress()) != last:
             last, moved = progress, time.monotonic()
         elif time.monotonic() - moved > STALL_SECONDS:
             raise AssertionError(
-                f"not {what}: nothing committed for {STALL_SECONDS}s (at {last}):\n{worker.output()}"
+                f"not {what}: nothing committed for {STALL_SECONDS}s (at {last}):\n{workers[0].output()}"
             )
         await asyncio.sleep(0.1)
+
+
+Disruption = Callable[[], Awaitable[None]]
 
 
 async def kill_and_restart_while_streaming(
@@ -156,10 +178,14 @@ async def kill_and_restart_while_streaming(
     *,
     env: dict[str, str] | None = None,
     seconds: float = STREAM_SECONDS,
+    replicas: int = 1,
+    disruptions: Sequence[Disruption] | None = None,
 ) -> CrashRun:
-    """Run `aietl worker <worker>` (consumer group `worker`), stream `events` to `topic`, SIGKILL the
-    worker `KILLS` times at random points and restart it; return once the group has committed every
-    streamed event and the last worker has stopped (so its stores are closed)."""
+    """Run `replicas` processes of `aietl worker <worker>` (one consumer group, `worker`, sharing the
+    partitions), stream `events` to `topic` and disrupt the run at random points: by default SIGKILL
+    one replica (chosen at random) `KILLS` times and start another in its place, or else run each of
+    `disruptions` in turn (a broker killed, say). Return once the group has committed every streamed
+    event and the last workers have stopped (so their stores are closed)."""
     began = time.monotonic()
     servers = stack.settings.resolved_kafka_servers
     starts = 0
@@ -169,17 +195,34 @@ async def kill_and_restart_while_streaming(
         starts += 1
         return stack.spawn(f"{worker}-worker", "worker", worker, port_env="AIETL_METRICS_PORT", **(env or {}))
 
+    processes = [start() for _ in range(replicas)]
+
+    async def kill_a_replica() -> None:
+        victim = rng.randrange(len(processes))
+        processes[victim].kill()
+        processes[victim] = start()
+
+    steps = list(disruptions) if disruptions is not None else [kill_a_replica] * KILLS
     async with GroupOffsets(servers, worker, topic, stack.settings.kafka_partitions) as offsets:
-        process = start()
         ends: dict[int, int] = {}
-        publishing = asyncio.create_task(stream(servers, topic, events, seconds, ends, offsets.progress))
-        # Kill points spread over the processing: once the group has committed a random number of
-        # the events (and more than at the last kill), plus a random delay, so that a kill lands
+        publishing = asyncio.create_task(
+            stream(
+                servers,
+                topic,
+                events,
+                seconds,
+                ends,
+                offsets.progress,
+                idempotent=stack.broker.name == "kafka",
+            )
+        )
+        # Disruptions spread over the processing: once the group has committed a random number of
+        # the events (and more than at the last one), plus a random delay, so that a kill lands
         # anywhere: mid-handler, between a store write and the offset commit, while fetching.
-        targets = sorted(rng.randrange(len(events) // 20, len(events) * 4 // 5) for _ in range(KILLS))
+        targets = sorted(rng.randrange(len(events) // 20, len(events) * 4 // 5) for _ in steps)
         kills: list[int] = []
         try:
-            for target in targets:
+            for target, disrupt in zip(targets, steps, strict=True):
                 goal = max(target, kills[-1] + 1 if kills else 1)
 
                 async def reached(goal: int = goal) -> bool:
@@ -187,26 +230,27 @@ async def kill_and_restart_while_streaming(
                         publishing.result()  # a failed stream fails the test here
                     return await offsets.progress() >= goal
 
-                await wait_for_commits(offsets, reached, f"{goal} events committed", process)
+                await wait_for_commits(offsets, reached, f"{goal} events committed", processes)
                 await asyncio.sleep(rng.uniform(0.0, 0.3))
-                process.kill()
                 kills.append(await offsets.progress())
-                log.info("worker killed", worker=worker, committed_at_kill=kills[-1], of=len(events))
-                process = start()
+                await disrupt()
+                log.info("disrupted", worker=worker, committed_at=kills[-1], of=len(events))
             await publishing
 
             async def drained() -> bool:
                 return await offsets.covers(ends)
 
-            await wait_for_commits(offsets, drained, f"all {len(events)} events committed", process)
-            process.stop()  # graceful or not, the at-least-once guarantees hold
+            await wait_for_commits(offsets, drained, f"all {len(events)} events committed", processes)
+            for process in processes:
+                process.stop()  # graceful or not, the at-least-once guarantees hold
         finally:
             publishing.cancel()
-            process.kill()
-    assert len(kills) == KILLS and kills[-1] < len(events), f"the kills did not land mid-stream: {kills}"
+            for process in processes:
+                process.kill()
+    assert len(kills) == len(steps) and kills[-1] < len(events), f"disruptions not mid-stream: {kills}"
     run = CrashRun(len(events), kills, starts, time.monotonic() - began)
     print(
-        f"{worker}: {run.events} events, committed at the kills {run.kills}, "
+        f"{worker}: {run.events} events, {replicas} replicas, committed at the disruptions {run.kills}, "
         f"{run.starts} starts, {run.seconds:.0f}s"
     )
     return run

@@ -18,10 +18,12 @@ import json
 import random
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pytest
 from pymilvus import MilvusClient
 from sqlalchemy import func, select
 
@@ -48,8 +50,8 @@ from shared.events import (
     Topic,
 )
 from shared.settings import Settings
-from tests.reliability.conftest import Stack, scale
-from tests.reliability.crash import chdb_query, kill_and_restart_while_streaming, run_seed
+from tests.reliability.conftest import BROKERS, Stack, scale
+from tests.reliability.crash import Disruption, chdb_query, kill_and_restart_while_streaming, run_seed
 
 # Counts on PostgreSQL; the SQLite runs take a share of them (`Stack.events`).
 EVENTS = scale(10_000)  # the issue's figure; about 25 s of processing for drift here
@@ -87,7 +89,7 @@ async def processed(stack: Stack, consumer: str, tag: str) -> int:
 # --- drift ---------------------------------------------------------------------------------------
 
 
-def make_events(project: str, tag: str, rng: random.Random, count: int) -> list[SchemaObserved]:
+def make_events(project: str, tag: str, rng: random.Random, count: int = EVENTS) -> list[SchemaObserved]:
     # Mostly repeats of a table's current shape (no new version), now and then a change.
     current = dict.fromkeys(range(TABLES), 0)
     events = []
@@ -128,20 +130,38 @@ async def drift_state(stack: Stack, project: str) -> dict[str, dict[str, list[tu
     return {table: {kind: sorted(rows) for kind, rows in kinds.items()} for table, kinds in state.items()}
 
 
+@pytest.mark.parametrize("stack_broker", BROKERS, indirect=True)
 async def test_drift_worker_survives_sigkill(stack: Stack) -> None:
     """The drift service's own policy decides what an observation does; the oracle is the same
     sequence applied once, in order, without a crash (through `services.drift.service.observe_many`)."""
+    await drift_exactly_once(stack)
+
+
+@pytest.mark.parametrize("stack_broker", BROKERS, indirect=True)
+async def test_drift_replicas_share_partitions_and_survive_sigkill(stack: Stack) -> None:
+    """Three replicas of the drift worker in one consumer group, one per partition; each kill
+    rebalances the partitions of the dead one to the others (and back to its replacement)."""
+    await drift_exactly_once(stack, replicas=3)
+
+
+async def drift_exactly_once(
+    stack: Stack, *, replicas: int = 1, disruptions: Sequence[Disruption] | None = None, events: int = EVENTS
+) -> None:
+    """Stream drift observations through the worker while the run is disrupted (worker kills by
+    default); then every observation has been handled once and the state is the reference's."""
     rng = random.Random(run_seed())
     project, tag = f"crash-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
-    events = make_events(project, tag, rng, stack.events(EVENTS))
-    await kill_and_restart_while_streaming(stack, "drift", Topic.SCHEMA_OBSERVED, events, rng)
-    assert await processed(stack, "drift", tag) == len(events)
+    observed = make_events(project, tag, rng, stack.events(events))
+    await kill_and_restart_while_streaming(
+        stack, "drift", Topic.SCHEMA_OBSERVED, observed, rng, replicas=replicas, disruptions=disruptions
+    )
+    assert await processed(stack, "drift", tag) == len(observed)
 
     reference = f"ref-{uuid.uuid4().hex[:8]}"
     async with stack.database.transaction() as session:
         await drift_service.observe_many(
             session,
-            [e.model_copy(update={"project_id": reference, "event_id": uuid.uuid4()}) for e in events],
+            [e.model_copy(update={"project_id": reference, "event_id": uuid.uuid4()}) for e in observed],
             "test:reference",
         )
     crashed, expected = await drift_state(stack, project), await drift_state(stack, reference)
@@ -154,6 +174,7 @@ async def test_drift_worker_survives_sigkill(stack: Stack) -> None:
 # --- features ------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("stack_broker", BROKERS, indirect=True)
 async def test_features_worker_survives_sigkill(stack: Stack) -> None:
     """Every value of every event is in the offline store once, with the value sent."""
     rng = random.Random(run_seed())

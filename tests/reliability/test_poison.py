@@ -19,6 +19,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import MessageSizeTooLargeError
 
 from services.gateway.events import INBOUND
 from services.runtime import Runtime
@@ -124,7 +125,15 @@ async def test_poison_is_dead_lettered_and_the_consumer_goes_on(platform: Platfo
             # One key for all of a topic's messages: one partition, so the good event comes last.
             key = f"{project}/{target.topic}".encode()
             for kind, value in poison(target.topic, project, settings.kafka_max_message_bytes).items():
-                await producer.send_and_wait(target.topic, value, key=key, headers=[("kind", kind.encode())])
+                try:
+                    await producer.send_and_wait(
+                        target.topic, value, key=key, headers=[("kind", kind.encode())]
+                    )
+                except MessageSizeTooLargeError:
+                    # Apache Kafka's own limit (message.max.bytes, about 1 MiB) refuses it to the
+                    # producer before any consumer could see it; tansu accepts it.
+                    assert kind == "oversized", kind
+                    continue
                 sent[(target.topic, kind)] = value
             event = example_of(target.topic, project)
             record = await producer.send_and_wait(target.topic, event.model_dump_json().encode(), key=key)

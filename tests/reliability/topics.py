@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 
 async def read_all(servers: str, topic: str, *, timeout: float = 60.0) -> list[bytes]:
@@ -12,9 +13,14 @@ async def read_all(servers: str, topic: str, *, timeout: float = 60.0) -> list[b
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not partitions:
-            await consumer.force_metadata_update()
-            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:  # the consumer has no metadata of this topic yet (Apache Kafka)
+            admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+            await admin.start()
+            try:
+                [described] = await admin.describe_topics([topic])
+            finally:
+                await admin.close()
+            partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
