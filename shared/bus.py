@@ -118,28 +118,53 @@ async def publish_records(broker: KafkaBroker, records: Sequence[OutgoingRecord]
     await asyncio.gather(*confirmations)
 
 
-async def record_consumer_lag(broker: KafkaBroker, every_seconds: float = 15.0) -> None:
-    """Keep `aietl_consumer_lag` current for every partition this process consumes, until cancelled.
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    """How many records a consumer group has yet to read from one partition."""
+
+    topic: str
+    partition: int
+    group: str
+    lag: int
+
+
+async def consumer_lag(broker: KafkaBroker) -> list[PartitionLag]:
+    """The lag of every partition this process consumes.
 
     The end offset is the high watermark of the last fetch response (no extra request to the
     broker); a partition the broker has reported none for yet is skipped.
     """
-    while True:
-        for subscriber in broker.subscribers:
-            consumer = getattr(subscriber, "consumer", None)
-            if consumer is None:
+    lags = []
+    for subscriber in broker.subscribers:
+        consumer = getattr(subscriber, "consumer", None)
+        if consumer is None:
+            continue
+        for partition in consumer.assignment():
+            highwater = consumer.highwater(partition)
+            if highwater is None:
                 continue
-            for partition in consumer.assignment():
-                highwater = consumer.highwater(partition)
-                if highwater is None:
-                    continue
-                try:
-                    position = await consumer.position(partition)
-                except KafkaError:
-                    continue  # revoked by a rebalance meanwhile
-                metrics.CONSUMER_LAG.labels(
-                    topic=partition.topic, partition=str(partition.partition), group=subscriber.group_id or ""
-                ).set(max(highwater - position, 0))
+            try:
+                position = await consumer.position(partition)
+            except KafkaError:
+                continue  # revoked by a rebalance meanwhile
+            lags.append(
+                PartitionLag(
+                    partition.topic,
+                    partition.partition,
+                    subscriber.group_id or "",
+                    max(highwater - position, 0),
+                )
+            )
+    return lags
+
+
+async def record_consumer_lag(broker: KafkaBroker, every_seconds: float = 15.0) -> None:
+    """Keep `aietl_consumer_lag` current for every partition this process consumes, until cancelled."""
+    while True:
+        for item in await consumer_lag(broker):
+            metrics.CONSUMER_LAG.labels(
+                topic=item.topic, partition=str(item.partition), group=item.group
+            ).set(item.lag)
         await asyncio.sleep(every_seconds)
 
 

@@ -20,6 +20,7 @@ from services.gateway.admin import ensure_bootstrap_admin
 from services.gateway.fast_path import FastRoute, answer_fast, mount_fast_routes
 from services.gateway.security import LoginThrottles, TokenVerifier, jwt_secret
 from services.operations import health_response, metrics_response, readiness_response
+from services.ops import api as ops
 from services.runtime import WORKERS, Runtime
 from shared import metrics
 
@@ -48,6 +49,7 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = True) -> FastAPI:
         if owns_runtime:
             await runtime.broker.connect()
             runtime.start_relay()
+            runtime.start_heartbeat()
         await ensure_bootstrap_admin(runtime)
         try:
             yield
@@ -64,6 +66,7 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    runtime.add_role("gateway")
     app.state.jwt_secret = jwt_secret(runtime.settings)
     app.state.tokens = TokenVerifier(app.state.jwt_secret)
     app.state.login_throttles = LoginThrottles.from_settings(runtime.settings)
@@ -71,7 +74,7 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = True) -> FastAPI:
     # Each router directly under the app (not through an intermediate /api/v1 router): FastAPI
     # matches a request again at every level of inclusion, and one level fewer is one walk fewer.
     apis = service_apis()
-    for router in (auth.router, admin.router, events.router, *(api.router for api in apis)):
+    for router in (auth.router, admin.router, events.router, *(api.router for api in apis), ops.router):
         app.include_router(router, prefix="/api/v1")
     _add_operational_routes(app, runtime)
     _add_error_handlers(app)
