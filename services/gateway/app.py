@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.exc import DBAPIError
 
+from services.console.web import mount_console
 from services.gateway import admin, auth, events
 from services.gateway.admin import ensure_bootstrap_admin
 from services.gateway.fast_path import FastRoute, answer_fast, mount_fast_routes
@@ -77,6 +78,7 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = True) -> FastAPI:
     for router in (auth.router, admin.router, events.router, *(api.router for api in apis), ops.router):
         app.include_router(router, prefix="/api/v1")
     _add_operational_routes(app, runtime)
+    mount_console(app)
     _add_error_handlers(app)
     _document_message_errors(app)
     fast_routes = mount_fast_routes("/api/v1", apis)

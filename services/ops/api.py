@@ -515,18 +515,19 @@ async def pipeline_runs(
 
 
 @router.get(
-    "/pipeline-runs/{pipeline_id}/week",
-    response_model=readers.WeekProfile,
+    "/pipeline-runs/{pipeline_id}",
+    response_model=readers.PipelineProfile,
     responses={**UNAUTHORIZED, **NOT_FOUND, **UNPROCESSABLE},
 )
-async def pipeline_week(
+async def pipeline_profile(
     pipeline_id: Annotated[str, Path(max_length=255)],
     project_id: ProjectDep,
     runtime: RuntimeDep,
     days: Annotated[int, Query(ge=1, le=365)] = 30,
-) -> readers.WeekProfile:
-    """Expected impact of maintenance per hour of the week (what the maintenance window minimises)."""
-    profile = await readers.week_profile(runtime, project_id, pipeline_id, days)
+) -> readers.PipelineProfile:
+    """A pipeline's newest runs and its week: runs and expected maintenance impact per hour of the
+    week (what the recommended maintenance window minimises)."""
+    profile = await readers.pipeline_profile(runtime, project_id, pipeline_id, days)
     if profile is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no runs of pipeline {pipeline_id!r}")
     return profile

@@ -201,30 +201,62 @@ async def runs_summary(runtime: Runtime, project_id: str, days: int) -> RunsSumm
     )
 
 
-class WeekProfile(BaseModel):
+class RunPoint(BaseModel):
+    started_at: datetime
+    status: str
+    duration_seconds: float
+    rows_read: int
+    cpu_percent: float | None
+    memory_mb: float | None
+    disk_mb: float | None
+    network_mb: float | None
+    cost_usd: float | None
+
+
+class PipelineProfile(BaseModel):
     pipeline_id: str
     impact: list[float]
     """168 values, Monday 00:00 UTC first: expected impact of maintenance in that hour (load share
-    plus failure weight), the quantity the recommended window minimises."""
-    runs: list[int]
+    plus failure weight), the quantity the recommended maintenance window minimises."""
+    runs_per_hour: list[int]
     """168 values: runs started in that hour of the week over the period."""
+    recent: list[RunPoint]
+    """The newest runs (at most `MAX_RUN_POINTS`), oldest first: the history behind a forecast."""
 
 
-async def week_profile(runtime: Runtime, project_id: str, pipeline_id: str, days: int) -> WeekProfile | None:
+MAX_RUN_POINTS = 2_000
+
+
+async def pipeline_profile(
+    runtime: Runtime, project_id: str, pipeline_id: str, days: int
+) -> PipelineProfile | None:
     runs = await _runs(runtime, project_id, days, pipeline_id)
     if runs.empty:
         return None
     impact = window.expected_impact(window.hourly_profile(runs))
     started = pd.DatetimeIndex(runs["started_at"]).tz_convert("UTC")
-    hour_of_week = started.dayofweek * 24 + started.hour
-    counts = (
-        pd.Series(1, index=hour_of_week).groupby(level=0).sum().reindex(range(HOURS_PER_WEEK), fill_value=0)
-    )
-    return WeekProfile(
+    hour_of_week = pd.Series(started.dayofweek * 24 + started.hour)
+    counts = hour_of_week.value_counts().reindex(range(HOURS_PER_WEEK), fill_value=0)
+    newest = runs.sort_values("started_at").tail(MAX_RUN_POINTS)
+    fields = list(RunPoint.model_fields)
+    recent = [
+        RunPoint.model_validate({name: _plain(row[name]) for name in fields}) for _, row in newest.iterrows()
+    ]
+    return PipelineProfile(
         pipeline_id=pipeline_id,
         impact=[round(float(v), 4) for v in impact],
-        runs=[int(v) for v in counts.to_numpy()],
+        runs_per_hour=[int(v) for v in counts.to_numpy()],
+        recent=recent,
     )
+
+
+def _plain(value: Any) -> Any:
+    """A pandas cell as JSON-friendly Python (NaN and NaT as None)."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    return value.item() if hasattr(value, "item") else value
 
 
 # --- vectors -------------------------------------------------------------------------------------
