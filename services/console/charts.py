@@ -17,13 +17,15 @@ from markupsafe import Markup, escape
 
 _ids = itertools.count(1)
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+LANE_CHARACTERS = 36
 
 
 def _frame(width: int, height: int, title: str, description: str, body: list[str], css: str) -> Markup:
     ident = f"chart-{next(_ids)}"
-    return Markup(
-        f'<svg class="chart {css}" viewBox="0 0 {width} {height}" role="img" preserveAspectRatio="xMinYMin meet" '
-        f'aria-labelledby="{ident}-t {ident}-d" xmlns="http://www.w3.org/2000/svg">'
+    # Every text that reaches the markup went through `escape` (or is a number): safe by construction.
+    return Markup(  # noqa: S704
+        f'<svg class="chart {css}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-labelledby="{ident}-t {ident}-d" xmlns="http://www.w3.org/2000/svg">'
         f'<title id="{ident}-t">{escape(title)}</title><desc id="{ident}-d">{escape(description)}</desc>'
         + "".join(body)
         + "</svg>"
@@ -72,7 +74,7 @@ def forecast_chart(
 ) -> Markup:
     """History as a line, the forecast's mean as a dashed line inside its interval band, capacity as a
     horizontal line; the time axis spans both."""
-    width, height, left, right, top, bottom = 760, 300, 56, 16, 16, 40
+    width, height, left, right, top, bottom = 960, 320, 64, 16, 28, 44
     times = [t for t, _ in history] + [p.time for p in forecast]
     if not times:
         return _frame(width, height, title, "No data.", [_text(left, height / 2, "No data")], "forecast")
@@ -103,7 +105,8 @@ def forecast_chart(
         mean = " ".join(f"{x(p.time):.1f},{y(p.mean):.1f}" for p in forecast)
         body.append(f'<polyline class="mean" points="{mean}"/>')
         body.append(
-            f'<line class="now" x1="{x(forecast[0].time):.1f}" y1="{top}" x2="{x(forecast[0].time):.1f}" y2="{height - bottom}"/>'
+            f'<line class="now" x1="{x(forecast[0].time):.1f}" y1="{top}" '
+            f'x2="{x(forecast[0].time):.1f}" y2="{height - bottom}"/>'
         )
         body.append(_text(x(forecast[0].time) + 4, top + 12, "forecast", "label muted"))
     if history:
@@ -111,7 +114,8 @@ def forecast_chart(
         body.append(f'<polyline class="history" points="{line}"/>')
     if capacity is not None:
         body.append(
-            f'<line class="capacity" x1="{left}" y1="{y(capacity):.1f}" x2="{width - right}" y2="{y(capacity):.1f}"/>'
+            f'<line class="capacity" x1="{left}" y1="{y(capacity):.1f}" '
+            f'x2="{width - right}" y2="{y(capacity):.1f}"/>'
         )
         body.append(
             _text(
@@ -125,7 +129,8 @@ def forecast_chart(
     description = (
         f"{len(history)} hourly observations and a {len(forecast)}-hour forecast in {unit}"
         + (
-            f"; peak forecast {_short(max(p.mean for p in forecast))}, upper bound {_short(max(p.upper for p in forecast))}"
+            f"; peak forecast {_short(max(p.mean for p in forecast))}, "
+            f"upper bound {_short(max(p.upper for p in forecast))}"
             if forecast
             else ""
         )
@@ -158,7 +163,7 @@ def _axes(
             f'<line class="grid" x1="{left}" y1="{level:.1f}" x2="{width - right}" y2="{level:.1f}"/>'
         )
         body.append(_text(left - 6, level + 4, _short(value), "label tick", "end"))
-    body.append(_text(4, top + 4, unit, "label muted"))
+    body.append(_text(left - 6, top - 12, unit, "label muted", "end"))
     return body
 
 
@@ -190,7 +195,7 @@ class Bar:
 
 def bar_chart(title: str, unit: str, bars: Sequence[Bar], *, flag_name: str = "anomaly") -> Markup:
     """Vertical bars (e.g. cost per day); flagged bars get their own colour, a marker and a label."""
-    width, height, left, right, top, bottom = 760, 260, 56, 16, 24, 44
+    width, height, left, right, top, bottom = 960, 280, 64, 16, 36, 44
     if not bars:
         return _frame(width, height, title, "No data.", [_text(left, height / 2, "No data")], "bars")
     y_max = _nice_max(max(b.value for b in bars) * 1.1)
@@ -205,7 +210,8 @@ def bar_chart(title: str, unit: str, bars: Sequence[Bar], *, flag_name: str = "a
             f" — {flag_name}: {bar.note}" if bar.flagged else ""
         )
         body.append(
-            f'<rect class="{css}" x="{x0:.1f}" y="{height - bottom - bar_height:.1f}" width="{slot * 0.7:.1f}" '
+            f'<rect class="{css}" x="{x0:.1f}" y="{height - bottom - bar_height:.1f}" '
+            f'width="{slot * 0.7:.1f}" '
             f'height="{bar_height:.1f}"><title>{escape(tip)}</title></rect>'
         )
         if bar.flagged:
@@ -229,7 +235,7 @@ def bar_chart(title: str, unit: str, bars: Sequence[Bar], *, flag_name: str = "a
 
 def horizontal_bars(title: str, unit: str, items: Sequence[tuple[str, float]]) -> Markup:
     """One labelled bar per item (e.g. consumer lag per topic and group), the value written beside it."""
-    row, left, width = 26, 260, 760
+    row, left, width = 26, 300, 960
     height = max(row * len(items) + 24, 60)
     if not items:
         return _frame(width, 60, title, "Nothing to show.", [_text(8, 34, "Nothing to show")], "hbars")
@@ -259,7 +265,7 @@ class Mark:
 def timeline(title: str, marks: Sequence[Mark]) -> Markup:
     """One lane per table, a mark per detection at its time, coloured by severity, labelled by status."""
     lanes = list(dict.fromkeys(m.lane for m in marks))
-    left, right, row, width = 220, 24, 34, 760
+    left, right, row, width = 280, 24, 34, 960
     height = 44 + row * max(len(lanes), 1)
     if not marks:
         return _frame(width, 60, title, "No detections.", [_text(8, 34, "No detections yet")], "timeline")
@@ -273,13 +279,15 @@ def timeline(title: str, marks: Sequence[Mark]) -> Markup:
     body = []
     for index, lane in enumerate(lanes):
         y0 = 20 + index * row
-        body.append(_text(left - 10, y0 + 4, lane, "label", "end"))
+        shown = lane if len(lane) <= LANE_CHARACTERS else lane[: LANE_CHARACTERS - 1] + "…"
+        body.append(f"<g>{_text(left - 10, y0 + 4, shown, 'label', 'end')}<title>{escape(lane)}</title></g>")
         body.append(f'<line class="lane" x1="{left}" y1="{y0}" x2="{width - right}" y2="{y0}"/>')
     for mark in marks:
         y0 = 20 + lanes.index(mark.lane) * row
         body.append(
             f'<circle class="mark {escape(mark.severity)}" cx="{x(mark.time):.1f}" cy="{y0}" r="7">'
-            f"<title>{escape(f'{mark.lane} — {mark.label} ({mark.severity}) at {mark.time:%Y-%m-%d %H:%M} UTC')}</title></circle>"
+            f"<title>{escape(f'{mark.lane} — {mark.label} ({mark.severity}) at {mark.time:%Y-%m-%d %H:%M}')}"
+            " UTC</title></circle>"
         )
         body.append(_text(x(mark.time) + 10, y0 - 8, mark.label, "label small"))
     baseline = height - 14
@@ -318,7 +326,8 @@ def layered_graph(
     width, height = max(column * len(layers), 200), 40 + row * max(tallest, 1)
     where: dict[str, tuple[float, float]] = {}
     body = [
-        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path class="arrowhead" d="M 0 0 L 10 5 L 0 10 z"/></marker></defs>'
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
+        'orient="auto-start-reverse"><path class="arrowhead" d="M 0 0 L 10 5 L 0 10 z"/></marker></defs>'
     ]
     for index, (heading, nodes) in enumerate(layers):
         x0 = 10 + index * column
@@ -330,15 +339,17 @@ def layered_graph(
         if source in where and target in where:
             (x1, y1), (x2, y2) = where[source], where[target]
             body.append(
-                f'<path class="edge" d="M {x1 + box_w:.1f} {y1 + box_h / 2:.1f} C {x1 + box_w + 20:.1f} {y1 + box_h / 2:.1f}, '
-                f'{x2 - 20:.1f} {y2 + box_h / 2:.1f}, {x2:.1f} {y2 + box_h / 2:.1f}" marker-end="url(#arrow)"/>'
+                f'<path class="edge" d="M {x1 + box_w:.1f} {y1 + box_h / 2:.1f} '
+                f"C {x1 + box_w + 20:.1f} {y1 + box_h / 2:.1f}, {x2 - 20:.1f} {y2 + box_h / 2:.1f}, "
+                f'{x2:.1f} {y2 + box_h / 2:.1f}" marker-end="url(#arrow)"/>'
             )
     for _, nodes in layers:
         for node in nodes:
             x0, y0 = where[node.id]
             label = node.label if len(node.label) <= 22 else node.label[:21] + "…"
             body.append(
-                f'<g class="node {escape(node.kind)}"><rect x="{x0:.1f}" y="{y0:.1f}" width="{box_w}" height="{box_h}" rx="5"/>'
+                f'<g class="node {escape(node.kind)}">'
+                f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{box_w}" height="{box_h}" rx="5"/>'
                 f"<title>{escape(node.kind)}: {escape(node.label)}</title>"
                 + _text(x0 + 8, y0 + 18, label, "label")
                 + "</g>"
@@ -352,7 +363,7 @@ def layered_graph(
 def week_grid(
     title: str, values: Sequence[float], highlight: set[int], *, value_name: str = "impact"
 ) -> Markup:
-    """7 rows (Monday first) × 24 hours (UTC), shaded by value in five steps; highlighted hours (the
+    """7 rows (Monday first) by 24 hours (UTC), shaded by value in five steps; highlighted hours (the
     recommended window) outlined and marked."""
     cell, left, top = 26, 44, 24
     width, height = left + 24 * cell + 10, top + 7 * cell + 30
@@ -370,8 +381,10 @@ def week_grid(
             chosen = slot in highlight
             css = f"cell level-{level}" + (" chosen" if chosen else "")
             body.append(
-                f'<rect class="{css}" x="{left + hour * cell}" y="{top + day * cell}" width="{cell - 2}" height="{cell - 2}">'
-                f"<title>{DAYS[day]} {hour:02d}:00 UTC — {value_name} {_short(value)}{' (recommended window)' if chosen else ''}</title></rect>"
+                f'<rect class="{css}" x="{left + hour * cell}" y="{top + day * cell}" '
+                f'width="{cell - 2}" height="{cell - 2}">'
+                f"<title>{DAYS[day]} {hour:02d}:00 UTC — {value_name} {_short(value)}"
+                f"{' (recommended window)' if chosen else ''}</title></rect>"
             )
             if chosen:
                 body.append(

@@ -35,6 +35,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+CHROMIUM_INSTALLED = CHROMIUM.exists()
 HOSTILE_IMG = "<img src=x onerror=alert(1)>"
 HOSTILE_SCRIPT = '"><script>alert(1)</script>'
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
@@ -52,7 +53,9 @@ async def console_url(runtime: Runtime) -> AsyncIterator[str]:
     """The gateway of the session's runtime, served over HTTP like `aietl up` serves it."""
     port = _free_port()
     app = create_app(runtime, owns_runtime=False)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         assert not task.done(), "uvicorn stopped before it started"
@@ -64,7 +67,7 @@ async def console_url(runtime: Runtime) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Any]:
-    if not CHROMIUM.exists():
+    if not CHROMIUM_INSTALLED:
         pytest.fail("Chromium is missing: run deploy/local/start-services.sh (installs Debian's chromium)")
     from playwright.async_api import async_playwright
 
@@ -109,7 +112,9 @@ async def seeded(client: httpx.AsyncClient, auth: dict[str, str], runtime: Runti
             headers=auth,
         )
     )
-    login = await _ok(await client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD}))
+    login = await _ok(
+        await client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
+    )
     headers = {"Authorization": f"Bearer {login['access_token']}"}
     params = {"project_id": project}
 
@@ -121,11 +126,22 @@ async def seeded(client: httpx.AsyncClient, auth: dict[str, str], runtime: Runti
         {"name": "amount", "type": "integer"},
         {"name": "customer_name", "type": "text"},
     ]
-    changed = [columns[0], {"name": "amount", "type": "bigint"}, {"name": "customer_full_name", "type": "text"}]
+    changed = [
+        columns[0],
+        {"name": "amount", "type": "bigint"},
+        {"name": "customer_full_name", "type": "text"},
+    ]
     for schema in (columns, changed):
-        body = {"connector_id": "crm", "table_name": table, "dialect": "postgres", "current_schema": {"columns": schema}}
+        body = {
+            "connector_id": "crm",
+            "table_name": table,
+            "dialect": "postgres",
+            "current_schema": {"columns": schema},
+        }
         await _ok(await client.post(f"{drift}/detect", json=body, headers=headers))
-    [detection] = await _ok(await client.get(f"{drift}/detections", params={"table_name": table}, headers=headers))
+    [detection] = await _ok(
+        await client.get(f"{drift}/detections", params={"table_name": table}, headers=headers)
+    )
     assert detection["status"] == "pending", detection
 
     # features: a view with an owner, values written online and offline
@@ -154,11 +170,28 @@ async def seeded(client: httpx.AsyncClient, auth: dict[str, str], runtime: Runti
     )
     now = datetime.now(UTC)
     values = [
-        {"feature_name": feature, "entity_id": "c-1", "value": 3, "timestamp": (now - timedelta(hours=3)).isoformat()},
-        {"feature_name": feature, "entity_id": "c-1", "value": 7, "timestamp": (now - timedelta(minutes=5)).isoformat()},
-        {"feature_name": "avg_basket", "entity_id": "c-1", "value": 42.5, "timestamp": (now - timedelta(minutes=5)).isoformat()},
+        {
+            "feature_name": feature,
+            "entity_id": "c-1",
+            "value": 3,
+            "timestamp": (now - timedelta(hours=3)).isoformat(),
+        },
+        {
+            "feature_name": feature,
+            "entity_id": "c-1",
+            "value": 7,
+            "timestamp": (now - timedelta(minutes=5)).isoformat(),
+        },
+        {
+            "feature_name": "avg_basket",
+            "entity_id": "c-1",
+            "value": 42.5,
+            "timestamp": (now - timedelta(minutes=5)).isoformat(),
+        },
     ]
-    await _ok(await client.post(f"{features}/write", params=params, json={"features": values}, headers=headers))
+    await _ok(
+        await client.post(f"{features}/write", params=params, json={"features": values}, headers=headers)
+    )
 
     # templates: a control table entry (its source object carries markup)
     templates = "/api/v1/advanced/templates"
@@ -176,7 +209,10 @@ async def seeded(client: httpx.AsyncClient, auth: dict[str, str], runtime: Runti
                 "watermark_column": "seq",
                 "keys": ["id"],
                 "schedule": "0 0 1 1 *",
-                "config": {"columns": [{"name": "id"}, {"name": "amount"}, {"name": "seq"}], "watermark_type": "number"},
+                "config": {
+                    "columns": [{"name": "id"}, {"name": "amount"}, {"name": "seq"}],
+                    "watermark_type": "number",
+                },
             },
             headers=headers,
         ),
@@ -185,20 +221,40 @@ async def seeded(client: httpx.AsyncClient, auth: dict[str, str], runtime: Runti
 
     # predictive maintenance: twelve days of simulated hourly runs of three pipelines
     start = (now - timedelta(days=12)).replace(minute=0, second=0, microsecond=0)
-    runs = simulate(project_id=project, pipelines=3, days=12, seed=11, start=start).runs.drop(columns=["project_id"])
+    runs = simulate(project_id=project, pipelines=3, days=12, seed=11, start=start).runs.drop(
+        columns=["project_id"]
+    )
     payload = json.loads(runs.to_json(orient="records", date_format="iso"))
-    await _ok(await client.post("/api/v1/advanced/predict/runs", params=params, json={"runs": payload}, headers=headers), 202)
+    await _ok(
+        await client.post(
+            "/api/v1/advanced/predict/runs", params=params, json={"runs": payload}, headers=headers
+        ),
+        202,
+    )
 
     # vectors: a Milvus Lite connector and documents, one of them hostile
     connector = f"docs-{suffix}"
     await _ok(
-        await client.post("/api/v1/connectors", params=params, json={"name": connector, "type": "milvus", "config": {}}, headers=headers),
+        await client.post(
+            "/api/v1/connectors",
+            params=params,
+            json={"name": connector, "type": "milvus", "config": {}},
+            headers=headers,
+        ),
         201,
     )
     documents = [
-        {"doc_id": "refunds", "text": "Refunds are paid within 14 days of the return.", "metadata": {"lang": "en"}},
+        {
+            "doc_id": "refunds",
+            "text": "Refunds are paid within 14 days of the return.",
+            "metadata": {"lang": "en"},
+        },
         {"doc_id": "shipping", "text": "Orders ship within two working days.", "metadata": {"lang": "en"}},
-        {"doc_id": "hostile", "text": f"Returns policy {HOSTILE_SCRIPT} {HOSTILE_IMG}", "metadata": {"lang": "xx"}},
+        {
+            "doc_id": "hostile",
+            "text": f"Returns policy {HOSTILE_SCRIPT} {HOSTILE_IMG}",
+            "metadata": {"lang": "xx"},
+        },
     ]
     await _ok(
         await client.post(

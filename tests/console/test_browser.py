@@ -24,7 +24,8 @@ VIEWPORT = {"width": 1280, "height": 800}
 WIDE_ELEMENTS = """[...document.querySelectorAll('body *')]
   .filter(e => e.getBoundingClientRect().right > innerWidth)
   .filter(e => { for (let p = e.parentElement; p; p = p.parentElement) {
-      if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(p).overflowX)) return false; } return true; })
+      if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(p).overflowX)) return false; }
+    return true; })
   .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + (e.textContent || '').slice(0, 40))"""
 
 
@@ -79,8 +80,11 @@ async def sign_in(watched: Watched, base: str, username: str, password: str, the
     await page.wait_for_selector("main h1")
 
 
-async def shot(page: Any, name: str) -> None:
+async def shot(page: Any, name: str, *, top: bool = True) -> None:
+    """A 1280x800 picture for docs/console.md, from the top of the page unless told otherwise."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    if top:
+        await page.evaluate("window.scrollTo(0, 0)")
     await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 
 
@@ -89,7 +93,9 @@ def no_markup_injected(html: str) -> None:
     assert "<img src=x" not in html and "<script>alert(1)" not in html
 
 
-async def test_sign_in_by_keyboard_then_walk_the_navigation(open_page: Any, console_url: str, seeded: Seeded) -> None:
+async def test_sign_in_by_keyboard_then_walk_the_navigation(
+    open_page: Any, console_url: str, seeded: Seeded
+) -> None:
     watched = await open_page()
     page = watched.page
     await page.goto(f"{console_url}/console/drift")
@@ -140,7 +146,9 @@ async def test_overview_shows_processes_and_lag_and_republishes_a_dead_letter(
 ) -> None:
     watched = await open_page()
     page = watched.page
-    await sign_in(watched, console_url, "admin", ADMIN_PASSWORD, then=f"/console/?project_id={seeded.project}")
+    await sign_in(
+        watched, console_url, "admin", ADMIN_PASSWORD, then=f"/console/?project_id={seeded.project}"
+    )
     processes = (await client.get("/api/v1/ops/processes", headers=auth)).json()
     for role in processes["roles"]:
         tile = page.locator(f"#roles li[data-role='{role['role']}']")
@@ -153,6 +161,7 @@ async def test_overview_shows_processes_and_lag_and_republishes_a_dead_letter(
     await letter.locator("summary").click()
     assert HOSTILE_IMG in await letter.locator("pre.value").inner_text()  # shown as text
     await shot(page, "overview")
+    await shot(page, "overview-dead-letter", top=False)
     original = json.loads(await letter.locator("textarea").input_value())
     fixed = {**original, "columns": [{"name": "id", "type": "bigint"}]}
     await letter.locator("textarea").fill(json.dumps(fixed))
@@ -161,7 +170,9 @@ async def test_overview_shows_processes_and_lag_and_republishes_a_dead_letter(
     assert "queued" in await page.inner_text("p.notice")
 
     answer = await client.get(
-        "/api/v1/ops/dead-letters", params={"project_id": seeded.project, "topic": "schema.observed"}, headers=auth
+        "/api/v1/ops/dead-letters",
+        params={"project_id": seeded.project, "topic": "schema.observed"},
+        headers=auth,
     )
     [shown] = [
         x for x in answer.json()["topics"][0]["letters"] if seeded.dead_letter_marker in x["original_value"]
@@ -205,7 +216,7 @@ async def test_drift_page_matches_the_api_and_accepts_a_drift(
     assert "renamed customer_name → customer_full_name" in await renamed.inner_text()
     changed = page.locator("#diff tr[data-kind='changed']")
     assert "widening" in await changed.inner_text() and "low" in await changed.inner_text()
-    await shot(page, "drift-diff")
+    await shot(page, "drift-diff", top=False)
     watched.assert_clean()
 
 
@@ -219,7 +230,9 @@ async def test_features_registry_lookup_and_point_in_time_preview(
     listed = (await client.get(f"{api}/features", headers=seeded.headers)).json()["features"]
     shown = await page.locator("#registry tbody tr td:first-child a").all_inner_texts()
     assert sorted(shown) == sorted(f["name"] for f in listed)
-    assert "growth-team" in await page.inner_text("#registry") and "fresh" in await page.inner_text("#registry")
+    assert "growth-team" in await page.inner_text("#registry") and "fresh" in await page.inner_text(
+        "#registry"
+    )
     assert await page.locator("svg.graph g.node").count() >= 4  # source, pipeline, view, features
 
     await page.fill("#lookup-entities", "c-1")
@@ -228,7 +241,9 @@ async def test_features_registry_lookup_and_point_in_time_preview(
     await page.wait_for_selector("#lookup-result table")
     online = (
         await client.post(
-            f"{api}/get-online", json={"feature_names": [seeded.feature], "entity_ids": ["c-1"]}, headers=seeded.headers
+            f"{api}/get-online",
+            json={"feature_names": [seeded.feature], "entity_ids": ["c-1"]},
+            headers=seeded.headers,
         )
     ).json()["feature_vectors"][0]
     cell = await page.inner_text("#lookup-result tbody td")
@@ -242,11 +257,16 @@ async def test_features_registry_lookup_and_point_in_time_preview(
     historical = (
         await client.post(
             f"{api}/historical",
-            json={"feature_names": [seeded.feature], "entity_rows": [{"entity_id": "c-1", "timestamp": an_hour_ago}]},
+            json={
+                "feature_names": [seeded.feature],
+                "entity_rows": [{"entity_id": "c-1", "timestamp": an_hour_ago}],
+            },
             headers=seeded.headers,
         )
     ).json()["rows"][0]
-    assert await page.inner_text("#preview-result tbody td:nth-child(3)") == str(historical["features"][seeded.feature])
+    assert await page.inner_text("#preview-result tbody td:nth-child(3)") == str(
+        historical["features"][seeded.feature]
+    )
     assert historical["features"][seeded.feature] == 3  # as of an hour ago, not the newest value
     no_markup_injected(await page.content())
     await shot(page, "features")
@@ -268,7 +288,7 @@ async def test_pipelines_edit_a_control_entry_and_dry_run(
     assert await page.locator("#generated .highlight span").count() > 5  # highlighted SQL
     dry = (await client.post(f"{api}/generate", json={"dry_run": True}, headers=seeded.headers)).json()
     assert f"{dry['valid']} valid, {dry['invalid']} invalid" in await page.inner_text("#generated h3")
-    await shot(page, "pipelines")
+    await shot(page, "pipelines", top=False)
 
     await page.get_by_role("link", name=re.compile("^Edit ")).first.click()
     await page.wait_for_selector("#entry-form")
@@ -300,7 +320,9 @@ async def test_predictive_maintenance_board_forecast_and_window(
     assert sorted(shown) == seeded.pipelines
     probabilities = {}
     for pipeline in seeded.pipelines:
-        answer = await client.get(f"{api}/failure/{pipeline}", params={"horizon_hours": 24}, headers=seeded.headers)
+        answer = await client.get(
+            f"{api}/failure/{pipeline}", params={"horizon_hours": 24}, headers=seeded.headers
+        )
         probabilities[pipeline] = answer.json()["failure_probability"]
     assert shown == sorted(seeded.pipelines, key=lambda p: -probabilities[p])
     assert await page.locator("svg.bars rect.bar").count() >= 10
@@ -310,7 +332,11 @@ async def test_predictive_maintenance_board_forecast_and_window(
     await page.wait_for_selector("svg.forecast")
     assert await page.locator("svg.forecast polyline.history").count() == 1
     assert await page.locator("svg.forecast polygon.band").count() == 1
-    window = (await client.get(f"{api}/maintenance-window/{shown[0]}", params={"duration_hours": 2}, headers=seeded.headers)).json()
+    window = (
+        await client.get(
+            f"{api}/maintenance-window/{shown[0]}", params={"duration_hours": 2}, headers=seeded.headers
+        )
+    ).json()
     assert await page.inner_text("#window-label") == window["window"]
     assert await page.locator("svg.week rect.cell.chosen").count() == 2
     await shot(page, "predict-pipeline")
@@ -334,7 +360,12 @@ async def test_vectors_status_and_search_playground(
     answer = (
         await client.post(
             "/api/v1/advanced/vectors/search",
-            json={"connector_id": seeded.connector, "collection": seeded.collection, "query": "returns policy", "top_k": 3},
+            json={
+                "connector_id": seeded.connector,
+                "collection": seeded.collection,
+                "query": "returns policy",
+                "top_k": 3,
+            },
             headers=seeded.headers,
         )
     ).json()
@@ -361,11 +392,15 @@ async def test_a_member_of_another_project_sees_none_of_it(
     outsider = f"outsider-{seeded.project[-8:]}"
     await client.post("/api/v1/projects", json={"id": f"{outsider}-p", "name": "other"}, headers=auth)
     await client.post(
-        "/api/v1/users", json={"username": outsider, "password": PASSWORD, "projects": [f"{outsider}-p"]}, headers=auth
+        "/api/v1/users",
+        json={"username": outsider, "password": PASSWORD, "projects": [f"{outsider}-p"]},
+        headers=auth,
     )
     watched = await open_page()
     page = watched.page
-    await sign_in(watched, console_url, outsider, PASSWORD, then=f"/console/drift?project_id={seeded.project}")
+    await sign_in(
+        watched, console_url, outsider, PASSWORD, then=f"/console/drift?project_id={seeded.project}"
+    )
     assert await page.locator("#project-switcher").count() == 0
     assert f"{outsider}-p" in await page.inner_text("header .project")
     body = await page.inner_text("main")
@@ -373,18 +408,31 @@ async def test_a_member_of_another_project_sees_none_of_it(
     for path in ("/console/features", "/console/vectors", "/console/pipelines", "/console/"):
         await page.goto(f"{console_url}{path}?project_id={seeded.project}")
         text = await page.inner_text("main")
-        assert seeded.feature not in text and seeded.connector not in text and seeded.dead_letter_marker not in text
+        assert (
+            seeded.feature not in text
+            and seeded.connector not in text
+            and seeded.dead_letter_marker not in text
+        )
     await page.goto(f"{console_url}/console/pipelines/control/{seeded.entry_id}?project_id={seeded.project}")
     assert "Not available" in await page.inner_text("h1")
     watched.forgive_refusals()  # the 404 is the point
     watched.assert_clean()
 
 
-async def test_narrow_window_needs_no_sideways_scrolling(open_page: Any, console_url: str, seeded: Seeded) -> None:
+async def test_narrow_window_needs_no_sideways_scrolling(
+    open_page: Any, console_url: str, seeded: Seeded
+) -> None:
     watched = await open_page({"width": 390, "height": 800})
     page = watched.page
     await sign_in(watched, console_url, seeded.username, PASSWORD, then="/console/predict")
-    for path in ("/console/", "/console/drift", "/console/features", "/console/pipelines", "/console/predict", "/console/vectors"):
+    for path in (
+        "/console/",
+        "/console/drift",
+        "/console/features",
+        "/console/pipelines",
+        "/console/predict",
+        "/console/vectors",
+    ):
         await page.goto(f"{console_url}{path}")
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, (path, width, await page.evaluate(WIDE_ELEMENTS))
@@ -398,7 +446,9 @@ async def test_state_changes_need_the_csrf_token_and_responses_carry_the_policy(
     async with httpx.AsyncClient(base_url=console_url, follow_redirects=False) as http:
         form = await http.get("/console/login")
         assert form.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
-        forged = await http.post("/console/login", data={"username": seeded.username, "password": PASSWORD, "login_nonce": "x"})
+        forged = await http.post(
+            "/console/login", data={"username": seeded.username, "password": PASSWORD, "login_nonce": "x"}
+        )
         assert forged.status_code == 403  # the nonce must match the login cookie (login CSRF)
         nonce = re.search(r'name="login_nonce" value="([^"]+)"', forged.text).group(1)
         signed = await http.post(
@@ -406,13 +456,19 @@ async def test_state_changes_need_the_csrf_token_and_responses_carry_the_policy(
         )
         assert signed.status_code == 303
         cookie = signed.headers["set-cookie"]
-        assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict") and "Path=/console" in cookie
+        assert (
+            "HttpOnly" in cookie
+            and "SameSite=strict" in cookie.replace("Strict", "strict")
+            and "Path=/console" in cookie
+        )
         page = await http.get("/console/drift")
         assert page.status_code == 200 and page.headers["x-frame-options"] == "DENY"
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
 
         for sent in ({}, {"csrf_token": "0" * 64}):
-            refused = await http.post("/console/drift/policy", data={"connector_id": "*", "table_name": "*", **sent})
+            refused = await http.post(
+                "/console/drift/policy", data={"connector_id": "*", "table_name": "*", **sent}
+            )
             assert refused.status_code == 403 and "CSRF" in refused.text
         refused = await http.post("/console/logout", headers={"X-CSRF-Token": "nope"})
         assert refused.status_code == 403

@@ -75,7 +75,8 @@ async def republish(console: ConsoleDep) -> Response:
         event = json_field("event", text)
         if not isinstance(event, dict):
             raise FormError("event: a JSON object is needed")
-        where = f"{OPS}/dead-letters/{dlq_topic}/{int_field('partition', partition)}/{int_field('offset', offset)}/republish"
+        position = f"{int_field('partition', partition)}/{int_field('offset', offset)}"
+        where = f"{OPS}/dead-letters/{dlq_topic}/{position}/republish"
         await console.api.post(where, {"event": event})
     except (FormError, ApiError) as error:
         message = str(error) if isinstance(error, FormError) else error.message

@@ -36,7 +36,8 @@ def cost_chart(daily: list[dict[str, Any]], anomalies: list[dict[str, Any]]) -> 
     for anomaly in anomalies:
         day = str(anomaly["date"])[:10]
         flagged.setdefault(day, []).append(
-            f"{anomaly['pipeline_id']} cost {anomaly['cost_usd']:.2f} vs {anomaly['expected_usd']:.2f} expected"
+            f"{anomaly['pipeline_id']} cost {anomaly['cost_usd']:.2f} "
+            f"vs {anomaly['expected_usd']:.2f} expected"
         )
     bars = [
         charts.Bar(
