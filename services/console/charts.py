@@ -401,12 +401,13 @@ def week_grid(
         height - 6,
         [("level-0", "quiet"), ("level-2", "busier"), ("level-4", "busiest"), ("chosen", "window")],
     )
-    hours = sorted(highlight)
+    # the window's first hour: the one whose predecessor is outside it (a window may wrap past Sunday)
+    start = next((h for h in sorted(highlight) if (h - 1) % 168 not in highlight), None)
     description = (
         f"{value_name} per hour of the week (UTC)"
         + (
-            f"; recommended window {DAYS[hours[0] // 24]} {hours[0] % 24:02d}:00 for {len(hours)} h"
-            if hours
+            f"; recommended window {DAYS[start // 24]} {start % 24:02d}:00 for {len(highlight)} h"
+            if start is not None
             else ""
         )
         + "."
