@@ -48,7 +48,7 @@ def test_the_week_grid_marks_the_window_even_across_sunday_midnight() -> None:
         svg.count('class="cell level-') == 168 and len(re.findall(r'class="cell level-\d chosen"', svg)) == 3
     )
     assert "Sun 23:00 UTC" in svg and "Mon 00:00 UTC" in svg
-    assert "recommended window Mon 00:00 for 3 h" in svg
+    assert "recommended window Sun 23:00 for 3 h" in svg
 
 
 def test_flagged_bars_are_marked_and_named() -> None:
