@@ -141,8 +141,8 @@ async def open_console(request: Request) -> Console:
     secret: str = request.app.state.jwt_secret
     expected = csrf_token(secret, token)
     if request.method in STATE_CHANGING:
-        sent = request.headers.get(CSRF_HEADER) or (await form_fields(request)).get(CSRF_FIELD, [""])[-1]
-        if not hmac.compare_digest(sent.encode(), expected.encode()):
+        sent = [request.headers.get(CSRF_HEADER, ""), *(await form_fields(request)).get(CSRF_FIELD, [])]
+        if not any(hmac.compare_digest(token.encode(), expected.encode()) for token in sent):
             await api.close()
             raise CsrfRefused
     wanted = request.query_params.get("project_id")

@@ -318,7 +318,7 @@ async def _may_maintain(session: Any, principal: Principal, project_id: str) -> 
 async def republish(
     dlq_topic: Annotated[str, Path(max_length=255)],
     partition: Annotated[int, Path(ge=0, le=100_000)],
-    offset: Annotated[int, Path(ge=0)],
+    offset: Annotated[int, Path(ge=0, le=2**63 - 1)],
     body: RepublishIn,
     principal: PrincipalDep,
     runtime: RuntimeDep,

@@ -138,6 +138,16 @@ async def test_sign_in_by_keyboard_then_walk_the_navigation(
         await page.get_by_role("navigation", name="Main").get_by_role("link", name=label).click()
         await page.wait_for_function("h => document.querySelector('main h1').textContent === h", arg=heading)
         assert await page.get_attribute(f"nav a:text-is('{label}')", "aria-current") == "page"
+
+    # signing out and in again gives a new session whose forms work at once (no stale CSRF token)
+    await page.get_by_role("button", name="Sign out").click()
+    await page.wait_for_url(re.compile(r"/console/login$"))
+    await sign_in(watched, console_url, seeded.username, PASSWORD, then="/console/drift")
+    await page.fill("#policy-connector", "crm-keyboard")
+    await page.select_option("#policy-low", "alert")
+    await page.get_by_role("button", name="Save policy").click()
+    await page.wait_for_selector("p.notice")
+    assert "crm-keyboard" in await page.inner_text("#policies")
     watched.assert_clean()
 
 

@@ -4,6 +4,7 @@ reaches the overview through the embedded database."""
 from __future__ import annotations
 
 import re
+import signal
 import time
 
 import httpx
@@ -14,7 +15,7 @@ ROLES = ("gateway", "drift", "features", "templates", "predict", "vector_sink")
 
 
 def test_the_console_of_aietl_up_shows_every_process_ready(platform) -> None:  # noqa: F811
-    _, base, _, _ = platform
+    process, base, _, _ = platform
     with httpx.Client(base_url=base, timeout=20) as http:
         form = http.get("/console/login")
         nonce = re.search(r'name="login_nonce" value="([^"]+)"', form.text).group(1)
@@ -45,3 +46,5 @@ def test_the_console_of_aietl_up_shows_every_process_ready(platform) -> None:  #
             "/console/vectors",
         ):
             assert http.get(path).status_code == 200, path
+    process.send_signal(signal.SIGINT)  # as Ctrl-C: the platform stops its broker too
+    assert process.wait(timeout=60) == 0
