@@ -80,10 +80,13 @@ async def sign_in(watched: Watched, base: str, username: str, password: str, the
     await page.wait_for_selector("main h1")
 
 
-async def shot(page: Any, name: str, *, top: bool = True) -> None:
-    """A 1280x800 picture for docs/console.md, from the top of the page unless told otherwise."""
+async def shot(page: Any, name: str, *, top: bool = True, at: str | None = None) -> None:
+    """A 1280x800 picture for docs/console.md: from the top of the page, from the element `at`, or
+    (top=False) where the page is scrolled now."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    if top:
+    if at is not None:
+        await page.locator(at).evaluate("element => element.scrollIntoView()")
+    elif top:
         await page.evaluate("window.scrollTo(0, 0)")
     await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 
@@ -349,7 +352,7 @@ async def test_predictive_maintenance_board_forecast_and_window(
     ).json()
     assert await page.inner_text("#window-label") == window["window"]
     assert await page.locator("svg.week rect.cell.chosen").count() == 2
-    await shot(page, "predict-pipeline")
+    await shot(page, "predict-pipeline", at="#forecast-heading")
     watched.assert_clean()
 
 
@@ -386,7 +389,7 @@ async def test_vectors_status_and_search_playground(
     chunks = " ".join(await page.locator("#search-result .chunk").all_inner_texts())
     assert HOSTILE_SCRIPT in chunks  # the document's markup, shown as text
     no_markup_injected(await page.content())
-    await shot(page, "vectors")
+    await shot(page, "vectors", at="#search-heading")
 
     await page.fill("#filter", '{"lang": ')
     await page.get_by_role("button", name="Search").click()

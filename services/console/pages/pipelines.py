@@ -3,7 +3,6 @@ generated SQL highlighted, runs with status, rows and duration, and which drift 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, get_args
 
 from fastapi import APIRouter, status
@@ -25,19 +24,18 @@ SERVER_FIELDS = ("id", "project_id", "created_at", "updated_at")
 
 async def _drift_history(console: Console, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Versions of the project's pipelines that a drift regenerated, newest first."""
-    chosen = instances[:MAX_INSTANCES_FOR_HISTORY]
-    answers = await asyncio.gather(
-        *(
-            console.api.get(f"{API}/instances/{i['instance_id']}/versions", project_id=console.project)
-            for i in chosen
-        ),
-        return_exceptions=True,
+    answers = await gather(
+        **{
+            i["instance_id"]: console.api.get(
+                f"{API}/instances/{i['instance_id']}/versions", project_id=console.project
+            )
+            for i in instances[:MAX_INSTANCES_FOR_HISTORY]
+        }
     )
     regenerated = [
         version
-        for versions in answers
-        if isinstance(versions, list)
-        for version in versions
+        for answer in answers.values()
+        for version in answer.value or []
         if version.get("drift_event_id")
     ]
     return sorted(regenerated, key=lambda v: v["created_at"], reverse=True)

@@ -4,7 +4,6 @@ window on a week grid; the project's cost per day with anomalies marked."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -12,8 +11,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from services.console import charts
-from services.console.client import ApiError
-from services.console.pages.common import Answer, gather
+from services.console.pages.common import gather
 from services.console.rendering import parse_time, render
 from services.console.session import ConsoleDep
 
@@ -22,13 +20,6 @@ API = "/api/v1/advanced/predict"
 OPS = "/api/v1/ops/pipeline-runs"
 MAX_BOARD = 30
 RESOURCES = {"cpu": "cpu_percent", "memory": "memory_mb", "disk": "disk_mb", "network": "network_mb"}
-
-
-async def _answer(call: Any) -> Answer:
-    try:
-        return Answer(await call)
-    except ApiError as refused:
-        return Answer(error=refused.message, status_code=refused.status_code)
 
 
 def cost_chart(daily: list[dict[str, Any]], anomalies: list[dict[str, Any]]) -> charts.Markup:
@@ -56,22 +47,22 @@ async def board(console: ConsoleDep) -> Response:
     project = console.project
     answers = await gather(
         summary=console.api.get(OPS, project_id=project, days=30),
-        costs=_answer(console.api.get(f"{API}/costs", project_id=project)),
+        costs=console.api.get(f"{API}/costs", project_id=project),
     )
     pipelines = (answers["summary"].value or {}).get("pipelines", [])[:MAX_BOARD]
-    risks = await asyncio.gather(
-        *(
-            _answer(
-                console.api.get(f"{API}/failure/{p['pipeline_id']}", project_id=project, horizon_hours=24)
+    risks = await gather(
+        **{
+            p["pipeline_id"]: console.api.get(
+                f"{API}/failure/{p['pipeline_id']}", project_id=project, horizon_hours=24
             )
             for p in pipelines
-        )
+        }
     )
     board = sorted(
-        zip(pipelines, risks, strict=True),
+        ((p, risks[p["pipeline_id"]]) for p in pipelines),
         key=lambda pair: -(pair[1].value["failure_probability"] if pair[1].value else -1.0),
     )
-    costs: Answer = answers["costs"].value
+    costs = answers["costs"]
     daily = (answers["summary"].value or {}).get("daily_costs", [])
     anomalies = costs.value["anomalies"] if costs.value else []
     return render(
@@ -109,25 +100,15 @@ async def pipeline(
     duration = min(max(duration, 1), 24)
     profile = await console.api.get(f"{OPS}/{pipeline_id}", project_id=project, days=30)
     answers = await gather(
-        failure=_answer(
-            console.api.get(f"{API}/failure/{pipeline_id}", project_id=project, horizon_hours=24)
+        failure=console.api.get(f"{API}/failure/{pipeline_id}", project_id=project, horizon_hours=24),
+        forecast=console.api.get(
+            f"{API}/resources/{pipeline_id}", project_id=project, resource_type=resource, forecast_hours=48
         ),
-        forecast=_answer(
-            console.api.get(
-                f"{API}/resources/{pipeline_id}",
-                project_id=project,
-                resource_type=resource,
-                forecast_hours=48,
-            )
-        ),
-        window=_answer(
-            console.api.get(
-                f"{API}/maintenance-window/{pipeline_id}", project_id=project, duration_hours=duration
-            )
+        window=console.api.get(
+            f"{API}/maintenance-window/{pipeline_id}", project_id=project, duration_hours=duration
         ),
     )
-    forecast: Answer = answers["forecast"].value
-    window: Answer = answers["window"].value
+    forecast, window = answers["forecast"], answers["window"]
     chart = None
     if forecast.value:
         body = forecast.value
@@ -159,7 +140,7 @@ async def pipeline(
         title=f"Pipeline {pipeline_id}",
         pipeline_id=pipeline_id,
         profile=profile,
-        failure=answers["failure"].value,
+        failure=answers["failure"],
         forecast=forecast,
         window=window,
         chart=chart,
