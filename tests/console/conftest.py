@@ -4,9 +4,8 @@ with data in every area, named with hostile strings wherever the API allows any 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -16,13 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from services.gateway.app import create_app
 from services.predict.simulator import simulate
 from services.runtime import Runtime
 from shared.events import Topic
-from tests.support import eventually
+from tests.support import eventually, served
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -42,27 +40,38 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
 PASSWORD = "console-password-1"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 async def console_url(runtime: Runtime) -> AsyncIterator[str]:
     """The gateway of the session's runtime, served over HTTP like `aietl up` serves it."""
-    port = _free_port()
-    app = create_app(runtime, owns_runtime=False)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "uvicorn stopped before it started"
-        await asyncio.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    async with served(create_app(runtime, owns_runtime=False)) as url:
+        yield url
+
+
+def login_nonce(html: str) -> str:
+    """The sign-in form's nonce (it must match the login cookie the form came with)."""
+    found = re.search(r'name="login_nonce" value="([^"]+)"', html)
+    assert found is not None, "no sign-in form"
+    return found.group(1)
+
+
+@dataclass(frozen=True)
+class Member:
+    project: str
+    username: str
+    headers: dict[str, str]
+
+
+async def new_member(client: httpx.AsyncClient, auth: dict[str, str], prefix: str) -> Member:
+    """A new project and a user who belongs only to it (password `PASSWORD`), signed in to the API."""
+    suffix = uuid.uuid4().hex[:8]
+    project, username = f"{prefix}-{suffix}", f"{prefix}-user-{suffix}"
+    created = await client.post("/api/v1/projects", json={"id": project, "name": project}, headers=auth)
+    assert created.status_code == 201, created.text
+    user = {"username": username, "password": PASSWORD, "projects": [project]}
+    created = await client.post("/api/v1/users", json=user, headers=auth)
+    assert created.status_code == 201, created.text
+    login = await client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
+    return Member(project, username, {"Authorization": f"Bearer {login.json()['access_token']}"})
 
 
 @pytest.fixture(scope="session")
@@ -102,20 +111,9 @@ async def _ok(response: httpx.Response, *codes: int) -> Any:
 
 @pytest.fixture(scope="session")
 async def seeded(client: httpx.AsyncClient, auth: dict[str, str], runtime: Runtime) -> Seeded:
-    suffix = uuid.uuid4().hex[:8]
-    project, username = f"console-{suffix}", f"operator-{suffix}"
-    await _ok(await client.post("/api/v1/projects", json={"id": project, "name": project}, headers=auth))
-    await _ok(
-        await client.post(
-            "/api/v1/users",
-            json={"username": username, "password": PASSWORD, "projects": [project]},
-            headers=auth,
-        )
-    )
-    login = await _ok(
-        await client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
-    )
-    headers = {"Authorization": f"Bearer {login['access_token']}"}
+    member = await new_member(client, auth, "console")
+    project, username, headers = member.project, member.username, member.headers
+    suffix = project.rsplit("-", 1)[1]
     params = {"project_id": project}
 
     # drift: a table named with markup, a baseline, then a change that waits for a decision

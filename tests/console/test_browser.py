@@ -17,7 +17,15 @@ import pytest
 
 from services.console.session import CONTENT_SECURITY_POLICY
 from tests.conftest import ADMIN_PASSWORD
-from tests.console.conftest import HOSTILE_IMG, HOSTILE_SCRIPT, PASSWORD, SCREENSHOTS, Seeded
+from tests.console.conftest import (
+    HOSTILE_IMG,
+    HOSTILE_SCRIPT,
+    PASSWORD,
+    SCREENSHOTS,
+    Seeded,
+    login_nonce,
+    new_member,
+)
 
 pytestmark = pytest.mark.timeout(600)
 VIEWPORT = {"width": 1280, "height": 800}
@@ -402,20 +410,14 @@ async def test_vectors_status_and_search_playground(
 async def test_a_member_of_another_project_sees_none_of_it(
     open_page: Any, console_url: str, seeded: Seeded, client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:
-    outsider = f"outsider-{seeded.project[-8:]}"
-    await client.post("/api/v1/projects", json={"id": f"{outsider}-p", "name": "other"}, headers=auth)
-    await client.post(
-        "/api/v1/users",
-        json={"username": outsider, "password": PASSWORD, "projects": [f"{outsider}-p"]},
-        headers=auth,
-    )
+    outsider = await new_member(client, auth, "outsider")
     watched = await open_page()
     page = watched.page
     await sign_in(
-        watched, console_url, outsider, PASSWORD, then=f"/console/drift?project_id={seeded.project}"
+        watched, console_url, outsider.username, PASSWORD, then=f"/console/drift?project_id={seeded.project}"
     )
     assert await page.locator("#project-switcher").count() == 0
-    assert f"{outsider}-p" in await page.inner_text("header .project")
+    assert outsider.project in await page.inner_text("header .project")
     body = await page.inner_text("main")
     assert "orders" not in body and seeded.project not in body
     for path in ("/console/features", "/console/vectors", "/console/pipelines", "/console/"):
@@ -463,7 +465,7 @@ async def test_state_changes_need_the_csrf_token_and_responses_carry_the_policy(
             "/console/login", data={"username": seeded.username, "password": PASSWORD, "login_nonce": "x"}
         )
         assert forged.status_code == 403  # the nonce must match the login cookie (login CSRF)
-        nonce = re.search(r'name="login_nonce" value="([^"]+)"', forged.text).group(1)
+        nonce = login_nonce(forged.text)
         signed = await http.post(
             "/console/login", data={"username": seeded.username, "password": PASSWORD, "login_nonce": nonce}
         )

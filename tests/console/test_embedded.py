@@ -9,6 +9,7 @@ import time
 
 import httpx
 
+from tests.console.conftest import login_nonce
 from tests.foundation.test_cli_up import PASSWORD, platform  # noqa: F401 - the `aietl up` fixture
 
 ROLES = ("gateway", "drift", "features", "templates", "predict", "vector_sink")
@@ -18,7 +19,7 @@ def test_the_console_of_aietl_up_shows_every_process_ready(platform) -> None:  #
     process, base, _, _ = platform
     with httpx.Client(base_url=base, timeout=20) as http:
         form = http.get("/console/login")
-        nonce = re.search(r'name="login_nonce" value="([^"]+)"', form.text).group(1)
+        nonce = login_nonce(form.text)
         signed = http.post(
             "/console/login", data={"username": "admin", "password": PASSWORD, "login_nonce": nonce}
         )

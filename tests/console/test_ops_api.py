@@ -11,6 +11,7 @@ import httpx
 
 from services.runtime import Runtime
 from shared.events import Topic
+from tests.console.conftest import new_member
 from tests.support import eventually
 
 OPS = "/api/v1/ops"
@@ -71,7 +72,7 @@ async def test_dead_letters_are_shown_to_their_project_and_republished_by_a_main
     assert "columns" in letter["reason"] and letter["original_is_json"] is True
     assert letter["republished_by"] is None
 
-    outsider = await _user_of_a_new_project(client, auth)
+    outsider = (await new_member(client, auth, "outsider")).headers
     assert await _letters(client, outsider, marker) == []
     where = f"{OPS}/dead-letters/{letter['dlq_topic']}/{letter['partition']}/{letter['offset']}/republish"
     fixed = {**json.loads(letter["original_value"]), "columns": [{"name": "id", "type": "bigint"}]}
@@ -111,20 +112,6 @@ async def test_dead_letters_are_shown_to_their_project_and_republished_by_a_main
     assert event["project_id"] == project and marker in event["value"]
     other = await client.get(f"{OPS}/events", params={"topic": Topic.SCHEMA_OBSERVED}, headers=outsider)
     assert all(e["project_id"] != project for e in other.json()["topics"][0]["events"])
-
-
-async def _user_of_a_new_project(client: httpx.AsyncClient, auth: dict[str, str]) -> dict[str, str]:
-    project, username = f"p-{uuid.uuid4().hex[:10]}", f"u-{uuid.uuid4().hex[:10]}"
-    await client.post("/api/v1/projects", json={"id": project, "name": project}, headers=auth)
-    await client.post(
-        "/api/v1/users",
-        json={"username": username, "password": "user-password-1", "projects": [project]},
-        headers=auth,
-    )
-    login = await client.post(
-        "/api/v1/auth/login", json={"username": username, "password": "user-password-1"}
-    )
-    return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
 async def test_unknown_topics_and_other_projects_are_refused(

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 import httpx
 
 from tests.conftest import ADMIN_PASSWORD
+from tests.console.conftest import login_nonce
 
 PAGES = [
     "/console/",
@@ -20,7 +19,7 @@ PAGES = [
 
 async def _signed_in(client: httpx.AsyncClient, username: str, password: str) -> httpx.Cookies:
     form = await client.get("/console/login")
-    nonce = re.search(r'name="login_nonce" value="([^"]+)"', form.text).group(1)
+    nonce = login_nonce(form.text)
     answer = await client.post(
         "/console/login",
         data={"username": username, "password": password, "login_nonce": nonce, "next": "/console/"},
