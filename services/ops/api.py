@@ -20,6 +20,7 @@ from services.ops import readers
 from services.ops.tables import Heartbeat, Republication
 from services.ops.topics import TopicRecord, read_one, read_tails
 from services.runtime import WORKERS
+from shared.bus import UNKNOWN_PROJECT
 from shared.events import CONTRACTS, DeadLetter, Topic
 from shared.events.base import utc_now
 
@@ -87,27 +88,18 @@ async def processes(_admin: AdminDep, session: SessionDep, runtime: RuntimeDep) 
     period = runtime.settings.heartbeat_seconds
     stale_before = utc_now() - timedelta(seconds=3 * period)
     rows = list(await session.scalars(select(Heartbeat).order_by(Heartbeat.role, Heartbeat.instance)))
-    out = [
-        ProcessOut.model_validate(
-            {**_columns(row), "stale": row.last_seen < stale_before}, from_attributes=False
-        )
-        for row in rows
-    ]
+    out = [ProcessOut(**_columns(row), stale=row.last_seen < stale_before) for row in rows]
     roles = []
     for role in (*ROLES, *sorted({p.role for p in out} - set(ROLES))):
         mine = [p for p in out if p.role == role]
-        live = [p for p in mine if not p.stale]
-        state = (
-            "missing"
-            if not mine
-            else "stale"
-            if not live
-            else "ready"
-            if all(p.ready for p in live)
-            else "not_ready"
+        roles.append(
+            RoleOut(
+                role=role,
+                status=role_status(mine),
+                instances=sum(1 for p in mine if not p.stale),
+                last_seen=max((p.last_seen for p in mine), default=None),
+            )
         )
-        last = max((p.last_seen for p in mine), default=None)
-        roles.append(RoleOut(role=role, status=state, instances=len(live), last_seen=last))
     totals: dict[tuple[str, str], int] = {}
     for process in out:
         if not process.stale:
@@ -116,6 +108,16 @@ async def processes(_admin: AdminDep, session: SessionDep, runtime: RuntimeDep) 
                 totals[key] = totals.get(key, 0) + item.lag
     lag = [TopicLagOut(topic=t, group=g, lag=n) for (t, g), n in sorted(totals.items())]
     return ProcessesOut(heartbeat_seconds=period, roles=roles, processes=out, lag=lag)
+
+
+def role_status(instances: list[ProcessOut]) -> str:
+    """missing: no process ever reported the role; stale: none has lately; ready: every live one is."""
+    if not instances:
+        return "missing"
+    live = [p for p in instances if not p.stale]
+    if not live:
+        return "stale"
+    return "ready" if all(p.ready for p in live) else "not_ready"
 
 
 def _columns(row: Heartbeat) -> dict[str, Any]:
@@ -163,10 +165,16 @@ class DeadLettersOut(BaseModel):
 
 
 def _visible(principal: Principal, project_filter: str | None) -> frozenset[str] | None:
-    """The projects whose records the caller may see here; None for every project (administrators)."""
+    """The projects whose records the caller may see here; None for every project (administrators).
+    Letters whose project could not be read (`unknown`) are for administrators alone."""
+    hidden = frozenset() if principal.is_admin else frozenset({UNKNOWN_PROJECT})
     if project_filter is not None:
-        return frozenset({require_project(principal, project_filter)})
-    return None if principal.is_admin else principal.projects
+        return frozenset({require_project(principal, project_filter)}) - hidden
+    return None if principal.is_admin else principal.projects - hidden
+
+
+def _may_see(principal: Principal, project_id: str) -> bool:
+    return principal.is_admin or (project_id != UNKNOWN_PROJECT and principal.can_access(project_id))
 
 
 def _topics(topic: str | None) -> list[str]:
@@ -333,7 +341,7 @@ async def republish(
         raise missing
     record = await _bus(read_one(runtime.settings, dlq_topic, partition, offset))
     letter = None if record is None else _letter(record)
-    if letter is None or not principal.can_access(letter.project_id):
+    if letter is None or not _may_see(principal, letter.project_id):
         raise missing
     contract = CONTRACTS[original_topic]
     try:
@@ -346,7 +354,8 @@ async def republish(
                 for item in error.errors(include_input=False, include_url=False)
             ],
         ) from None
-    if event.project_id != letter.project_id:
+    # a letter whose project could not be read goes to the project an administrator names
+    if letter.project_id != UNKNOWN_PROJECT and event.project_id != letter.project_id:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail=[
@@ -358,7 +367,7 @@ async def republish(
             ],
         )
     async with runtime.database.transaction() as session:
-        if not await _may_maintain(session, principal, letter.project_id):
+        if not await _may_maintain(session, principal, event.project_id):
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN, detail="republishing needs the maintainer role in the project"
             )
@@ -367,7 +376,7 @@ async def republish(
                 dlq_topic=dlq_topic,
                 dlq_partition=partition,
                 dlq_offset=offset,
-                project_id=letter.project_id,
+                project_id=event.project_id,
                 original_topic=original_topic,
                 event_id=str(event.event_id),
                 republished_by=principal.username,

@@ -114,6 +114,30 @@ async def test_dead_letters_are_shown_to_their_project_and_republished_by_a_main
     assert all(e["project_id"] != project for e in other.json()["topics"][0]["events"])
 
 
+async def test_a_letter_of_no_readable_project_is_for_administrators_to_place(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    runtime: Runtime,
+    project_user: tuple[str, dict[str, str]],
+) -> None:
+    project, member = project_user
+    marker = f"garbled-{uuid.uuid4().hex[:8]}"
+    await runtime.broker.publish(f"{{not json {marker}".encode(), Topic.SCHEMA_OBSERVED, key=b"x")
+    [letter] = await eventually(lambda: _letters(client, auth, marker), timeout=60)
+    assert letter["project_id"] == "unknown" and letter["original_is_json"] is False
+    assert await _letters(client, member, marker) == []
+    where = f"{OPS}/dead-letters/{letter['dlq_topic']}/{letter['partition']}/{letter['offset']}/republish"
+    event = {
+        "project_id": project,
+        "connector_id": "crm",
+        "table_name": marker,
+        "columns": [{"name": "id", "type": "int"}],
+    }
+    assert (await client.post(where, json={"event": event}, headers=member)).status_code == 404
+    placed = await client.post(where, json={"event": event}, headers=auth)
+    assert placed.status_code == 202 and placed.json()["project_id"] == project
+
+
 async def test_unknown_topics_and_other_projects_are_refused(
     client: httpx.AsyncClient, project_user: tuple[str, dict[str, str]]
 ) -> None:

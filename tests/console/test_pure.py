@@ -1,5 +1,6 @@
 """Pure parts of the console: charts escape every text and draw what their data says; the drift diff
-pairs renamed columns; CSRF tokens are bound to the session; API refusals read as one line."""
+pairs renamed columns; CSRF tokens are bound to the session; API refusals read as one line; a role's
+status follows its live instances."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from services.console import charts
 from services.console.client import describe
 from services.console.pages.drift import side_by_side
 from services.console.session import csrf_token
+from services.ops.api import ProcessOut, role_status
 
 HOSTILE = '<img src=x onerror=alert(1)>"><script>alert(1)</script>'
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
@@ -128,3 +130,23 @@ def test_api_refusals_read_as_one_line() -> None:
         describe({"detail": "invalid config", "errors": [{"pointer": "/columns", "message": "required"}]})
         == "/columns: required"
     )
+
+
+def _process(ready: bool, stale: bool) -> ProcessOut:
+    return ProcessOut(
+        role="drift",
+        instance="host:1",
+        ready=ready,
+        stale=stale,
+        checks={},
+        lag=[],
+        started_at=T0,
+        last_seen=T0,
+    )
+
+
+def test_a_role_is_ready_only_when_every_live_instance_is() -> None:
+    assert role_status([]) == "missing"
+    assert role_status([_process(True, stale=True)]) == "stale"
+    assert role_status([_process(True, False), _process(False, stale=True)]) == "ready"  # the stale one left
+    assert role_status([_process(True, False), _process(False, False)]) == "not_ready"
