@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,9 @@ import httpx
 import pytest
 
 from services.console.session import CONTENT_SECURITY_POLICY
+from services.runtime import Runtime
+from shared.bus import publish_event
+from shared.events import Drift, DriftDetected, SuggestedMapping
 from tests.conftest import ADMIN_PASSWORD
 from tests.console.conftest import (
     HOSTILE_IMG,
@@ -26,6 +30,7 @@ from tests.console.conftest import (
     login_nonce,
     new_member,
 )
+from tests.support import eventually
 
 pytestmark = pytest.mark.timeout(600)
 VIEWPORT = {"width": 1280, "height": 800}
@@ -327,6 +332,71 @@ async def test_pipelines_edit_a_control_entry_and_dry_run(
     await page.wait_for_selector("p.problem")
     assert "config: not valid JSON" in await page.inner_text("p.problem")
     watched.forgive_refusals()
+    watched.assert_clean()
+
+
+async def test_pipelines_show_runs_and_the_drift_that_regenerated_a_pipeline(
+    open_page: Any, console_url: str, seeded: Seeded, client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    api = "/api/v1/advanced/templates"
+    watched = await open_page()
+    page = watched.page
+    await sign_in(watched, console_url, seeded.username, PASSWORD, then="/console/pipelines")
+    await page.get_by_role("button", name="Generate pipelines").click()
+    await page.wait_for_selector("#generated article a")
+    [instance] = (await client.get(f"{api}/instances", headers=seeded.headers)).json()
+    run = (await client.post(f"{api}/instances/{instance['instance_id']}/run", headers=seeded.headers)).json()
+
+    # the source gains a column and drift accepts it: the templates worker regenerates the pipeline
+    drift = DriftDetected(
+        project_id=seeded.project,
+        connector_id=instance["source_system"],
+        table_name=instance["source_object"],
+        observed_event_id=uuid.uuid4(),
+        baseline_version=1,
+        new_version=2,
+        before_hash="a",
+        after_hash="b",
+        strategy="auto_adapt",
+        status="adapted",
+        drifts=[
+            Drift(
+                drift_type="new_column",
+                column_name="email",
+                severity="low",
+                confidence_score=1.0,
+                suggested_mapping=SuggestedMapping(
+                    auto_include=True, target_column="email", target_type="TEXT"
+                ),
+            )
+        ],
+    )
+    await publish_event(runtime.broker, drift)
+
+    async def regenerated() -> bool:
+        versions = await client.get(
+            f"{api}/instances/{instance['instance_id']}/versions", headers=seeded.headers
+        )
+        return any(v["drift_event_id"] == str(drift.event_id) for v in versions.json())
+
+    await eventually(regenerated, timeout=60)
+    await page.get_by_role("navigation", name="Main").get_by_role("link", name="Pipelines").click()
+    row = page.locator("#regenerated tbody tr", has_text=str(drift.event_id))
+    assert instance["pipeline_name"] in await row.inner_text()
+
+    await row.get_by_role("link", name=instance["pipeline_name"]).click()
+    await page.wait_for_selector("#runs")
+    first = await page.locator("#runs tbody tr").first.locator("td").all_inner_texts()
+    assert (
+        first[1] == run["status"]
+        and first[3] == str(run["rows_read"])
+        and first[4] == str(run["rows_written"])
+    )
+    assert f"{run['duration_seconds']:,.3f} s" == first[5]
+    assert "drift adaptation" in await page.inner_text("#instance-versions")
+    assert await page.locator(".highlight span").count() > 5  # the generated SQL, highlighted
+    no_markup_injected(await page.content())
+    await shot(page, "pipeline")
     watched.assert_clean()
 
 
