@@ -74,6 +74,33 @@ async def new_member(client: httpx.AsyncClient, auth: dict[str, str], prefix: st
     return Member(project, username, {"Authorization": f"Bearer {login.json()['access_token']}"})
 
 
+SCHEMA_BEFORE = [
+    {"name": "id", "type": "bigint", "nullable": False, "primary_key": True},
+    {"name": "amount", "type": "integer"},
+    {"name": "customer_name", "type": "text"},
+]
+SCHEMA_AFTER = [
+    SCHEMA_BEFORE[0],
+    {"name": "amount", "type": "bigint"},  # widened
+    {"name": "customer_full_name", "type": "text"},  # renamed
+]
+
+
+async def observe_a_change(
+    client: httpx.AsyncClient, headers: dict[str, str], connector: str, table: str
+) -> None:
+    """A baseline (`SCHEMA_BEFORE`), then a renamed and a widened column: a detection waits for a decision."""
+    for columns in (SCHEMA_BEFORE, SCHEMA_AFTER):
+        body = {
+            "connector_id": connector,
+            "table_name": table,
+            "dialect": "postgres",
+            "current_schema": {"columns": columns},
+        }
+        response = await client.post("/api/v1/advanced/schema-drift/detect", json=body, headers=headers)
+        assert response.status_code == 200, response.text
+
+
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Any]:
     if not CHROMIUM_INSTALLED:
@@ -119,24 +146,7 @@ async def seeded(client: httpx.AsyncClient, auth: dict[str, str], runtime: Runti
     # drift: a table named with markup, a baseline, then a change that waits for a decision
     drift = "/api/v1/advanced/schema-drift"
     table = f"orders {HOSTILE_IMG}"
-    columns = [
-        {"name": "id", "type": "bigint", "nullable": False, "primary_key": True},
-        {"name": "amount", "type": "integer"},
-        {"name": "customer_name", "type": "text"},
-    ]
-    changed = [
-        columns[0],
-        {"name": "amount", "type": "bigint"},
-        {"name": "customer_full_name", "type": "text"},
-    ]
-    for schema in (columns, changed):
-        body = {
-            "connector_id": "crm",
-            "table_name": table,
-            "dialect": "postgres",
-            "current_schema": {"columns": schema},
-        }
-        await _ok(await client.post(f"{drift}/detect", json=body, headers=headers))
+    await observe_a_change(client, headers, "crm", table)
     [detection] = await _ok(
         await client.get(f"{drift}/detections", params={"table_name": table}, headers=headers)
     )

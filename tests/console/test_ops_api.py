@@ -11,7 +11,7 @@ import httpx
 
 from services.runtime import Runtime
 from shared.events import Topic
-from tests.console.conftest import new_member
+from tests.console.conftest import new_member, observe_a_change
 from tests.support import eventually
 
 OPS = "/api/v1/ops"
@@ -158,24 +158,7 @@ async def test_drift_diff_names_renames_and_widening_with_severity(
 ) -> None:
     _, member = project_user
     table = f"t_{uuid.uuid4().hex[:8]}"
-    before = [
-        {"name": "id", "type": "bigint", "nullable": False, "primary_key": True},
-        {"name": "amount", "type": "integer"},
-        {"name": "customer_name", "type": "text"},
-    ]
-    after = [
-        before[0],
-        {"name": "amount", "type": "bigint"},
-        {"name": "customer_full_name", "type": "text"},
-    ]
-    for columns in (before, after):
-        body = {
-            "connector_id": "pg",
-            "table_name": table,
-            "dialect": "postgres",
-            "current_schema": {"columns": columns},
-        }
-        assert (await client.post(f"{DRIFT}/detect", json=body, headers=member)).status_code == 200
+    await observe_a_change(client, member, "pg", table)
     [pending] = (await client.get(f"{DRIFT}/detections", params={"table_name": table}, headers=member)).json()
     accepted = await client.post(
         f"{DRIFT}/detections/{pending['id']}/adapt", json={"strategy": "auto_adapt"}, headers=member
