@@ -21,12 +21,21 @@ def health_response() -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-async def readiness_response(runtime: Runtime) -> JSONResponse:
-    """200 when every component this process depends on answers, 503 naming the ones that do not."""
+async def component_states(runtime: Runtime) -> dict[str, str]:
+    """Each component this process depends on: "ok", or "error: <type>" when it does not answer."""
     names = list(runtime.readiness)
     results = await asyncio.gather(*(_check(runtime.readiness[name]) for name in names))
-    components = dict(zip(names, results, strict=True))
-    healthy = all(state == "ok" for state in components.values())
+    return dict(zip(names, results, strict=True))
+
+
+def all_ok(components: dict[str, str]) -> bool:
+    return all(state == "ok" for state in components.values())
+
+
+async def readiness_response(runtime: Runtime) -> JSONResponse:
+    """200 when every component this process depends on answers, 503 naming the ones that do not."""
+    components = await component_states(runtime)
+    healthy = all_ok(components)
     return JSONResponse(
         {"status": "ready" if healthy else "not_ready", "components": components},
         status_code=200 if healthy else 503,

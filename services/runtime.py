@@ -39,6 +39,12 @@ class Runtime:
         self._starters: list[Callable[[], Awaitable[None]]] = []
         self.outbox = Outbox()
         self._relay: asyncio.Task[None] | None = None
+        self.roles: list[str] = []
+        """What this process is: worker names and/or `gateway` (its heartbeat says so)."""
+        self.roles_changed = asyncio.Event()
+        self._heartbeat: asyncio.Task[None] | None = None
+        self.progress: ConsumerProgress | None = None
+        """Lag and stalls of the partitions this process consumes (once it consumes)."""
 
     async def _ping_kafka(self) -> None:
         if not await self.broker.ping(timeout=2.0):
@@ -62,10 +68,11 @@ class Runtime:
         with lag turns readiness red) and the outbox relay beside them, then the workers' background
         work."""
         await self.broker.start()
-        progress = ConsumerProgress(self.broker, self.settings.kafka_stall_seconds)
-        self.readiness["consumers"] = progress.check
-        self.background(progress.run())
+        self.progress = ConsumerProgress(self.broker, self.settings.kafka_stall_seconds)
+        self.readiness["consumers"] = self.progress.check
+        self.background(self.progress.run())
         self.start_relay()
+        self.start_heartbeat()
         for starter in self._starters:
             await starter()
 
@@ -76,6 +83,19 @@ class Runtime:
                 self.database, self.broker, self.outbox, poll_seconds=self.settings.outbox_poll_seconds
             )
             self._relay = self.background(relay.run())
+
+    def add_role(self, role: str) -> None:
+        """Record that this process serves `role`; a running heartbeat reports it at once."""
+        if role not in self.roles:
+            self.roles.append(role)
+            self.roles_changed.set()
+
+    def start_heartbeat(self) -> None:
+        """Record this process's readiness and consumer lag in the database, for operators; idempotent."""
+        if self._heartbeat is None:
+            from services.ops.heartbeat import record_heartbeats
+
+            self._heartbeat = self.background(record_heartbeats(self))
 
     def background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run `work` until the runtime closes."""
@@ -117,4 +137,5 @@ def create_worker_router(name: str, runtime: Runtime) -> ServiceRouter:
         raise ValueError(f"unknown worker {name!r}; choose one of {', '.join(WORKERS)}")
     module = importlib.import_module(f"services.{name}.worker")
     router: ServiceRouter = module.create_router(runtime)
+    runtime.add_role(name)
     return router

@@ -382,6 +382,16 @@ async def publish_records(broker: KafkaBroker, records: Sequence[OutgoingRecord]
     await asyncio.gather(*confirmations)
 
 
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    """How many records a consumer group has yet to read from one partition."""
+
+    topic: str
+    partition: int
+    group: str
+    lag: int
+
+
 class ConsumerStalled(RuntimeError):
     """A partition has lag and its consumer's position has not moved for `kafka_stall_seconds`."""
 
@@ -401,6 +411,8 @@ class ConsumerProgress:
         self.stall_seconds = stall_seconds
         self._last_move: dict[tuple[str, str, int], tuple[int, float]] = {}
         self.stalled: dict[tuple[str, str, int], int] = {}  # (group, topic, partition) -> lag
+        self.lags: list[PartitionLag] = []
+        """Every partition's lag at the last sample (the heartbeat reports them)."""
 
     async def run(self, every_seconds: float | None = None) -> None:
         """Sample until cancelled (by default four times per stall period, at most every 15 s)."""
@@ -411,6 +423,7 @@ class ConsumerProgress:
 
     async def sample(self) -> None:
         now, seen = time.monotonic(), set()
+        lags: list[PartitionLag] = []
         for subscriber in self.broker.subscribers:
             consumer = getattr(subscriber, "consumer", None)
             if consumer is None:
@@ -426,6 +439,7 @@ class ConsumerProgress:
                 key = (group, partition.topic, partition.partition)
                 seen.add(key)
                 lag = max(highwater - position, 0)
+                lags.append(PartitionLag(partition.topic, partition.partition, group, lag))
                 labels = {"topic": partition.topic, "partition": str(partition.partition), "group": group}
                 metrics.CONSUMER_LAG.labels(**labels).set(lag)
                 last = self._last_move.get(key)
@@ -447,6 +461,7 @@ class ConsumerProgress:
                     self.stalled[key] = lag
                 else:
                     self.stalled.pop(key, None)
+        self.lags = lags
         for key in set(self._last_move) - seen:  # revoked: another consumer reports it now
             del self._last_move[key]
             self.stalled.pop(key, None)

@@ -11,7 +11,7 @@ from alembic.config import Config
 
 SHARED_DIR = Path(__file__).resolve().parent
 SERVICES_DIR = SHARED_DIR.parent / "services"
-SERVICES_WITH_TABLES = ("gateway", "drift", "features", "templates", "predict", "vector_sink")
+SERVICES_WITH_TABLES = ("gateway", "drift", "features", "templates", "predict", "vector_sink", "ops")
 
 
 SHARED_TABLE_MODULES = ("shared.db", "shared.outbox", "shared.lease")

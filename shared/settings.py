@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     broker_port: int = Field(default=9092, ge=1, le=65535)
     # the outbox relay polls for events committed by other processes this often (its own wake it)
     outbox_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    # every process records its readiness and consumer lag this often (the console's overview reads it)
+    heartbeat_seconds: float = Field(default=15.0, gt=0, le=3_600)
 
     # --- gateway and auth ---
     gateway_host: str = "127.0.0.1"

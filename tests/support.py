@@ -1,17 +1,21 @@
-"""Helpers for tests that wait on asynchronous effects, read topics and need a database of their own."""
+"""Helpers for tests that wait on asynchronous effects, read topics, serve an app over HTTP and need a
+database of their own."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, Literal, TypeVar
 
 import psycopg2
+import uvicorn
 from aiokafka import AIOKafkaConsumer
 from psycopg2 import sql
+
+from shared.embedded_broker import free_port
 
 T = TypeVar("T")
 
@@ -72,3 +76,21 @@ def fresh_postgres_database(admin_url: str, prefix: str) -> Iterator[str]:
         with admin.cursor() as cursor:
             cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         admin.close()
+
+
+@asynccontextmanager
+async def served(app: Any, *, lifespan: Literal["on", "off"] = "on") -> AsyncIterator[str]:
+    """`app` served by uvicorn on a free loopback port inside the running event loop; yields its URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan)
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "uvicorn did not start"
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

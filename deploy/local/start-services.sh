@@ -40,3 +40,11 @@ if ! port_open 6379; then
   port_open 6379 || { echo "Redis did not come up on 127.0.0.1:6379" >&2; exit 1; }
 fi
 echo "Redis: ok"
+
+# Chromium (Debian's) for the console's browser tests (tests/console, Playwright with
+# executable_path=/usr/bin/chromium: Playwright's own browser download is never used).
+if [ ! -x /usr/bin/chromium ]; then
+  as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium >/dev/null
+fi
+echo "Chromium: ok"

@@ -15,11 +15,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.exc import DBAPIError
 
+from services.console.web import mount_console
 from services.gateway import admin, auth, events
 from services.gateway.admin import ensure_bootstrap_admin
 from services.gateway.fast_path import FastRoute, answer_fast, mount_fast_routes
 from services.gateway.security import LoginThrottles, TokenVerifier, jwt_secret
 from services.operations import health_response, metrics_response, readiness_response
+from services.ops import api as ops
 from services.runtime import WORKERS, Runtime
 from shared import metrics
 
@@ -48,6 +50,7 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = True) -> FastAPI:
         if owns_runtime:
             await runtime.broker.connect()
             runtime.start_relay()
+            runtime.start_heartbeat()
         await ensure_bootstrap_admin(runtime)
         try:
             yield
@@ -64,6 +67,7 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    runtime.add_role("gateway")
     app.state.jwt_secret = jwt_secret(runtime.settings)
     app.state.tokens = TokenVerifier(app.state.jwt_secret)
     app.state.login_throttles = LoginThrottles.from_settings(runtime.settings)
@@ -71,9 +75,10 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = True) -> FastAPI:
     # Each router directly under the app (not through an intermediate /api/v1 router): FastAPI
     # matches a request again at every level of inclusion, and one level fewer is one walk fewer.
     apis = service_apis()
-    for router in (auth.router, admin.router, events.router, *(api.router for api in apis)):
+    for router in (auth.router, admin.router, events.router, *(api.router for api in apis), ops.router):
         app.include_router(router, prefix="/api/v1")
     _add_operational_routes(app, runtime)
+    mount_console(app)
     _add_error_handlers(app)
     _document_message_errors(app)
     fast_routes = mount_fast_routes("/api/v1", apis)

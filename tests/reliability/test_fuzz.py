@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -24,7 +23,7 @@ from schemathesis.checks import content_type_conformance, not_a_server_error, re
 
 from services.gateway.app import create_app
 from services.runtime import Runtime
-from shared.embedded_broker import free_port
+from tests.support import served
 
 MAX_EXAMPLES = int(os.environ.get("AIETL_FUZZ_EXAMPLES", "6"))
 ONLY = os.environ.get("AIETL_FUZZ_ONLY", "")  # e.g. "/templates/" to fuzz a part of the API
@@ -41,17 +40,8 @@ class FuzzReport:
 @pytest.fixture
 async def served_gateway(runtime: Runtime) -> AsyncIterator[tuple[str, dict]]:
     app = create_app(runtime, owns_runtime=False)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", app.openapi()
-    server.should_exit = True
-    await task
+    async with served(app, lifespan="off") as url:
+        yield url, app.openapi()
 
 
 def fuzz(base_url: str, openapi: dict, headers: dict[str, str]) -> FuzzReport:
