@@ -17,8 +17,9 @@ from services.gateway.deps import (
     RuntimeDep,
     SessionDep,
     project_scope,
-    require_project,
+    require_role,
 )
+from services.gateway.roles import Role
 from services.templates import store
 from services.templates.domain.model import Category, InvalidConfig, Pattern, SqlDialect, TemplateError
 from services.templates.service import (
@@ -273,7 +274,7 @@ async def create_template(
     body: TemplateIn, principal: PrincipalDep, runtime: RuntimeDep, project_id: QueryProject = None
 ) -> TemplateOut:
     """Store a new immutable template version (editing a template = creating its next version)."""
-    project = project_scope(principal, body.project_id or project_id)
+    project = project_scope(principal, body.project_id or project_id, Role.member)
     service = _service(runtime)
     try:
         async with runtime.database.transaction() as session:
@@ -314,7 +315,7 @@ async def list_templates(
 @router.post("/instantiate", status_code=status.HTTP_201_CREATED, response_model=InstanceOut)
 async def instantiate(body: InstantiateIn, principal: PrincipalDep, runtime: RuntimeDep) -> Any:
     """Validate the config, render the template and save a pipeline instance version."""
-    project = require_project(principal, body.project_id)
+    project = require_role(principal, body.project_id, Role.member)
     try:
         saved = await _service(runtime).instantiate(
             project,
@@ -454,7 +455,10 @@ async def generate(
     body: GenerateIn, principal: PrincipalDep, runtime: RuntimeDep, project_id: QueryProject = None
 ) -> GenerateOut:
     """Render one pipeline per enabled control entry; `dry_run` (default) saves nothing."""
-    project = project_scope(principal, body.project_id or project_id)
+    # a dry run (the default) only previews: viewers may; saving pipelines needs a member
+    project = project_scope(
+        principal, body.project_id or project_id, Role.viewer if body.dry_run else Role.member
+    )
     entries = await _service(runtime).generate(project, dry_run=body.dry_run)
     invalid_count = sum(1 for entry in entries if entry.errors)
     return GenerateOut(
