@@ -68,8 +68,13 @@ class Settings(BaseSettings):
     # --- gateway and auth ---
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=1, le=65535)
+    # signing keys (services.gateway.security.KeyRing): a JSON list, the first signs, all verify;
+    # or one key; unset (embedded only) = the key-ring file in data_dir
+    jwt_secrets: list[SecretStr] | None = Field(default=None, min_length=1)
     jwt_secret: SecretStr | None = None
     jwt_ttl_seconds: int = Field(default=3_600, ge=60)
+    # how long a gateway process trusts what it read of a user (rights, disabled, token version)
+    auth_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     admin_username: str = "admin"
     admin_password: SecretStr | None = None
     default_project: str = "default"

@@ -9,9 +9,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+import jwt
 import psycopg2
 from aiokafka import AIOKafkaConsumer
 from psycopg2 import sql
+
+from services.gateway.security import ALGORITHM, KeyRing
 
 T = TypeVar("T")
 
@@ -72,3 +75,8 @@ def fresh_postgres_database(admin_url: str, prefix: str) -> Iterator[str]:
         with admin.cursor() as cursor:
             cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         admin.close()
+
+
+def signed_token(claims: dict[str, object], key: str) -> str:
+    """A JWT signed as the gateway signs them (HS256, the key's id in the header), any claims."""
+    return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": KeyRing.key_id(key)})

@@ -16,9 +16,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.exc import DBAPIError
 
 from services.gateway import admin, auth, events
+from services.gateway.accounts import Authenticator
 from services.gateway.admin import ensure_bootstrap_admin
 from services.gateway.fast_path import FastRoute, answer_fast, mount_fast_routes
-from services.gateway.security import LoginThrottles, TokenVerifier, jwt_secret
+from services.gateway.security import LoginThrottles
 from services.operations import health_response, metrics_response, readiness_response
 from services.runtime import WORKERS, Runtime
 from shared import metrics
@@ -69,8 +70,7 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    app.state.jwt_secret = jwt_secret(runtime.settings)
-    app.state.tokens = TokenVerifier(app.state.jwt_secret)
+    app.state.authenticator = Authenticator.from_settings(runtime.settings, runtime.database)
     app.state.login_throttles = LoginThrottles.from_settings(runtime.settings)
 
     # Each router directly under the app (not through an intermediate /api/v1 router): FastAPI
@@ -216,7 +216,7 @@ class RequestGuard:
                 break
         body = b"".join(chunks)
         app_state = scope["app"].state
-        response = await answer_fast(fast, app_state.runtime, app_state.tokens, scope, body)
+        response = await answer_fast(fast, app_state.runtime, app_state.authenticator, scope, body)
         if response is not None:
             scope["route"] = fast
             await response(scope, receive, send)

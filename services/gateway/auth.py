@@ -1,4 +1,4 @@
-"""Login and the caller's identity."""
+"""Login, the caller's identity, and changing one's own password."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, Field, SecretStr
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.gateway.accounts import Authenticator, load_account
 from services.gateway.deps import PrincipalDep, SessionDep
 from services.gateway.roles import Role
-from services.gateway.security import DUMMY_HASH, Principal, issue_token, verify_password
-from services.gateway.tables import Membership, User
+from services.gateway.security import DUMMY_HASH, Password, hashed_password, password_matches
+from services.gateway.tables import User
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -34,16 +36,23 @@ class Me(BaseModel):
     roles: dict[str, Role]
 
 
-async def load_principal(session: SessionDep, user: User) -> Principal:
-    memberships = await session.execute(
-        select(Membership.project_id, Membership.role).where(Membership.user_id == user.id)
-    )
-    return Principal(user.id, user.username, user.is_admin, dict(memberships.tuples().all()))
+class PasswordChange(BaseModel):
+    current_password: Annotated[SecretStr, Field(min_length=1, max_length=1024)]
+    new_password: Password
+
+
+async def _token_for(request: Request, session: AsyncSession, user_id: int) -> TokenResponse:
+    """A token naming the user as the database has them now."""
+    account = await load_account(session, user_id)
+    if account is None:  # deleted meanwhile
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="invalid username or password")
+    authenticator: Authenticator = request.app.state.authenticator
+    return TokenResponse(access_token=authenticator.issue(account), expires_in=authenticator.ttl_seconds)
 
 
 @router.post("/login", response_model=TokenResponse, responses={401: {}, 429: {}})
 async def login(body: LoginRequest, request: Request, session: SessionDep) -> TokenResponse:
-    settings = request.app.state.runtime.settings
+    """A token for the user; a disabled user is refused like a wrong password."""
     throttles = request.app.state.login_throttles
     client = request.client.host if request.client else "unknown"
     wait = max(throttles.per_user.retry_after(body.username), throttles.per_client.retry_after(client))
@@ -54,16 +63,13 @@ async def login(body: LoginRequest, request: Request, session: SessionDep) -> To
             headers={"Retry-After": str(int(wait) + 1)},
         )
     user = await session.scalar(select(User).where(User.username == body.username))
-    password = body.password.get_secret_value()
-    valid = verify_password(user.password_hash if user else DUMMY_HASH, password)
-    if user is None or not valid:
+    valid = await password_matches(user.password_hash if user else DUMMY_HASH, body.password)
+    if user is None or not valid or user.disabled:
         throttles.per_user.record_failure(body.username)
         throttles.per_client.record_failure(client)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="invalid username or password")
     throttles.per_user.reset(body.username)
-    principal = await load_principal(session, user)
-    token = issue_token(principal, request.app.state.jwt_secret, settings.jwt_ttl_seconds)
-    return TokenResponse(access_token=token, expires_in=settings.jwt_ttl_seconds)
+    return await _token_for(request, session, user.id)
 
 
 @router.get("/me", response_model=Me)
@@ -74,3 +80,18 @@ async def me(principal: PrincipalDep) -> Me:
         projects=sorted(principal.projects),
         roles=dict(sorted(principal.roles.items())),
     )
+
+
+@router.post("/password", response_model=TokenResponse, responses={403: {}})
+async def change_password(
+    body: PasswordChange, principal: PrincipalDep, request: Request, session: SessionDep
+) -> TokenResponse:
+    """Change one's own password: every token issued before stops working; a new one is returned."""
+    user = await session.get(User, principal.user_id)
+    if user is None or not await password_matches(user.password_hash, body.current_password):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="current password is wrong")
+    user.password_hash = await hashed_password(body.new_password)
+    user.token_version += 1
+    await session.commit()
+    request.app.state.authenticator.forget(user.id)
+    return await _token_for(request, session, user.id)

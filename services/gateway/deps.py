@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
-import jwt
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.gateway.accounts import Authenticator, NotAuthenticated
 from services.gateway.roles import Role
-from services.gateway.security import Principal, TokenVerifier
+from services.gateway.security import Principal
 from services.runtime import Runtime
 
 _bearer = HTTPBearer(auto_error=False, description="JWT from POST /api/v1/auth/login")
@@ -40,23 +40,29 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
+async def get_authenticator(request: Request) -> Authenticator:
+    authenticator: Authenticator = request.app.state.authenticator
+    return authenticator
+
+
+AuthenticatorDep = Annotated[Authenticator, Depends(get_authenticator)]
+
+
 def unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
 async def current_principal(
-    request: Request,
+    authenticator: AuthenticatorDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """The caller named by the bearer token, with their rights as the database has them now."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise unauthorized("missing bearer token")
-    tokens: TokenVerifier = request.app.state.tokens
     try:
-        return tokens.verify(credentials.credentials)
-    except jwt.ExpiredSignatureError:
-        raise unauthorized("token expired") from None
-    except jwt.InvalidTokenError:
-        raise unauthorized("invalid token") from None
+        return await authenticator.principal(credentials.credentials)
+    except NotAuthenticated as error:
+        raise unauthorized(str(error)) from None
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, String
+from sqlalchemy import Enum, ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.gateway.roles import Role
@@ -27,6 +27,11 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(128), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(default=False)
+    # A disabled user cannot log in, and their tokens are refused.
+    disabled: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # In every token issued; raised when the password changes or the user is disabled, which
+    # revokes every token issued before.
+    token_version: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
 
 

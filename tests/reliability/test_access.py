@@ -14,21 +14,18 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import jwt
-import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
-from services.gateway.app import API_PREFIX, api_routers, create_app, service_apis
+from services.gateway.app import API_PREFIX, api_routers, service_apis
 from services.gateway.events import INBOUND
 from services.gateway.roles import Role
 from services.gateway.security import ALGORITHM
-from services.runtime import Runtime
 from tests.conftest import JWT_SECRET
 from tests.foundation.test_contracts import EXAMPLES
 
@@ -47,15 +44,6 @@ PUBLIC = {
     ("POST", "/api/v1/auth/login"),
 }
 WRITES = {"POST", "PUT", "PATCH"}
-
-
-@pytest.fixture
-async def gateway(runtime: Runtime) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """A gateway app of its own: its login throttle must not lock out the other tests' logins."""
-    app = create_app(runtime, owns_runtime=False)
-    transport = httpx.ASGITransport(app=app, client=(f"10.9.{uuid.uuid4().int % 250}.1", 4000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-        yield app, http
 
 
 def operations(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
