@@ -38,7 +38,7 @@ async def serve_until_stopped(
     """Serve `app` until SIGINT or SIGTERM; print `banner()` once it accepts connections and
     `ready` (the workers' start) has completed."""
     # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from 127.0.0.1 as the client;
-    # the gateway trusts it only from AIETL_TRUSTED_PROXIES (services.gateway.clients).
+    # the gateway trusts it only from AIETL_TRUSTED_PROXIES (services.gateway.throttle).
     server = _Server(
         uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", proxy_headers=False)
     )

@@ -6,11 +6,12 @@ Unset URLs fall back to embedded defaults under `data_dir`, so `aietl up` needs 
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _env(*names: str) -> AliasChoices:
@@ -80,6 +81,8 @@ class Settings(BaseSettings):
     default_project: str = "default"
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=60, ge=1)
+    # proxies whose X-Forwarded-For names the client (login throttling); comma-separated CIDRs
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(default_factory=list)
     max_request_bytes: int = Field(default=10 * 1_048_576, ge=1_024)
     metrics_port: int = Field(default=9100, ge=0, le=65535)
 
@@ -115,6 +118,13 @@ class Settings(BaseSettings):
             if url.startswith(plain):
                 return driver + url[len(plain) :]
         return url
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     # plain properties, not cached: a copy with other fields (`model_copy(update=...)`) resolves anew
     @property

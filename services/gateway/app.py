@@ -19,7 +19,7 @@ from services.gateway import admin, auth, events
 from services.gateway.accounts import Authenticator
 from services.gateway.admin import ensure_bootstrap_admin
 from services.gateway.fast_path import FastRoute, answer_fast, mount_fast_routes
-from services.gateway.security import LoginThrottles
+from services.gateway.throttle import LoginThrottle
 from services.operations import health_response, metrics_response, readiness_response
 from services.runtime import WORKERS, Runtime
 from shared import metrics
@@ -71,7 +71,7 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = True) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.authenticator = Authenticator.from_settings(runtime.settings, runtime.database)
-    app.state.login_throttles = LoginThrottles.from_settings(runtime.settings)
+    app.state.login_throttle = LoginThrottle.from_settings(runtime.settings, runtime.database)
 
     # Each router directly under the app (not through an intermediate /api/v1 router): FastAPI
     # matches a request again at every level of inclusion, and one level fewer is one walk fewer.

@@ -14,6 +14,7 @@ from services.gateway.deps import PrincipalDep, SessionDep
 from services.gateway.roles import Role
 from services.gateway.security import DUMMY_HASH, Password, hashed_password, password_matches
 from services.gateway.tables import User
+from services.gateway.throttle import Attempt, LoginThrottle, Refused, client_address
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -50,25 +51,30 @@ async def _token_for(request: Request, session: AsyncSession, user_id: int) -> T
     return TokenResponse(access_token=authenticator.issue(account), expires_in=authenticator.ttl_seconds)
 
 
-@router.post("/login", response_model=TokenResponse, responses={401: {}, 429: {}})
-async def login(body: LoginRequest, request: Request, session: SessionDep) -> TokenResponse:
-    """A token for the user; a disabled user is refused like a wrong password."""
-    throttles = request.app.state.login_throttles
-    client = request.client.host if request.client else "unknown"
-    wait = max(throttles.per_user.retry_after(body.username), throttles.per_client.retry_after(client))
-    if wait > 0:
+async def _attempt(request: Request, username: str) -> Attempt:
+    """The login attempt on record, or 429 while this client must wait (`services.gateway.throttle`)."""
+    throttle: LoginThrottle = request.app.state.login_throttle
+    peer = request.client.host if request.client else None
+    client = client_address(peer, request.headers.getlist("x-forwarded-for"), throttle.trusted_proxies)
+    try:
+        return await throttle.begin(username, client)
+    except Refused as refused:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             detail="too many failed logins; try again later",
-            headers={"Retry-After": str(int(wait) + 1)},
-        )
+            headers={"Retry-After": str(int(refused.retry_after) + 1)},
+        ) from None
+
+
+@router.post("/login", response_model=TokenResponse, responses={401: {}, 429: {}})
+async def login(body: LoginRequest, request: Request, session: SessionDep) -> TokenResponse:
+    """A token for the user; a disabled user is refused like a wrong password."""
+    attempt = await _attempt(request, body.username)
     user = await session.scalar(select(User).where(User.username == body.username))
     valid = await password_matches(user.password_hash if user else DUMMY_HASH, body.password)
     if user is None or not valid or user.disabled:
-        throttles.per_user.record_failure(body.username)
-        throttles.per_client.record_failure(client)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="invalid username or password")
-    throttles.per_user.reset(body.username)
+    await request.app.state.login_throttle.succeeded(attempt)
     return await _token_for(request, session, user.id)
 
 
@@ -82,14 +88,17 @@ async def me(principal: PrincipalDep) -> Me:
     )
 
 
-@router.post("/password", response_model=TokenResponse, responses={403: {}})
+@router.post("/password", response_model=TokenResponse, responses={403: {}, 429: {}})
 async def change_password(
     body: PasswordChange, principal: PrincipalDep, request: Request, session: SessionDep
 ) -> TokenResponse:
-    """Change one's own password: every token issued before stops working; a new one is returned."""
+    """Change one's own password: every token issued before stops working; a new one is returned.
+    A wrong current password counts as a failed login (a stolen token is no password oracle)."""
+    attempt = await _attempt(request, principal.username)
     user = await session.get(User, principal.user_id)
     if user is None or not await password_matches(user.password_hash, body.current_password):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="current password is wrong")
+    await request.app.state.login_throttle.succeeded(attempt)
     user.password_hash = await hashed_password(body.new_password)
     user.token_version += 1
     await session.commit()

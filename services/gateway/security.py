@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import time
-from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,50 +259,3 @@ class TokenVerifier:
         claims = decode_token(token, self.keys)
         self._verified.put(key, claims, min(now + self.seconds, claims.expires))
         return claims
-
-
-class LoginThrottle:
-    """Refuse logins for a key after too many failures in a sliding window."""
-
-    def __init__(self, max_failures: int, window_seconds: float) -> None:
-        self.max_failures = max_failures
-        self.window_seconds = window_seconds
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-
-    def retry_after(self, key: str) -> float:
-        """Seconds until a login may be tried again for `key`; 0 when it may now."""
-        failures = self._failures.get(key)
-        if not failures:
-            return 0.0
-        now = time.monotonic()
-        while failures and now - failures[0] > self.window_seconds:
-            failures.popleft()
-        if len(failures) < self.max_failures:
-            return 0.0
-        return self.window_seconds - (now - failures[0])
-
-    def record_failure(self, key: str) -> None:
-        self._failures[key].append(time.monotonic())
-
-    def reset(self, key: str) -> None:
-        self._failures.pop(key, None)
-
-
-@dataclass(frozen=True)
-class LoginThrottles:
-    """Guessing one user's password is stopped per user; a client guessing many users, per client
-    (with more room, since many people may share one address)."""
-
-    per_user: LoginThrottle
-    per_client: LoginThrottle
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> LoginThrottles:
-        window = settings.login_window_seconds
-        return cls(
-            LoginThrottle(settings.login_max_failures, window),
-            LoginThrottle(settings.login_max_failures * CLIENT_ALLOWANCE, window),
-        )
-
-
-CLIENT_ALLOWANCE = 4

@@ -51,3 +51,14 @@ class Membership(Base):
         ),
         default=Role.member,
     )
+
+
+class LoginFailure(Base):
+    """A failed (or still running) login: what login throttling counts (`services.gateway.throttle`)."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(128), index=True)
+    client: Mapped[str] = mapped_column(String(64), index=True)
+    failed_at: Mapped[float] = mapped_column(index=True)  # epoch seconds, comparable on every backend

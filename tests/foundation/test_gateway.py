@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 import uuid
 from pathlib import Path
@@ -22,6 +23,7 @@ from services.gateway.security import (
     issue_token,
 )
 from services.gateway.tables import Membership, User
+from services.gateway.throttle import client_address
 from services.runtime import Runtime
 from shared.migrate import upgrade_async
 from shared.settings import Settings
@@ -236,3 +238,16 @@ def test_the_embedded_key_ring_rotates_without_a_restart(tmp_path: Path) -> None
     with pytest.raises(jwt.InvalidTokenError):
         verifier.verify(issued_before)
     assert verifier.verify(issued_after).user_id == 7
+
+
+def test_the_client_is_the_first_untrusted_hop_from_the_right() -> None:
+    proxies = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128")]
+    assert client_address("203.0.113.9", ["1.2.3.4"], proxies) == "203.0.113.9"  # untrusted peer: ignored
+    assert client_address("10.0.0.2", ["1.2.3.4, 198.51.100.7, 10.0.0.5"], proxies) == "198.51.100.7"
+    assert client_address("::1", ["2001:db8::1"], proxies) == "2001:db8::1"
+    assert client_address("10.0.0.2", ["1.2.3.4", "198.51.100.7"], proxies) == "198.51.100.7"  # two headers
+    assert (
+        client_address("10.0.0.2", ["garbage, 10.0.0.3"], proxies) == "10.0.0.3"
+    )  # stops at what it can vouch for
+    assert client_address("10.0.0.2", [], proxies) == "10.0.0.2"
+    assert client_address(None, ["1.2.3.4"], proxies) == "unknown"

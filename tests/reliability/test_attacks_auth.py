@@ -5,10 +5,13 @@
 - Disabling, deleting or changing the password of a user ends their tokens; a change of roles or
   membership reaches every gateway replica within the authorisation cache's time.
 - Roles hold: a member cannot manage roles, give themselves more, or create users.
+- Login throttling stops guessing on every replica without locking the real user out, and an
+  X-Forwarded-For header is believed only from a trusted proxy.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 import uuid
 
@@ -196,3 +199,69 @@ async def test_a_member_cannot_raise_their_own_rights(
     ).status_code == 403
     me = (await http.get(ME, headers=member)).json()
     assert me["roles"] == {project: "member"} and me["is_admin"] is False
+
+
+async def _login(http: httpx.AsyncClient, username: str, password: str, **headers: str) -> int:
+    response = await http.post(
+        "/api/v1/auth/login", json={"username": username, "password": password}, headers=headers
+    )
+    return response.status_code
+
+
+async def test_guessing_cannot_lock_out_the_real_user(runtime: Runtime, auth: Headers) -> None:
+    """Two replicas on one database. A client guessing a password is stopped on both; the real user,
+    from a client of their own, still logs in; nobody's success resets the guessing client."""
+    first, second = create_app(runtime, owns_runtime=False), create_app(runtime, owns_runtime=False)
+    limit = runtime.settings.login_max_failures
+    async with gateway_client(first, random_address()) as admin_http:
+        project = await new_project(admin_http, auth)
+        victim, _ = await new_user(admin_http, auth, {project: Role.member})
+        own_account, _ = await new_user(admin_http, auth, {project: Role.member})
+    password = "acl-password-1"
+    attacker = random_address()
+    async with (
+        gateway_client(first, attacker) as attacker_on_first,
+        gateway_client(second, attacker) as attacker_on_second,
+        gateway_client(second, random_address()) as real_user,
+    ):
+        codes = [await _login(attacker_on_first, victim, f"guess-{n}") for n in range(limit)]
+        assert codes == [401] * limit
+        for replica in (attacker_on_first, attacker_on_second):  # the count is the database's
+            assert await _login(replica, victim, password) == 429
+        assert await _login(real_user, victim, password) == 200
+        # the attacker's own successful login, and the victim's, reset nothing for the victim
+        assert await _login(attacker_on_second, own_account, password) == 200
+        assert await _login(attacker_on_first, victim, password) == 429
+
+    # a distributed attack: many clients, one guess each; then only clients without failures pass
+    bots = [random_address() for _ in range(4 * limit)]
+    for bot in bots:
+        async with gateway_client(first, bot) as http:
+            assert await _login(http, victim, "distributed-guess") == 401
+    async with gateway_client(second, bots[0]) as bot, gateway_client(second, random_address()) as clean:
+        assert await _login(bot, victim, password) == 429
+        assert await _login(clean, victim, password) == 200
+
+
+async def test_forwarded_for_is_believed_only_from_trusted_proxies(runtime: Runtime, auth: Headers) -> None:
+    app = create_app(runtime, owns_runtime=False)
+    limit = runtime.settings.login_max_failures
+    async with gateway_client(app, random_address()) as admin_http:
+        victim, _ = await new_user(admin_http, auth, {await new_project(admin_http, auth): Role.member})
+    # untrusted: a new X-Forwarded-For with every guess changes nothing
+    async with gateway_client(app, random_address()) as direct:
+        codes = [
+            await _login(direct, victim, f"guess-{n}", **{"X-Forwarded-For": random_address()})
+            for n in range(limit + 2)
+        ]
+        assert codes == [401] * limit + [429, 429]
+
+    proxy = "192.0.2.10"
+    app.state.login_throttle.trusted_proxies = [ipaddress.ip_network(f"{proxy}/32")]
+    guesser, neighbour = random_address(), random_address()
+    async with gateway_client(app, proxy) as through_proxy:
+        for n in range(limit):  # the guesser writes its own X-Forwarded-For; the proxy appends the truth
+            forwarded = f"{random_address()}, {guesser}"
+            assert await _login(through_proxy, victim, f"guess-{n}", **{"X-Forwarded-For": forwarded}) == 401
+        assert await _login(through_proxy, victim, "acl-password-1", **{"X-Forwarded-For": guesser}) == 429
+        assert await _login(through_proxy, victim, "acl-password-1", **{"X-Forwarded-For": neighbour}) == 200
