@@ -90,7 +90,8 @@ class Settings(BaseSettings):
     vector_sink_secret_key: SecretStr | None = None  # Fernet key for connector secrets; else a key file
 
     # --- features ---
-    # online: unset = SQLite file under data_dir; "redis" = REDIS_URL; or a redis:// / sqlite:/// URL.
+    # online: unset = REDIS_URL when set, else the SQLite file under data_dir; "redis" = REDIS_URL;
+    # "sqlite" = that file even with REDIS_URL set; or a redis:// / sqlite:/// URL.
     features_online_store: str | None = None
     # offline: unset or "sql" = the SQL database; "clickhouse" = the process's ClickHouse; or a SQL URL.
     features_offline_store: str | None = None
@@ -143,6 +144,19 @@ class Settings(BaseSettings):
         if self.clickhouse_host:
             return f"clickhouse://{self.clickhouse_host}:{self.clickhouse_port}"
         return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def resolved_features_online_store(self) -> str:
+        """The online feature store's URL: what `AIETL_FEATURES_ONLINE_STORE` says, else Redis when
+        `REDIS_URL` is set (as the README promises), else the SQLite file under `data_dir`."""
+        choice = self.features_online_store or ("redis" if self.redis_url else "sqlite")
+        if choice == "redis":
+            if not self.redis_url:
+                raise ValueError("AIETL_FEATURES_ONLINE_STORE=redis needs REDIS_URL")
+            return self.redis_url
+        if choice == "sqlite":
+            return f"sqlite:///{(self.data_dir / 'features_online.db').resolve()}"
+        return choice
 
     @property
     def embedded_broker(self) -> bool:
