@@ -95,20 +95,20 @@ class Authenticator:
             raise NotAuthenticated("token expired") from None
         except jwt.InvalidTokenError:
             raise NotAuthenticated("invalid token") from None
-        account = await self.account(claims.user_id)
+        found, account = self._accounts.get(claims.user_id, time.time())  # inline: the fast path's cost
+        if not found:
+            account = await self.load(claims.user_id)
         if account is not None and account.disabled:
             raise NotAuthenticated("user disabled")
         if account is None or account.token_version != claims.version:
             raise NotAuthenticated("token revoked")
         return account.principal
 
-    async def account(self, user_id: int) -> Account | None:
-        now = time.time()
-        found, account = self._accounts.get(user_id, now)
-        if not found:
-            async with self.database.sessions() as session:
-                account = await load_account(session, user_id)
-            self._accounts.put(user_id, account, now + self.cache_seconds)
+    async def load(self, user_id: int) -> Account | None:
+        """Read the user from the database, and remember them for `cache_seconds`."""
+        async with self.database.sessions() as session:
+            account = await load_account(session, user_id)
+        self._accounts.put(user_id, account, time.time() + self.cache_seconds)
         return account
 
     def forget(self, user_id: int) -> None:

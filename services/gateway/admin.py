@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.gateway.deps import (
+    ROLE_TOO_LOW,
     AdminDep,
     AuthenticatorDep,
     PrincipalDep,
@@ -87,7 +88,12 @@ class MemberOut(BaseModel):
     role: Role
 
 
-@router.post("/projects", response_model=ProjectOut, status_code=status.HTTP_201_CREATED, responses={409: {}})
+@router.post(
+    "/projects",
+    response_model=ProjectOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={409: {"description": "The project exists"}},
+)
 async def create_project(body: ProjectIn, _admin: AdminDep, session: SessionDep) -> ProjectOut:
     if await session.get(Project, body.id) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"project {body.id!r} already exists")
@@ -120,7 +126,10 @@ async def _user_out(session: AsyncSession, user: User) -> UserOut:
 
 
 @router.post(
-    "/users", response_model=UserOut, status_code=status.HTTP_201_CREATED, responses={409: {}, 422: {}}
+    "/users",
+    response_model=UserOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={409: {"description": "The user exists"}},
 )
 async def create_user(body: UserIn, _admin: AdminDep, session: SessionDep) -> UserOut:
     if await session.scalar(select(User.id).where(User.username == body.username)) is not None:
@@ -158,7 +167,11 @@ def _not_yourself(admin: Principal, user: User, what: str) -> None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"you cannot {what} yourself")
 
 
-@router.patch("/users/{username}", response_model=UserOut, responses={409: {}})
+@router.patch(
+    "/users/{username}",
+    response_model=UserOut,
+    responses={409: {"description": "Administrators do not disable or demote themselves"}},
+)
 async def update_user(
     username: Username, body: UserPatch, admin: AdminDep, session: SessionDep, authenticator: AuthenticatorDep
 ) -> UserOut:
@@ -182,7 +195,11 @@ async def update_user(
     return await _user_out(session, user)
 
 
-@router.delete("/users/{username}", status_code=status.HTTP_204_NO_CONTENT, responses={409: {}})
+@router.delete(
+    "/users/{username}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={409: {"description": "Administrators do not delete themselves"}},
+)
 async def delete_user(
     username: Username, admin: AdminDep, session: SessionDep, authenticator: AuthenticatorDep
 ) -> None:
@@ -206,7 +223,20 @@ async def _project_as(session: AsyncSession, principal: PrincipalDep, project_id
     return project_id
 
 
-@router.get("/projects/{project_id}/members", response_model=list[MemberOut])
+async def _membership(
+    session: AsyncSession, principal: Principal, project_id: str, username: str
+) -> tuple[User, Membership | None]:
+    """The user and their membership of the project, once the caller may manage its members."""
+    await _project_as(session, principal, project_id, Role.owner)
+    user = await _user_named(session, username)
+    return user, await session.get(Membership, (user.id, project_id))
+
+
+@router.get(
+    "/projects/{project_id}/members",
+    response_model=list[MemberOut],
+    responses=ROLE_TOO_LOW,
+)
 async def list_members(
     project_id: ProjectId, principal: PrincipalDep, session: SessionDep
 ) -> list[MemberOut]:
@@ -221,7 +251,11 @@ async def list_members(
     return [MemberOut(username=username, role=role) for username, role in rows.tuples()]
 
 
-@router.put("/projects/{project_id}/members/{username}", response_model=MemberOut)
+@router.put(
+    "/projects/{project_id}/members/{username}",
+    response_model=MemberOut,
+    responses=ROLE_TOO_LOW,
+)
 async def set_member_role(
     project_id: ProjectId,
     username: Username,
@@ -231,9 +265,7 @@ async def set_member_role(
     authenticator: AuthenticatorDep,
 ) -> MemberOut:
     """Add the user to the project with `role`, or change their role (owners and administrators)."""
-    await _project_as(session, principal, project_id, Role.owner)
-    user = await _user_named(session, username)
-    membership = await session.get(Membership, (user.id, project_id))
+    user, membership = await _membership(session, principal, project_id, username)
     if membership is None:
         session.add(Membership(user_id=user.id, project_id=project_id, role=body.role))
     else:
@@ -243,7 +275,11 @@ async def set_member_role(
     return MemberOut(username=username, role=body.role)
 
 
-@router.delete("/projects/{project_id}/members/{username}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/projects/{project_id}/members/{username}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=ROLE_TOO_LOW,
+)
 async def remove_member(
     project_id: ProjectId,
     username: Username,
@@ -252,9 +288,7 @@ async def remove_member(
     authenticator: AuthenticatorDep,
 ) -> None:
     """Take the user out of the project (owners and administrators)."""
-    await _project_as(session, principal, project_id, Role.owner)
-    user = await _user_named(session, username)
-    membership = await session.get(Membership, (user.id, project_id))
+    user, membership = await _membership(session, principal, project_id, username)
     if membership is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, detail=f"user {username!r} is not in project {project_id!r}"

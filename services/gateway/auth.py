@@ -66,7 +66,14 @@ async def _attempt(request: Request, username: str) -> Attempt:
         ) from None
 
 
-@router.post("/login", response_model=TokenResponse, responses={401: {}, 429: {}})
+@router.post(
+    "/login",
+    response_model=TokenResponse,
+    responses={
+        401: {"description": "Wrong username or password, or a disabled user"},
+        429: {"description": "Too many failed logins from this client (see Retry-After)"},
+    },
+)
 async def login(body: LoginRequest, request: Request, session: SessionDep) -> TokenResponse:
     """A token for the user; a disabled user is refused like a wrong password."""
     attempt = await _attempt(request, body.username)
@@ -88,7 +95,14 @@ async def me(principal: PrincipalDep) -> Me:
     )
 
 
-@router.post("/password", response_model=TokenResponse, responses={403: {}, 429: {}})
+@router.post(
+    "/password",
+    response_model=TokenResponse,
+    responses={
+        403: {"description": "The current password is wrong"},
+        429: {"description": "Too many failed attempts from this client (see Retry-After)"},
+    },
+)
 async def change_password(
     body: PasswordChange, principal: PrincipalDep, request: Request, session: SessionDep
 ) -> TokenResponse:

@@ -10,9 +10,13 @@ in its thread pool, and three thread hand-offs per request cost more than a fast
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated
+from dataclasses import dataclass
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +26,93 @@ from services.gateway.security import Principal
 from services.runtime import Runtime
 
 _bearer = HTTPBearer(auto_error=False, description="JWT from POST /api/v1/auth/login")
+
+Dependency = TypeVar("Dependency", bound=Callable[..., Any])
+
+ERROR_RESPONSES: dict[Callable[..., Any], dict[int, str]] = {}
+"""What a dependency may answer instead of the route, by status code: the app documents it on
+every route that uses the dependency (`services.gateway.app`), so no route has to repeat it."""
+
+
+ROLE_TOO_LOW: dict[int | str, dict[str, Any]] = {
+    403: {"description": "The caller's role in the project is too low (the detail names the role needed)"}
+}
+"""`responses` of a route that checks a role in its handler (`require_role`), e.g. for a project
+named in the body; a dependency's are documented without a word (`answers`)."""
+
+
+def answers(responses: dict[int, str]) -> Callable[[Dependency], Dependency]:
+    """Declare the error answers of a dependency (see `ERROR_RESPONSES`)."""
+
+    def declare(dependency: Dependency) -> Dependency:
+        ERROR_RESPONSES[dependency] = responses
+        return dependency
+
+    return declare
+
+
+@dataclass(frozen=True)
+class _QueryParameters:
+    names: frozenset[str]
+    repeatable: frozenset[str]  # those taking a list
+
+
+_QUERY: dict[int, tuple[APIRoute, _QueryParameters]] = {}
+"""By route identity (routes are not hashable). The routes in scope are the routers' own, shared
+by every app including them, so this holds one entry per route of the code base."""
+
+
+def _is_list(annotation: Any) -> bool:
+    origin = get_origin(annotation)
+    if origin in (Union, UnionType):
+        return any(_is_list(member) for member in get_args(annotation))
+    return origin in (list, tuple, set, frozenset) or annotation in (list, tuple, set, frozenset)
+
+
+def _query_parameters(dependant: Dependant) -> _QueryParameters:
+    fields = []
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        fields.extend(current.query_params)
+        pending.extend(current.dependencies)
+    return _QueryParameters(
+        frozenset(field.alias for field in fields),
+        frozenset(field.alias for field in fields if _is_list(field.field_info.annotation)),
+    )
+
+
+@answers({422: "A value of the request is invalid, or a query parameter the operation does not take"})
+async def refuse_unknown_query(request: Request) -> None:
+    """A query parameter the route does not take, or a single-valued one given twice, is refused
+    by name rather than ignored (a misspelt `projectid` would act in the caller's default project,
+    and of two `project_id`s FastAPI takes the last). `project_id` itself is tolerated everywhere:
+    clients send it with every call, and a route without it takes the project from its body."""
+    route = request.scope.get("route")
+    if not request.query_params or not isinstance(route, APIRoute):
+        return
+    entry = _QUERY.get(id(route))
+    if entry is None or entry[0] is not route:
+        entry = _QUERY[id(route)] = (route, _query_parameters(route.dependant))
+    parameters = entry[1]
+    given = request.query_params.keys()
+    unknown = sorted(set(given) - parameters.names - {"project_id"})
+    if unknown:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"unknown query parameter: {', '.join(unknown)}"
+        )
+    repeated = sorted(
+        {
+            name
+            for name in given
+            if name not in parameters.repeatable and len(request.query_params.getlist(name)) > 1
+        }
+    )
+    if repeated:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"query parameter given more than once: {', '.join(repeated)}",
+        )
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -52,6 +143,7 @@ def unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+@answers({401: "No valid bearer token, or its user was deleted, disabled or changed password"})
 async def current_principal(
     authenticator: AuthenticatorDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -109,6 +201,13 @@ def project_with_role(minimum: Role | None = None) -> Callable[..., Awaitable[st
     write route is closed to viewers without a word. A read that is a POST (a query with a body)
     says `Role.viewer`; a route needing more says so (`Depends(project_with_role(Role.maintainer))`)."""
 
+    @answers(
+        {
+            403: "The caller's role in the project is too low (the detail names the role needed)",
+            404: "No such project, or not one of the caller's",
+            422: "`project_id` is required (the caller is in several projects)",
+        }
+    )
     async def project_dependency(
         request: Request,
         principal: PrincipalDep,
@@ -127,6 +226,7 @@ ProjectReadDep = Annotated[str, Depends(project_with_role(Role.viewer))]
 """The project in scope for a read sent as a POST (its question is the body): viewers too."""
 
 
+@answers({403: "Administrator role required"})
 async def require_admin(principal: PrincipalDep) -> Principal:
     if not principal.is_admin:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="administrator role required")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
 from services.gateway.deps import (
+    ROLE_TOO_LOW,
     PrincipalDep,
     ProjectDep,
     RuntimeDep,
@@ -33,6 +34,11 @@ from services.templates.tables import ControlEntry, PipelineInstance, PipelineRu
 from shared.events.base import Name, ProjectId, utc_now
 
 router = APIRouter(prefix="/advanced/templates", tags=["templates"])
+# Routes naming the project in the body check the caller's role there (`require_role`).
+BODY_PROJECT: dict[int | str, dict[str, Any]] = {
+    **ROLE_TOO_LOW,
+    404: {"description": "No such project (or not the caller's), or no such template"},
+}
 QueryProject = Annotated[str | None, Query(description="Project to act in (or `project_id` in the body).")]
 Identifier = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 
@@ -269,7 +275,12 @@ def _generated_out(entry: GeneratedEntry) -> GeneratedOut:
 # --- templates -------------------------------------------------------------------------------
 
 
-@router.post("/create", status_code=status.HTTP_201_CREATED, response_model=TemplateOut)
+@router.post(
+    "/create",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TemplateOut,
+    responses={**BODY_PROJECT, 409: {"description": "This template version exists"}},
+)
 async def create_template(
     body: TemplateIn, principal: PrincipalDep, runtime: RuntimeDep, project_id: QueryProject = None
 ) -> TemplateOut:
@@ -312,7 +323,9 @@ async def list_templates(
 # --- instances -------------------------------------------------------------------------------
 
 
-@router.post("/instantiate", status_code=status.HTTP_201_CREATED, response_model=InstanceOut)
+@router.post(
+    "/instantiate", status_code=status.HTTP_201_CREATED, response_model=InstanceOut, responses=BODY_PROJECT
+)
 async def instantiate(body: InstantiateIn, principal: PrincipalDep, runtime: RuntimeDep) -> Any:
     """Validate the config, render the template and save a pipeline instance version."""
     project = require_role(principal, body.project_id, Role.member)
@@ -402,7 +415,12 @@ def _duplicate(body: ControlEntryIn) -> HTTPException:
     )
 
 
-@router.post("/control-table", status_code=status.HTTP_201_CREATED, response_model=ControlEntryOut)
+@router.post(
+    "/control-table",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ControlEntryOut,
+    responses={409: {"description": "An entry for this source exists"}},
+)
 async def create_entry(body: ControlEntryIn, project_id: ProjectDep, runtime: RuntimeDep) -> ControlEntryOut:
     row = ControlEntry(id=str(uuid.uuid4()), project_id=project_id, created_at=utc_now())
     _apply(row, body)
@@ -431,7 +449,11 @@ async def get_entry(entry_id: str, project_id: ProjectDep, session: SessionDep) 
     return _entry_out(await _entry_or_404(session, project_id, entry_id))
 
 
-@router.put("/control-table/{entry_id}", response_model=ControlEntryOut)
+@router.put(
+    "/control-table/{entry_id}",
+    response_model=ControlEntryOut,
+    responses={409: {"description": "An entry for this source exists"}},
+)
 async def update_entry(
     entry_id: str, body: ControlEntryIn, project_id: ProjectDep, runtime: RuntimeDep
 ) -> ControlEntryOut:
@@ -450,7 +472,7 @@ async def delete_entry(entry_id: str, project_id: ProjectDep, runtime: RuntimeDe
         await session.delete(await _entry_or_404(session, project_id, entry_id))
 
 
-@router.post("/generate", response_model=GenerateOut)
+@router.post("/generate", response_model=GenerateOut, responses=BODY_PROJECT)
 async def generate(
     body: GenerateIn, principal: PrincipalDep, runtime: RuntimeDep, project_id: QueryProject = None
 ) -> GenerateOut:

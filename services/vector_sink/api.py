@@ -134,7 +134,12 @@ async def _connector(session: SessionDep, project_id: str, connector_id: str) ->
     return row
 
 
-@router.post("/connectors", response_model=ConnectorOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/connectors",
+    response_model=ConnectorOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={409: {"description": "A connector of this name exists"}},
+)
 async def create_connector(
     body: ConnectorIn, project_id: ProjectDep, session: SessionDep, runtime: RuntimeDep
 ) -> ConnectorOut:
@@ -157,7 +162,11 @@ async def get_connector(connector_id: str, project_id: ProjectDep, session: Sess
     return _out(await _connector(session, project_id, connector_id))
 
 
-@router.patch("/connectors/{connector_id}", response_model=ConnectorOut)
+@router.patch(
+    "/connectors/{connector_id}",
+    response_model=ConnectorOut,
+    responses={409: {"description": "A connector of this name exists"}},
+)
 async def update_connector(
     connector_id: str, body: ConnectorPatch, project_id: ProjectDep, session: SessionDep, runtime: RuntimeDep
 ) -> ConnectorOut:

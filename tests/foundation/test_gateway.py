@@ -251,3 +251,25 @@ def test_the_client_is_the_first_untrusted_hop_from_the_right() -> None:
     )  # stops at what it can vouch for
     assert client_address("10.0.0.2", [], proxies) == "10.0.0.2"
     assert client_address(None, ["1.2.3.4"], proxies) == "unknown"
+
+
+async def test_unknown_or_repeated_query_parameters_are_refused_by_name(
+    client: httpx.AsyncClient, auth
+) -> None:
+    """A misspelt `project_id` must not quietly act in the caller's default project."""
+    url = "/api/v1/advanced/features/features"
+    assert (await client.get(url, params={"project_id": "default"}, headers=auth)).status_code == 200
+    refused = await client.get(url, params={"projectid": "other", "zz": "1"}, headers=auth)
+    assert refused.status_code == 422 and refused.json()["detail"] == "unknown query parameter: projectid, zz"
+    twice = await client.get(f"{url}?project_id=default&project_id=other", headers=auth)
+    assert (
+        twice.status_code == 422
+        and twice.json()["detail"] == "query parameter given more than once: project_id"
+    )
+    blackouts = [("blackout", "Mon 08:00-Mon 09:00"), ("blackout", "Tue 08:00-Tue 09:00")]
+    repeated = await client.get(
+        "/api/v1/advanced/predict/maintenance-window/p", params=blackouts, headers=auth
+    )
+    assert repeated.status_code != 422, repeated.text  # a list may repeat
+    operation = client._transport.app.openapi()["paths"][url]["get"]  # type: ignore[attr-defined]
+    assert {"401", "403", "404", "422"} <= set(operation["responses"])

@@ -5,7 +5,8 @@
 - a project the caller is not in is indistinguishable from one that does not exist (404, never 403),
   for every route scoped by `project_id`, and for resources addressed by id;
 - login guessing is throttled per user and per client, and a throttled user cannot log in even with
-  the right password until the window passes.
+  the right password until the window passes;
+- every status these checks answer (401, 403, 404, ...) is in the route's OpenAPI operation.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ def operations(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
     return found
 
 
+def documented(operation: dict[str, Any], status_code: int) -> bool:
+    """The OpenAPI operation lists the status, as schemathesis' status-code conformance reads it."""
+    responses = operation.get("responses", {})
+    return any(key in responses for key in (str(status_code), f"{status_code // 100}XX", "default"))
+
+
 def concrete(path: str) -> str:
     """The path with every `{param}` filled in with something that exists nowhere."""
     while "{" in path:
@@ -99,9 +106,10 @@ async def test_every_non_public_route_refuses_bad_tokens(
 ) -> None:
     app, http = gateway
     checked = 0
-    for method, path, _route in operations(app):
+    for method, path, operation in operations(app):
         if (method, path) in PUBLIC:
             continue
+        assert not operation or documented(operation, 401), (method, path)
         for name, header in bad_tokens(admin_token).items():
             headers = {"Authorization": header} if header else {}
             body = {} if method in WRITES else None
@@ -142,25 +150,26 @@ async def new_user(
     return username, {"Authorization": f"Bearer {token['access_token']}"}
 
 
-async def _member_of_new_project(
+async def member_of_new_project(
     http: httpx.AsyncClient, auth: dict[str, str], role: Role = Role.member
-) -> tuple[str, dict[str, str]]:
+) -> tuple[str, str, dict[str, str]]:
+    """A new project and a new user in it with `role`, logged in: (project, username, headers)."""
     project = await new_project(http, auth)
-    _username, headers = await new_user(http, auth, {project: role})
-    return project, headers
+    username, headers = await new_user(http, auth, {project: role})
+    return project, username, headers
 
 
 async def test_other_projects_are_indistinguishable_from_missing_ones(
     gateway: tuple[FastAPI, httpx.AsyncClient], auth: dict[str, str]
 ) -> None:
     app, http = gateway
-    mine, headers = await _member_of_new_project(http, auth)
-    theirs, _ = await _member_of_new_project(http, auth)
+    mine, _, headers = await member_of_new_project(http, auth)
+    theirs, _, _ = await member_of_new_project(http, auth)
     missing = f"missing-{uuid.uuid4().hex[:8]}"
-    scoped = [(method, path) for method, path, operation in operations(app) if project_scoped(operation)]
+    scoped = [(m, path, operation) for m, path, operation in operations(app) if project_scoped(operation)]
     assert len(scoped) >= 10, scoped
     not_found = 0
-    for method, path in scoped:
+    for method, path, operation in scoped:
         body = {} if method in WRITES else None
         answers = {}
         for project in (theirs, missing):
@@ -171,6 +180,7 @@ async def test_other_projects_are_indistinguishable_from_missing_ones(
         # A body refused before the project is looked at is a 422 for both: still nothing to tell apart.
         assert answers[theirs] == answers[missing], (method, path, answers)
         assert answers[theirs][0] in (404, 422), (method, path, answers)
+        assert documented(operation, answers[theirs][0]), (method, path, answers)
         not_found += answers[theirs] == (404, "project '<p>' not found")
     assert not_found >= 10, not_found
 
@@ -180,6 +190,7 @@ async def test_other_projects_are_indistinguishable_from_missing_ones(
         for project in (theirs, missing):
             response = await http.post(url, json={**example, "project_id": project}, headers=headers)
             assert response.status_code == 404, (url, response.text)
+        assert documented(app.openapi()["paths"][url]["post"], 404), url
         assert (
             await http.post(url, json={**example, "project_id": mine}, headers=headers)
         ).status_code == 202
@@ -189,8 +200,8 @@ async def test_resources_of_another_project_cannot_be_read_or_changed(
     gateway: tuple[FastAPI, httpx.AsyncClient], auth: dict[str, str]
 ) -> None:
     _app, http = gateway
-    owner_project, owner = await _member_of_new_project(http, auth)
-    _other_project, intruder = await _member_of_new_project(http, auth)
+    owner_project, _, owner = await member_of_new_project(http, auth)
+    _other_project, _, intruder = await member_of_new_project(http, auth)
     created = await http.post(
         "/api/v1/connectors",
         json={"name": "private", "type": "milvus", "config": {"uri": "http://127.0.0.1:1"}},
@@ -219,7 +230,7 @@ async def test_login_guessing_is_throttled(
 ) -> None:
     app, http = gateway
     limit = app.state.runtime.settings.login_max_failures
-    _project, _headers = await _member_of_new_project(http, auth)
+    await member_of_new_project(http, auth)
     victim = f"victim-{uuid.uuid4().hex[:8]}"
     assert (
         await http.post(
@@ -276,7 +287,8 @@ def uses_project_dependency(route: APIRoute) -> bool:
 async def test_viewers_read_and_only_members_write(
     gateway: tuple[FastAPI, httpx.AsyncClient], auth: dict[str, str]
 ) -> None:
-    _app, http = gateway
+    app, http = gateway
+    paths = app.openapi()["paths"]
     project = await new_project(http, auth)
     _, viewer = await new_user(http, auth, {project: Role.viewer})
     _, member = await new_user(http, auth, {project: Role.member})
@@ -290,6 +302,8 @@ async def test_viewers_read_and_only_members_write(
             as_viewer = await http.request(
                 method, url, params={"project_id": project}, headers=viewer, json=body
             )
+            operation = paths[path][method.lower()]
+            assert documented(operation, as_viewer.status_code), (method, path, as_viewer.status_code)
             if method in {"GET", "HEAD"} or (method, path) in READ_POSTS:
                 assert as_viewer.status_code != 403, (method, path, as_viewer.text)
                 reads.add((method, path))
@@ -300,6 +314,7 @@ async def test_viewers_read_and_only_members_write(
                 method, url, params={"project_id": project}, headers=member, json=body
             )
             assert "role member" not in as_member.text, (method, path, as_member.text)
+            assert documented(operation, as_member.status_code), (method, path, as_member.status_code)
             writes.add((method, path))
     assert len(reads) >= 15 and len(writes) >= 15, (reads, writes)
     assert reads >= READ_POSTS
@@ -309,6 +324,7 @@ async def test_viewers_read_and_only_members_write(
         url, event = "/api/v1/events/" + model.topic.replace(".", "-"), {**example, "project_id": project}
         refused = await http.post(url, json=event, headers=viewer)
         assert refused.status_code == 403 and refused.json()["detail"] == needs_member, refused.text
+        assert documented(paths[url]["post"], 403), url
         assert (await http.post(url, json=event, headers=member)).status_code == 202
 
 

@@ -24,7 +24,7 @@ from services.gateway.roles import Role
 from services.runtime import Runtime
 from tests.conftest import JWT_SECRET
 from tests.reliability.conftest import gateway_client, random_address
-from tests.reliability.test_access import new_project, new_user
+from tests.reliability.test_access import member_of_new_project, new_project, new_user
 from tests.support import eventually, signed_token
 
 Headers = dict[str, str]
@@ -43,8 +43,7 @@ async def test_a_leaked_key_mints_nobody(gateway: tuple[FastAPI, httpx.AsyncClie
     """Signed with the real key, as someone holding it would: a user that does not exist is 401;
     the administrator flag and projects written into a real user's token are ignored."""
     _app, http = gateway
-    project = await new_project(http, auth)
-    _name, member = await new_user(http, auth, {project: Role.member})
+    project, _name, member = await member_of_new_project(http, auth)
     now = int(time.time())
     nobody = signed_token({"sub": "admin", "uid": 999_999, "ver": 0, "exp": now + 600}, JWT_SECRET)
     for url in (ME, "/api/v1/projects", "/api/v1/advanced/features/features?project_id=default"):
@@ -73,8 +72,7 @@ async def test_disabled_and_deleted_users_lose_their_tokens(
     gateway: tuple[FastAPI, httpx.AsyncClient], auth: Headers
 ) -> None:
     _app, http = gateway
-    project = await new_project(http, auth)
-    name, user = await new_user(http, auth, {project: Role.member})
+    _project, name, user = await member_of_new_project(http, auth)
     assert (await http.get(ME, headers=user)).status_code == 200
 
     disabled = await http.patch(f"/api/v1/users/{name}", json={"disabled": True}, headers=auth)
@@ -107,8 +105,7 @@ async def test_a_password_change_revokes_earlier_tokens(
     gateway: tuple[FastAPI, httpx.AsyncClient], auth: Headers
 ) -> None:
     _app, http = gateway
-    project = await new_project(http, auth)
-    name, first = await new_user(http, auth, {project: Role.member})
+    _project, name, first = await member_of_new_project(http, auth)
     login = await http.post("/api/v1/auth/login", json={"username": name, "password": "acl-password-1"})
     second = bearer(login.json()["access_token"])  # a second session of the same user
     wrong = await http.post(
@@ -180,8 +177,7 @@ async def test_a_member_cannot_raise_their_own_rights(
     gateway: tuple[FastAPI, httpx.AsyncClient], auth: Headers
 ) -> None:
     _app, http = gateway
-    project = await new_project(http, auth)
-    name, member = await new_user(http, auth, {project: Role.member})
+    project, name, member = await member_of_new_project(http, auth)
     maintainer_name, maintainer = await new_user(http, auth, {project: Role.maintainer})
     for headers, target in ((member, name), (maintainer, maintainer_name), (maintainer, name)):
         for role in ("owner", "maintainer"):
