@@ -46,7 +46,11 @@ async def serve_until_stopped(
 ) -> None:
     """Serve `app` until SIGINT or SIGTERM; print `banner()` once it accepts connections and
     `ready` (the workers' start) has completed."""
-    server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+    # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from 127.0.0.1 as the client;
+    # the gateway trusts it only from AIETL_TRUSTED_PROXIES (services.gateway.throttle).
+    server = _Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", proxy_headers=False)
+    )
     _on_stop_signals(lambda: setattr(server, "should_exit", True))  # finish requests in flight
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():
@@ -198,6 +202,58 @@ def gateway(host: str | None, port: int | None) -> None:
     _run_service(
         serve_until_stopped(app, settings.gateway_host, settings.gateway_port, lambda: f"gateway at {url}")
     )
+
+
+@cli.group("jwt-keys")
+def jwt_keys() -> None:
+    """The embedded signing key ring (`jwt-keys` in the data dir; a running gateway reads it again
+    when it changes). With AIETL_JWT_SECRETS or AIETL_JWT_SECRET the ring is the environment's."""
+
+
+def _key_ring_file(data_dir: Path | None) -> Path:
+    from services.gateway.security import KeyRing
+
+    settings = _settings(data_dir)
+    ring = KeyRing.from_settings(settings)
+    if ring.path is None:
+        raise click.ClickException(
+            "the key ring is set by AIETL_JWT_SECRETS / AIETL_JWT_SECRET: change it there"
+        )
+    return ring.path
+
+
+@jwt_keys.command("list")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def jwt_keys_list(data_dir: Path | None) -> None:
+    """The key ids, the signing one first."""
+    from services.gateway.security import KeyRing, read_key_ring
+
+    for position, key in enumerate(read_key_ring(_key_ring_file(data_dir))):
+        click.echo(f"{KeyRing.key_id(key)}{'  (signs)' if position == 0 else ''}")
+
+
+@jwt_keys.command("rotate")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def jwt_keys_rotate(data_dir: Path | None) -> None:
+    """A new key signs from now on; the others still verify the tokens they signed."""
+    from services.gateway.security import KeyRing, new_secret, read_key_ring, write_key_ring
+
+    path = _key_ring_file(data_dir)
+    key = new_secret()
+    write_key_ring(path, [key, *read_key_ring(path)])
+    click.echo(f"new signing key {KeyRing.key_id(key)}; retire the others after AIETL_JWT_TTL_SECONDS")
+
+
+@jwt_keys.command("retire")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def jwt_keys_retire(data_dir: Path | None) -> None:
+    """Keep only the signing key: tokens signed by the others stop working."""
+    from services.gateway.security import KeyRing, read_key_ring, write_key_ring
+
+    path = _key_ring_file(data_dir)
+    current, *retired = read_key_ring(path)
+    write_key_ring(path, [current])
+    click.echo(f"retired {len(retired)} key(s); {KeyRing.key_id(current)} signs")
 
 
 @cli.command()

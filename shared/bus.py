@@ -40,8 +40,10 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import ValidationError
+from sqlalchemy.exc import StatementError
 
 from shared import metrics
+from shared.db import describe_database_error
 from shared.events import CONTRACTS, DeadLetter, Event, Topic
 from shared.settings import Settings
 
@@ -497,6 +499,8 @@ def describe_error(error: BaseException) -> str:
             for item in error.errors(include_input=False, include_url=False)
         ]
         return "invalid event: " + "; ".join(parts[:20])
+    if isinstance(error, StatementError):  # the values bound to the statement stay out
+        return describe_database_error(error)[:2_000]
     return f"{type(error).__name__}: {error}"[:2_000]
 
 

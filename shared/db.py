@@ -6,6 +6,7 @@ processed commit in one transaction, so a redelivered event changes nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator, event, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -79,15 +80,19 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        # hide_parameters: SQL errors (and so dead-letter reasons and logs) never show the values
+        # bound to a statement, password hashes among them.
         if self.is_sqlite:
             # Pooled: a new SQLite connection costs a thread (aiosqlite), four PRAGMAs and a parse of
             # the whole schema before its first statement; per transaction, that was most of the
             # drift worker's time for a small batch.
-            self.engine: AsyncEngine = create_async_engine(url, echo=echo, pool_size=5, max_overflow=10)
+            self.engine: AsyncEngine = create_async_engine(
+                url, echo=echo, pool_size=5, max_overflow=10, hide_parameters=True
+            )
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             self.engine = create_async_engine(
-                url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True
+                url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True
             )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
@@ -137,6 +142,27 @@ async def process_once(
                 )
             )
         return None if stored is None else output_type.model_validate(stored)
+
+
+_VALUE_ECHOES = (
+    # asyncpg refusing a bound value: "invalid input for query argument $1: 99999 (out of range)"
+    (re.compile(r"(query argument \$\d+):.*"), r"\1: <value hidden>"),
+    # PostgreSQL quoting the value it could not read: 'invalid input syntax for type integer: "x"'
+    (re.compile(r':\s*"[^"]*"\s*$', re.MULTILINE), ": <value hidden>"),
+    (re.compile(r"'[^']*'"), "'<value hidden>'"),
+)
+
+
+def describe_database_error(error: StatementError) -> str:
+    """The error, its driver's class and message and the statement, without any value the driver
+    or the database echoed from the parameters (for dead-letter reasons and logs)."""
+    original = error.orig
+    message = str(original).strip().splitlines()[0] if original is not None and str(original).strip() else ""
+    for pattern, replacement in _VALUE_ECHOES:
+        message = pattern.sub(replacement, message)
+    sqlstate = getattr(original, "sqlstate", None)
+    driver = type(original).__name__ + (f" (SQLSTATE {sqlstate})" if sqlstate else "")
+    return f"{type(error).__name__}: {driver}: {message} [SQL: {error.statement}]"
 
 
 class _AlreadyProcessed(Exception):

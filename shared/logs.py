@@ -48,3 +48,7 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     )
     for noisy in ("aiokafka", "faststream", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
+    # These log every statement with the values bound to it (password hashes too) at DEBUG and
+    # INFO; they stay at WARNING whatever the level.
+    for leaky in ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool"):
+        logging.getLogger(leaky).setLevel(logging.WARNING)

@@ -6,6 +6,7 @@ Unset URLs fall back to embedded defaults under `data_dir`, so `aietl up` needs 
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -98,13 +99,20 @@ class Settings(BaseSettings):
     # --- gateway and auth ---
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=1, le=65535)
+    # signing keys (services.gateway.security.KeyRing): a JSON list, the first signs, all verify;
+    # or one key; unset (embedded only) = the key-ring file in data_dir
+    jwt_secrets: list[SecretStr] | None = Field(default=None, min_length=1)
     jwt_secret: SecretStr | None = None
     jwt_ttl_seconds: int = Field(default=3_600, ge=60)
+    # how long a gateway process trusts what it read of a user (rights, disabled, token version)
+    auth_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     admin_username: str = "admin"
     admin_password: SecretStr | None = None
     default_project: str = "default"
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=60, ge=1)
+    # proxies whose X-Forwarded-For names the client (login throttling); comma-separated CIDRs
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(default_factory=list)
     max_request_bytes: int = Field(default=10 * 1_048_576, ge=1_024)
     metrics_port: int = Field(default=9100, ge=0, le=65535)
 
@@ -117,7 +125,8 @@ class Settings(BaseSettings):
     vector_sink_secret_key: SecretStr | None = None  # Fernet key for connector secrets; else a key file
 
     # --- features ---
-    # online: unset = SQLite file under data_dir; "redis" = REDIS_URL; or a redis:// / sqlite:/// URL.
+    # online: unset = REDIS_URL when set, else the SQLite file under data_dir; "redis" = REDIS_URL;
+    # "sqlite" = that file even with REDIS_URL set; or a redis:// / sqlite:/// URL.
     features_online_store: str | None = None
     # offline: unset or "sql" = the SQL database; "clickhouse" = the process's ClickHouse; or a SQL URL.
     features_offline_store: str | None = None
@@ -161,7 +170,7 @@ class Settings(BaseSettings):
                 return driver + url[len(plain) :]
         return url
 
-    @field_validator("outbound_allowed_hosts", mode="before")
+    @field_validator("outbound_allowed_hosts", "trusted_proxies", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -191,6 +200,19 @@ class Settings(BaseSettings):
         if self.kafka_min_insync_replicas is not None:
             return self.kafka_min_insync_replicas
         return max(1, self.kafka_replication_factor - 1)
+
+    @property
+    def resolved_features_online_store(self) -> str:
+        """The online feature store's URL: what `AIETL_FEATURES_ONLINE_STORE` says, else Redis when
+        `REDIS_URL` is set (as the README promises), else the SQLite file under `data_dir`."""
+        choice = self.features_online_store or ("redis" if self.redis_url else "sqlite")
+        if choice == "redis":
+            if not self.redis_url:
+                raise ValueError("AIETL_FEATURES_ONLINE_STORE=redis needs REDIS_URL")
+            return self.redis_url
+        if choice == "sqlite":
+            return f"sqlite:///{(self.data_dir / 'features_online.db').resolve()}"
+        return choice
 
     @property
     def embedded_broker(self) -> bool:

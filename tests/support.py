@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Literal, TypeVar
 
+import jwt
 import psycopg2
 import uvicorn
 from aiokafka import AIOKafkaConsumer
 from psycopg2 import sql
 
+from services.gateway.security import ALGORITHM, KeyRing
 from shared.embedded_broker import free_port
 
 T = TypeVar("T")
@@ -94,3 +96,8 @@ async def served(app: Any, *, lifespan: Literal["on", "off"] = "on") -> AsyncIte
     finally:
         server.should_exit = True
         await task
+
+
+def signed_token(claims: dict[str, object], key: str) -> str:
+    """A JWT signed as the gateway signs them (HS256, the key's id in the header), any claims."""
+    return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": KeyRing.key_id(key)})

@@ -138,7 +138,7 @@ async def open_console(request: Request) -> Console:
         if error.status_code == 401:
             raise LoginRequired from None
         raise
-    secret: str = request.app.state.jwt_secret
+    _, secret = request.app.state.authenticator.keys.current  # the signing key: CSRF tokens follow rotation
     expected = csrf_token(secret, token)
     if request.method in STATE_CHANGING:
         sent = [request.headers.get(CSRF_HEADER, ""), *(await form_fields(request)).get(CSRF_FIELD, [])]

@@ -170,7 +170,11 @@ class AdaptRequest(BaseModel):
     )
 
 
-@router.post("/detections/{detection_id}/adapt", response_model=DetectionOut)
+@router.post(
+    "/detections/{detection_id}/adapt",
+    response_model=DetectionOut,
+    responses={409: {"description": "The detection was already decided"}},
+)
 async def adapt(
     detection_id: str,
     body: AdaptRequest,
@@ -201,7 +205,11 @@ async def adapt(
     return DetectionOut.of(row)
 
 
-@router.post("/detections/{detection_id}/analyse", response_model=DetectionOut)
+@router.post(
+    "/detections/{detection_id}/analyse",
+    response_model=DetectionOut,
+    responses={503: {"description": "No LLM endpoint is configured, or it does not answer"}},
+)
 async def analyse(detection_id: str, project_id: ProjectDep, runtime: RuntimeDep) -> DetectionOut:
     """Ask the configured LLM for a review of the detection (503 when no endpoint is configured)."""
     async with runtime.database.sessions() as session:

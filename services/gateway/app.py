@@ -10,22 +10,26 @@ from types import ModuleType
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError
 
 from services.console.web import mount_console
 from services.gateway import admin, auth, events
+from services.gateway.accounts import Authenticator
 from services.gateway.admin import ensure_bootstrap_admin
+from services.gateway.deps import ERROR_RESPONSES, refuse_unknown_query
 from services.gateway.fast_path import FastRoute, answer_fast, mount_fast_routes
-from services.gateway.security import LoginThrottles, TokenVerifier, jwt_secret
+from services.gateway.throttle import LoginThrottle
 from services.operations import health_response, metrics_response, readiness_response
 from services.ops import api as ops
 from services.runtime import WORKERS, Runtime
 from shared import metrics
 
 log = structlog.get_logger(__name__)
+API_PREFIX = "/api/v1"
 
 
 def service_apis() -> list[ModuleType]:
@@ -39,6 +43,11 @@ def service_apis() -> list[ModuleType]:
             if error.name != f"services.{name}.api":
                 raise
     return modules
+
+
+def api_routers(apis: list[ModuleType]) -> list[APIRouter]:
+    """The routers served under /api/v1: the gateway's own, each service's, then operations'."""
+    return [auth.router, admin.router, events.router, *(api.router for api in apis), ops.router]
 
 
 def create_app(runtime: Runtime, *, owns_runtime: bool = True) -> FastAPI:
@@ -68,37 +77,90 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = True) -> FastAPI:
     )
     app.state.runtime = runtime
     runtime.add_role("gateway")
-    app.state.jwt_secret = jwt_secret(runtime.settings)
-    app.state.tokens = TokenVerifier(app.state.jwt_secret)
-    app.state.login_throttles = LoginThrottles.from_settings(runtime.settings)
+    app.state.authenticator = Authenticator.from_settings(runtime.settings, runtime.database)
+    app.state.login_throttle = LoginThrottle.from_settings(runtime.settings, runtime.database)
 
     # Each router directly under the app (not through an intermediate /api/v1 router): FastAPI
     # matches a request again at every level of inclusion, and one level fewer is one walk fewer.
     apis = service_apis()
-    for router in (auth.router, admin.router, events.router, *(api.router for api in apis), ops.router):
-        app.include_router(router, prefix="/api/v1")
+    routers = api_routers(apis)
+    for router in routers:
+        app.include_router(router, prefix=API_PREFIX, dependencies=[Depends(refuse_unknown_query)])
     _add_operational_routes(app, runtime)
     mount_console(app)
     _add_error_handlers(app)
-    _document_message_errors(app)
-    fast_routes = mount_fast_routes("/api/v1", apis)
+    _document_errors(app, routers)
+    fast_routes = mount_fast_routes(API_PREFIX, apis)
     app.add_middleware(
         RequestGuard, max_body_bytes=runtime.settings.max_request_bytes, fast_routes=fast_routes
     )
     return app
 
 
-def _document_message_errors(app: FastAPI) -> None:
-    """Routes also answer 422 with a single message naming the field (`HTTPException(422, "...")`);
-    the OpenAPI document says so, so that clients (and schemathesis) accept both shapes."""
+ERROR_SCHEMA = "HTTPError"
+BODY_ANSWERS = {
+    400: "The body could not be read",
+    413: "The body is larger than AIETL_MAX_REQUEST_BYTES",
+    422: "A value of the request is invalid (the detail names it)",
+}
+PATH_ANSWERS = {404: "No such resource (in the project in scope)"}
+
+
+def error_answers(route: APIRoute) -> dict[int, str]:
+    """Every error a route can answer besides its own: those its dependencies declare
+    (`deps.answers`: 401 without a valid token, 403/404 for roles and projects, ...), a body's
+    (400, 413, 422) and a path parameter's (404)."""
+    found: dict[int, str] = dict(ERROR_RESPONSES[refuse_unknown_query])  # every router has it
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        found |= ERROR_RESPONSES.get(dependant.call, {}) if dependant.call is not None else {}
+        pending.extend(dependant.dependencies)
+    if route.body_field is not None:
+        found |= BODY_ANSWERS
+    if route.dependant.path_params:
+        found |= PATH_ANSWERS
+    return found
+
+
+def _document_errors(app: FastAPI, routers: list[APIRouter]) -> None:
+    """The OpenAPI document lists every status an operation can answer, each with the body it
+    has (`{"detail": ...}`), so that clients (and schemathesis' conformance checks) can rely on it.
+    Routes also answer 422 with a single message (`HTTPException(422, "...")`): said too."""
     build = app.openapi
+    routes = [(API_PREFIX + route.path_format, route) for router in routers for route in router.routes]
 
     def openapi() -> dict[str, Any]:
         schema = build()
-        error = schema.get("components", {}).get("schemas", {}).get("HTTPValidationError", {})
-        detail = error.get("properties", {}).get("detail")
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        detail = schemas.get("HTTPValidationError", {}).get("properties", {}).get("detail")
         if detail is not None and "anyOf" not in detail:
-            error["properties"]["detail"] = {"anyOf": [detail, {"type": "string"}], "title": "Detail"}
+            schemas["HTTPValidationError"]["properties"]["detail"] = {
+                "anyOf": [detail, {"type": "string"}],
+                "title": "Detail",
+            }
+        schemas[ERROR_SCHEMA] = {
+            "type": "object",
+            "properties": {
+                "detail": {"title": "Detail", "description": "What went wrong (usually a sentence)"}
+            },
+            "required": ["detail"],
+        }
+        error_body = {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}}}
+        for path, route in routes:
+            if not isinstance(route, APIRoute) or path not in schema["paths"]:
+                continue
+            for method in route.methods:
+                operation = schema["paths"][path][method.lower()]
+                responses = operation["responses"]
+                for code, description in error_answers(route).items():
+                    response = responses.setdefault(str(code), {"description": description})
+                    if response.get("description") in (None, "", "Additional Response"):
+                        response["description"] = description
+                for code, response in responses.items():  # also those a route declares itself
+                    if int(code) >= 400:
+                        response.setdefault("content", error_body)
+                operation["responses"] = dict(sorted(responses.items()))
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -110,7 +172,7 @@ def _add_operational_routes(app: FastAPI, runtime: Runtime) -> None:
         """Liveness: the process answers."""
         return health_response()
 
-    @app.get("/ready", tags=["operations"], responses={503: {}})
+    @app.get("/ready", tags=["operations"], responses={503: {"description": "A component does not answer"}})
     async def ready() -> JSONResponse:
         """Readiness: every component this process depends on answers."""
         return await readiness_response(runtime)
@@ -216,7 +278,7 @@ class RequestGuard:
                 break
         body = b"".join(chunks)
         app_state = scope["app"].state
-        response = await answer_fast(fast, app_state.runtime, app_state.tokens, scope, body)
+        response = await answer_fast(fast, app_state.runtime, app_state.authenticator, scope, body)
         if response is not None:
             scope["route"] = fast
             await response(scope, receive, send)

@@ -1,4 +1,4 @@
-"""Login and the caller's identity."""
+"""Login, the caller's identity, and changing one's own password."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, Field, SecretStr
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.gateway.accounts import Authenticator, load_account
 from services.gateway.deps import PrincipalDep, SessionDep
-from services.gateway.security import DUMMY_HASH, Principal, issue_token, verify_password
-from services.gateway.tables import Membership, User
+from services.gateway.roles import Role
+from services.gateway.security import DUMMY_HASH, Password, hashed_password, password_matches
+from services.gateway.tables import User
+from services.gateway.throttle import Attempt, LoginThrottle, Refused, client_address
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -30,38 +34,87 @@ class Me(BaseModel):
     username: str
     is_admin: bool
     projects: list[str]
+    roles: dict[str, Role]
 
 
-async def load_principal(session: SessionDep, user: User) -> Principal:
-    projects = await session.scalars(select(Membership.project_id).where(Membership.user_id == user.id))
-    return Principal(user.id, user.username, user.is_admin, frozenset(projects))
+class PasswordChange(BaseModel):
+    current_password: Annotated[SecretStr, Field(min_length=1, max_length=1024)]
+    new_password: Password
 
 
-@router.post("/login", response_model=TokenResponse, responses={401: {}, 429: {}})
-async def login(body: LoginRequest, request: Request, session: SessionDep) -> TokenResponse:
-    settings = request.app.state.runtime.settings
-    throttles = request.app.state.login_throttles
-    client = request.client.host if request.client else "unknown"
-    wait = max(throttles.per_user.retry_after(body.username), throttles.per_client.retry_after(client))
-    if wait > 0:
+async def _token_for(request: Request, session: AsyncSession, user_id: int) -> TokenResponse:
+    """A token naming the user as the database has them now."""
+    account = await load_account(session, user_id)
+    if account is None:  # deleted meanwhile
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="invalid username or password")
+    authenticator: Authenticator = request.app.state.authenticator
+    return TokenResponse(access_token=authenticator.issue(account), expires_in=authenticator.ttl_seconds)
+
+
+async def _attempt(request: Request, username: str) -> Attempt:
+    """The login attempt on record, or 429 while this client must wait (`services.gateway.throttle`)."""
+    throttle: LoginThrottle = request.app.state.login_throttle
+    peer = request.client.host if request.client else None
+    client = client_address(peer, request.headers.getlist("x-forwarded-for"), throttle.trusted_proxies)
+    try:
+        return await throttle.begin(username, client)
+    except Refused as refused:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             detail="too many failed logins; try again later",
-            headers={"Retry-After": str(int(wait) + 1)},
-        )
+            headers={"Retry-After": str(int(refused.retry_after) + 1)},
+        ) from None
+
+
+@router.post(
+    "/login",
+    response_model=TokenResponse,
+    responses={
+        401: {"description": "Wrong username or password, or a disabled user"},
+        429: {"description": "Too many failed logins from this client (see Retry-After)"},
+    },
+)
+async def login(body: LoginRequest, request: Request, session: SessionDep) -> TokenResponse:
+    """A token for the user; a disabled user is refused like a wrong password."""
+    attempt = await _attempt(request, body.username)
     user = await session.scalar(select(User).where(User.username == body.username))
-    password = body.password.get_secret_value()
-    valid = verify_password(user.password_hash if user else DUMMY_HASH, password)
-    if user is None or not valid:
-        throttles.per_user.record_failure(body.username)
-        throttles.per_client.record_failure(client)
+    valid = await password_matches(user.password_hash if user else DUMMY_HASH, body.password)
+    if user is None or not valid or user.disabled:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="invalid username or password")
-    throttles.per_user.reset(body.username)
-    principal = await load_principal(session, user)
-    token = issue_token(principal, request.app.state.jwt_secret, settings.jwt_ttl_seconds)
-    return TokenResponse(access_token=token, expires_in=settings.jwt_ttl_seconds)
+    await request.app.state.login_throttle.succeeded(attempt)
+    return await _token_for(request, session, user.id)
 
 
 @router.get("/me", response_model=Me)
 async def me(principal: PrincipalDep) -> Me:
-    return Me(username=principal.username, is_admin=principal.is_admin, projects=sorted(principal.projects))
+    return Me(
+        username=principal.username,
+        is_admin=principal.is_admin,
+        projects=sorted(principal.projects),
+        roles=dict(sorted(principal.roles.items())),
+    )
+
+
+@router.post(
+    "/password",
+    response_model=TokenResponse,
+    responses={
+        403: {"description": "The current password is wrong"},
+        429: {"description": "Too many failed attempts from this client (see Retry-After)"},
+    },
+)
+async def change_password(
+    body: PasswordChange, principal: PrincipalDep, request: Request, session: SessionDep
+) -> TokenResponse:
+    """Change one's own password: every token issued before stops working; a new one is returned.
+    A wrong current password counts as a failed login (a stolen token is no password oracle)."""
+    attempt = await _attempt(request, principal.username)
+    user = await session.get(User, principal.user_id)
+    if user is None or not await password_matches(user.password_hash, body.current_password):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="current password is wrong")
+    await request.app.state.login_throttle.succeeded(attempt)
+    user.password_hash = await hashed_password(body.new_password)
+    user.token_version += 1
+    await session.commit()
+    request.app.state.authenticator.forget(user.id)
+    return await _token_for(request, session, user.id)

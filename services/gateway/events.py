@@ -9,7 +9,8 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel
 
-from services.gateway.deps import PrincipalDep, RuntimeDep, require_project
+from services.gateway.deps import ROLE_TOO_LOW, PrincipalDep, RuntimeDep, require_role
+from services.gateway.roles import Role
 from shared.bus import publish_event
 from shared.events import DocumentIngested, Event, FeaturesWritten, PipelineRunMetrics, SchemaObserved
 
@@ -25,7 +26,7 @@ class Accepted(BaseModel):
 
 def _publisher(model: type[Event]) -> Any:
     async def publish(event: Any, principal: PrincipalDep, runtime: RuntimeDep) -> Accepted:
-        require_project(principal, event.project_id)
+        require_role(principal, event.project_id, Role.member)
         try:
             await publish_event(runtime.broker, event)
         except Exception as error:
@@ -47,5 +48,9 @@ for _model in INBOUND:
         methods=["POST"],
         status_code=status.HTTP_202_ACCEPTED,
         response_model=Accepted,
-        responses={404: {}, 503: {}},
+        responses={
+            **ROLE_TOO_LOW,
+            404: {"description": "No such project, or not the caller's"},
+            503: {"description": "The event bus does not answer"},
+        },
     )

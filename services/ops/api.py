@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 
-from services.gateway.deps import AdminDep, PrincipalDep, ProjectDep, RuntimeDep, SessionDep, require_project
+from services.gateway.deps import AdminDep, PrincipalDep, ProjectDep, RuntimeDep, SessionDep, require_role
+from services.gateway.roles import Role
 from services.gateway.security import Principal
 from services.gateway.tables import Membership
 from services.ops import readers
@@ -169,7 +170,7 @@ def _visible(principal: Principal, project_filter: str | None) -> frozenset[str]
     Letters whose project could not be read (`unknown`) are for administrators alone."""
     hidden = frozenset() if principal.is_admin else frozenset({UNKNOWN_PROJECT})
     if project_filter is not None:
-        return frozenset({require_project(principal, project_filter)}) - hidden
+        return frozenset({require_role(principal, project_filter, Role.viewer)}) - hidden
     return None if principal.is_admin else principal.projects - hidden
 
 

@@ -80,7 +80,10 @@ def _run_events(runs: list[dict[str, Any]], project_id: str) -> list[PipelineRun
     return events
 
 
-@router.get("/failure/{pipeline_id}")
+@router.get(
+    "/failure/{pipeline_id}",
+    responses={409: {"description": "Not enough history yet (the detail says how much more)"}},
+)
 async def failure(
     pipeline_id: str,
     project_id: ProjectDep,
@@ -94,7 +97,10 @@ async def failure(
     return result
 
 
-@router.get("/resources/{pipeline_id}")
+@router.get(
+    "/resources/{pipeline_id}",
+    responses={409: {"description": "Not enough history yet (the detail says how much more)"}},
+)
 async def resources(
     pipeline_id: str,
     project_id: ProjectDep,
@@ -114,7 +120,11 @@ async def resources(
     return dict(body)
 
 
-@router.get("/resources/{pipeline_id}/plot.png", response_class=Response)
+@router.get(
+    "/resources/{pipeline_id}/plot.png",
+    response_class=Response,
+    responses={409: {"description": "Not enough history yet (the detail says how much more)"}},
+)
 async def resources_plot(
     pipeline_id: str,
     project_id: ProjectDep,
@@ -130,14 +140,19 @@ async def resources_plot(
     return Response(content=image, media_type="image/png")
 
 
-@router.get("/costs")
+@router.get(
+    "/costs", responses={409: {"description": "Not enough history yet (the detail says how much more)"}}
+)
 async def costs(project_id: ProjectDep, runtime: RuntimeDep) -> dict[str, Any]:
     """Current daily cost, next-30-day prediction, anomalous days and estimated savings."""
     result: dict[str, Any] = await _call(_service(runtime).costs(project_id))
     return result
 
 
-@router.get("/maintenance-window/{pipeline_id}")
+@router.get(
+    "/maintenance-window/{pipeline_id}",
+    responses={409: {"description": "Not enough history yet (the detail says how much more)"}},
+)
 async def maintenance_window(
     pipeline_id: str,
     project_id: ProjectDep,

@@ -12,13 +12,15 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
 from services.gateway.deps import (
+    ROLE_TOO_LOW,
     PrincipalDep,
     ProjectDep,
     RuntimeDep,
     SessionDep,
     project_scope,
-    require_project,
+    require_role,
 )
+from services.gateway.roles import Role
 from services.templates import schedules, store
 from services.templates.domain.model import (
     Category,
@@ -46,6 +48,11 @@ from services.templates.tables import (
 from shared.events.base import Name, ProjectId, utc_now
 
 router = APIRouter(prefix="/advanced/templates", tags=["templates"])
+# Routes naming the project in the body check the caller's role there (`require_role`).
+BODY_PROJECT: dict[int | str, dict[str, Any]] = {
+    **ROLE_TOO_LOW,
+    404: {"description": "No such project (or not the caller's), or no such template"},
+}
 QueryProject = Annotated[str | None, Query(description="Project to act in (or `project_id` in the body).")]
 Identifier = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 
@@ -382,12 +389,17 @@ def _generated_out(entry: GeneratedEntry) -> GeneratedOut:
 # --- templates -------------------------------------------------------------------------------
 
 
-@router.post("/create", status_code=status.HTTP_201_CREATED, response_model=TemplateOut)
+@router.post(
+    "/create",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TemplateOut,
+    responses={**BODY_PROJECT, 409: {"description": "This template version exists"}},
+)
 async def create_template(
     body: TemplateIn, principal: PrincipalDep, runtime: RuntimeDep, project_id: QueryProject = None
 ) -> TemplateOut:
     """Store a new immutable template version (editing a template = creating its next version)."""
-    project = project_scope(principal, body.project_id or project_id)
+    project = project_scope(principal, body.project_id or project_id, Role.member)
     service = _service(runtime)
     try:
         async with runtime.database.transaction() as session:
@@ -426,10 +438,12 @@ async def list_templates(
 # --- instances -------------------------------------------------------------------------------
 
 
-@router.post("/instantiate", status_code=status.HTTP_201_CREATED, response_model=InstanceOut)
+@router.post(
+    "/instantiate", status_code=status.HTTP_201_CREATED, response_model=InstanceOut, responses=BODY_PROJECT
+)
 async def instantiate(body: InstantiateIn, principal: PrincipalDep, runtime: RuntimeDep) -> Any:
     """Validate the config, render the template and save a pipeline instance version."""
-    project = require_project(principal, body.project_id)
+    project = require_role(principal, body.project_id, Role.member)
     service = _service(runtime)
     try:
         saved = await service.instantiate(
@@ -547,12 +561,17 @@ def _duplicate(body: ControlEntryIn) -> HTTPException:
     )
 
 
-@router.post("/control-table", status_code=status.HTTP_201_CREATED, response_model=ControlEntryOut)
+@router.post(
+    "/control-table",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ControlEntryOut,
+    responses={409: {"description": "An entry for this source exists"}},
+)
 async def create_entry(
     body: ControlEntryIn, principal: PrincipalDep, runtime: RuntimeDep, project_id: QueryProject = None
 ) -> Any:
     """A new entry; `generate` turns it into a pipeline, which then runs on the entry's schedule."""
-    project = project_scope(principal, body.project_id or project_id)
+    project = project_scope(principal, body.project_id or project_id, Role.member)
     try:
         body.timing()
     except InvalidConfig as error:
@@ -584,7 +603,11 @@ async def get_entry(entry_id: str, project_id: ProjectDep, session: SessionDep) 
     return _entry_out(await _entry_or_404(session, project_id, entry_id))
 
 
-@router.put("/control-table/{entry_id}", response_model=ControlEntryOut)
+@router.put(
+    "/control-table/{entry_id}",
+    response_model=ControlEntryOut,
+    responses={409: {"description": "An entry for this source exists"}},
+)
 async def update_entry(
     entry_id: str, body: ControlEntryIn, project_id: ProjectDep, runtime: RuntimeDep
 ) -> Any:
@@ -620,12 +643,15 @@ async def delete_entry(entry_id: str, project_id: ProjectDep, runtime: RuntimeDe
         await session.delete(row)
 
 
-@router.post("/generate", response_model=GenerateOut)
+@router.post("/generate", response_model=GenerateOut, responses=BODY_PROJECT)
 async def generate(
     body: GenerateIn, principal: PrincipalDep, runtime: RuntimeDep, project_id: QueryProject = None
 ) -> GenerateOut:
     """Render one pipeline per enabled control entry; `dry_run` (default) saves nothing."""
-    project = project_scope(principal, body.project_id or project_id)
+    # a dry run (the default) only previews: viewers may; saving pipelines needs a member
+    project = project_scope(
+        principal, body.project_id or project_id, Role.viewer if body.dry_run else Role.member
+    )
     entries = await _service(runtime).generate(project, dry_run=body.dry_run)
     invalid_count = sum(1 for entry in entries if entry.errors)
     return GenerateOut(

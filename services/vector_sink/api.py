@@ -9,7 +9,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, status
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError, model_validator
 
-from services.gateway.deps import ProjectDep, RuntimeDep, SessionDep
+from services.gateway.deps import ProjectDep, ProjectReadDep, RuntimeDep, SessionDep
 from services.vector_sink import store
 from services.vector_sink.config import REDACTED, StoreType, parse_options, redacted, split_secrets
 from services.vector_sink.connectors.base import CollectionNotFound, UnsupportedOperation
@@ -153,7 +153,12 @@ async def _connector(session: SessionDep, project_id: str, connector_id: str) ->
     return row
 
 
-@router.post("/connectors", response_model=ConnectorOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/connectors",
+    response_model=ConnectorOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={409: {"description": "A connector of this name exists"}},
+)
 async def create_connector(
     body: ConnectorIn, project_id: ProjectDep, session: SessionDep, runtime: RuntimeDep
 ) -> ConnectorOut:
@@ -177,7 +182,11 @@ async def get_connector(connector_id: str, project_id: ProjectDep, session: Sess
     return _out(await _connector(session, project_id, connector_id))
 
 
-@router.patch("/connectors/{connector_id}", response_model=ConnectorOut)
+@router.patch(
+    "/connectors/{connector_id}",
+    response_model=ConnectorOut,
+    responses={409: {"description": "A connector of this name exists"}},
+)
 async def update_connector(
     connector_id: str, body: ConnectorPatch, project_id: ProjectDep, session: SessionDep, runtime: RuntimeDep
 ) -> ConnectorOut:
@@ -242,7 +251,7 @@ async def ingest(body: IngestIn, project_id: ProjectDep, runtime: RuntimeDep) ->
 
 
 @router.post("/advanced/vectors/search", response_model=SearchOut)
-async def search(body: SearchIn, project_id: ProjectDep, runtime: RuntimeDep) -> SearchOut:
+async def search(body: SearchIn, project_id: ProjectReadDep, runtime: RuntimeDep) -> SearchOut:
     """Nearest chunks to `query` (text) or `vector`, with metadata `filter`; `hybrid` adds BM25."""
     if (body.query is None) == (body.vector is None):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="give exactly one of query, vector")

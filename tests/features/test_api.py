@@ -13,8 +13,8 @@ import pytest
 
 from services.features.client import AsyncFeatureClient, FeatureClient
 from services.features.on_demand import transform
-from services.gateway.security import Principal, TokenVerifier, issue_token
 from tests.conftest import JWT_SECRET
+from tests.support import signed_token
 
 API = "/api/v1/advanced/features"
 Headers = dict[str, str]
@@ -200,8 +200,8 @@ async def test_remembered_tokens_keep_auth_and_isolation(
             "remembered": "missing"
         }
     claims = jwt.decode(headers["Authorization"].removeprefix("Bearer "), JWT_SECRET, algorithms=["HS256"])
-    forged = jwt.encode({**claims, "projects": ["other"]}, "not-the-secret-" * 4, algorithm="HS256")
-    expired = jwt.encode({**claims, "exp": int(time.time()) - 1}, JWT_SECRET, algorithm="HS256")
+    forged = signed_token({**claims, "uid": 1}, "not-the-secret-" * 4)
+    expired = signed_token({**claims, "exp": int(time.time()) - 1}, JWT_SECRET)
     for token, detail in ((forged, "invalid token"), (expired, "token expired")):
         refused = await client.post(
             f"{API}/get-online", json=body, headers={"Authorization": f"Bearer {token}"}
@@ -211,21 +211,6 @@ async def test_remembered_tokens_keep_auth_and_isolation(
         f"{API}/get-online", params={"project_id": "other"}, json=body, headers=headers
     )
     assert hidden.status_code == 404
-
-
-def test_a_remembered_token_is_refused_once_it_expires() -> None:
-    principal = Principal(1, "u", False, frozenset({"p"}))
-    verifier = TokenVerifier(JWT_SECRET, size=2)
-    token = jwt.encode(
-        {"sub": "u", "uid": 1, "projects": ["p"], "exp": int(time.time()) + 1}, JWT_SECRET, algorithm="HS256"
-    )
-    assert verifier.verify(token) == principal
-    time.sleep(max(0.0, jwt.decode(token, options={"verify_signature": False})["exp"] - time.time()) + 0.05)
-    with pytest.raises(jwt.ExpiredSignatureError):
-        verifier.verify(token)
-    others = [issue_token(Principal(i, f"u{i}", False, frozenset()), JWT_SECRET, 60) for i in range(3)]
-    assert [verifier.verify(other).user_id for other in others] == [0, 1, 2]
-    assert len(verifier._verified) == 2  # bounded: the oldest entry made room
 
 
 @transform("test_api_risk")

@@ -13,11 +13,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 import services.gateway.app as gateway_app
+from services.gateway.accounts import Authenticator
 from services.gateway.app import service_apis
 from services.gateway.fast_path import FastRoute, answer_fast, mount_fast_routes
-from services.gateway.security import TokenVerifier
 from services.runtime import Runtime
-from tests.conftest import JWT_SECRET
 
 ONLINE = "/api/v1/advanced/features/get-online"
 Headers = dict[str, str]
@@ -61,7 +60,7 @@ async def test_happy_path_is_answered_and_everything_else_declines(
     runtime: Runtime, feature: tuple[str, Headers]
 ) -> None:
     project, headers = feature
-    route, tokens = _online_route(), TokenVerifier(JWT_SECRET)
+    route, tokens = _online_route(), Authenticator.from_settings(runtime.settings, runtime.database)
     good = json.dumps({"feature_names": ["clicks"], "entity_ids": ["u1"]}).encode()
     answered = await answer_fast(route, runtime, tokens, _scope(headers, f"project_id={project}"), good)
     assert answered is not None and answered.status_code == 200

@@ -1,23 +1,35 @@
-"""Gateway: login, token checks, project isolation, the schema-observed vertical slice."""
+"""Gateway: login, token checks and signing keys, project isolation, the schema-observed vertical slice."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import jwt
+import pytest
 from sqlalchemy import select
 
 from services.gateway.admin import ensure_bootstrap_admin
-from services.gateway.security import ALGORITHM
+from services.gateway.security import (
+    KEY_RING_FILE,
+    KeyRing,
+    TokenClaims,
+    TokenVerifier,
+    decode_token,
+    issue_token,
+)
 from services.gateway.tables import Membership, User
+from services.gateway.throttle import client_address
 from services.runtime import Runtime
 from shared.migrate import upgrade_async
 from shared.settings import Settings
 from tests.conftest import ADMIN_PASSWORD, JWT_SECRET
-from tests.support import eventually, fresh_postgres_database
+from tests.foundation.test_demo import aietl
+from tests.support import eventually, fresh_postgres_database, signed_token
 
 
 async def test_health_ready_metrics_are_public(client: httpx.AsyncClient) -> None:
@@ -44,16 +56,12 @@ async def test_protected_routes_need_a_valid_token(client: httpx.AsyncClient) ->
     assert (await client.get(url)).status_code == 401
     assert (await client.get(url, headers={"Authorization": "Bearer garbage"})).status_code == 401
     now = int(time.time())
-    expired = jwt.encode(
-        {"sub": "admin", "uid": 1, "admin": True, "iat": now - 100, "exp": now - 10},
-        JWT_SECRET,
-        algorithm=ALGORITHM,
+    expired = signed_token(
+        {"sub": "admin", "uid": 1, "ver": 0, "iat": now - 100, "exp": now - 10}, JWT_SECRET
     )
     response = await client.get(url, headers={"Authorization": f"Bearer {expired}"})
     assert response.status_code == 401 and response.json()["detail"] == "token expired"
-    forged = jwt.encode(
-        {"sub": "admin", "uid": 1, "admin": True, "exp": now + 100}, "another-secret" * 4, algorithm=ALGORITHM
-    )
+    forged = signed_token({"sub": "admin", "uid": 1, "ver": 0, "exp": now + 100}, "another-secret" * 4)
     assert (await client.get(url, headers={"Authorization": f"Bearer {forged}"})).status_code == 401
 
 
@@ -165,3 +173,103 @@ async def test_replicas_starting_together_bootstrap_one_administrator(
         finally:
             for replica in replicas:
                 await replica.close()
+
+
+def _kid(token: str) -> str:
+    return str(jwt.get_unverified_header(token)["kid"])
+
+
+def test_a_remembered_token_is_refused_once_it_expires() -> None:
+    keys = KeyRing([JWT_SECRET])
+    verifier = TokenVerifier(keys, size=2)
+    token = issue_token(1, "u", 0, keys, ttl_seconds=1)
+    assert verifier.verify(token) == TokenClaims(
+        1, 0, jwt.decode(token, JWT_SECRET, algorithms=["HS256"])["exp"]
+    )
+    time.sleep(max(0.0, verifier.verify(token).expires - time.time()) + 0.05)
+    with pytest.raises(jwt.ExpiredSignatureError):
+        verifier.verify(token)
+    others = [issue_token(i, f"u{i}", 0, keys, 60) for i in range(3)]
+    assert [verifier.verify(other).user_id for other in others] == [0, 1, 2]
+    assert len(verifier._verified) == 2  # bounded: the oldest entry made room
+
+
+def test_key_rings_from_the_environment_rotate_in_three_steps() -> None:
+    """Replicas restarted one by one: first every one verifies the new key (second in the ring),
+    then every one signs with it (first), then the old key goes once its tokens have expired."""
+    old, new = "old-key-" + "o" * 40, "new-key-" + "n" * 40
+    before, adding, switched, after = (KeyRing(keys) for keys in ([old], [old, new], [new, old], [new]))
+    issued_before = issue_token(1, "u", 0, before, 600)
+    assert _kid(issued_before) == KeyRing.key_id(old)
+    assert _kid(issue_token(1, "u", 0, adding, 600)) == KeyRing.key_id(old)
+    issued_after = issue_token(1, "u", 0, switched, 600)
+    assert _kid(issued_after) == KeyRing.key_id(new)
+    for ring in (adding, switched):  # every replica, whichever step it is at, accepts both
+        assert decode_token(issued_before, ring).user_id == decode_token(issued_after, ring).user_id == 1
+    assert decode_token(issued_after, after).user_id == 1
+    with pytest.raises(jwt.InvalidTokenError, match="unknown signing key"):
+        decode_token(issued_before, after)
+    ring = KeyRing.from_settings(Settings(environment="production", jwt_secrets=[new, old]))
+    assert _kid(issue_token(1, "u", 0, ring, 60)) == KeyRing.key_id(new)
+    for refused in (
+        {"environment": "production"},
+        {"jwt_secret": "short"},
+        {"jwt_secret": new, "jwt_secrets": [new]},
+    ):
+        with pytest.raises(RuntimeError):
+            KeyRing.from_settings(Settings(**refused))
+
+
+def test_the_embedded_key_ring_rotates_without_a_restart(tmp_path: Path) -> None:
+    keys = KeyRing.from_settings(Settings(environment="embedded", data_dir=tmp_path))
+    assert (tmp_path / KEY_RING_FILE).stat().st_mode & 0o777 == 0o600
+    verifier = TokenVerifier(keys, seconds=0)  # no memory: each check asks the ring
+    issued_before = issue_token(7, "u", 0, keys, 600)
+
+    rotated = aietl("jwt-keys", "rotate", "--data-dir", str(tmp_path), timeout=60)
+    assert rotated.returncode == 0, rotated.stderr
+    issued_after = issue_token(7, "u", 0, keys, 600)  # the running ring signs with the new key at once
+    assert _kid(issued_after) != _kid(issued_before) and _kid(issued_after) in rotated.stdout
+    assert verifier.verify(issued_before).user_id == verifier.verify(issued_after).user_id == 7
+    listed = aietl("jwt-keys", "list", "--data-dir", str(tmp_path), timeout=60).stdout.split("\n")
+    assert listed[:2] == [f"{_kid(issued_after)}  (signs)", _kid(issued_before)]
+
+    assert aietl("jwt-keys", "retire", "--data-dir", str(tmp_path), timeout=60).returncode == 0
+    with pytest.raises(jwt.InvalidTokenError):
+        verifier.verify(issued_before)
+    assert verifier.verify(issued_after).user_id == 7
+
+
+def test_the_client_is_the_first_untrusted_hop_from_the_right() -> None:
+    proxies = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128")]
+    assert client_address("203.0.113.9", ["1.2.3.4"], proxies) == "203.0.113.9"  # untrusted peer: ignored
+    assert client_address("10.0.0.2", ["1.2.3.4, 198.51.100.7, 10.0.0.5"], proxies) == "198.51.100.7"
+    assert client_address("::1", ["2001:db8::1"], proxies) == "2001:db8::1"
+    assert client_address("10.0.0.2", ["1.2.3.4", "198.51.100.7"], proxies) == "198.51.100.7"  # two headers
+    assert (
+        client_address("10.0.0.2", ["garbage, 10.0.0.3"], proxies) == "10.0.0.3"
+    )  # stops at what it can vouch for
+    assert client_address("10.0.0.2", [], proxies) == "10.0.0.2"
+    assert client_address(None, ["1.2.3.4"], proxies) == "unknown"
+
+
+async def test_unknown_or_repeated_query_parameters_are_refused_by_name(
+    client: httpx.AsyncClient, auth
+) -> None:
+    """A misspelt `project_id` must not quietly act in the caller's default project."""
+    url = "/api/v1/advanced/features/features"
+    assert (await client.get(url, params={"project_id": "default"}, headers=auth)).status_code == 200
+    refused = await client.get(url, params={"projectid": "other", "zz": "1"}, headers=auth)
+    assert refused.status_code == 422 and refused.json()["detail"] == "unknown query parameter: projectid, zz"
+    twice = await client.get(f"{url}?project_id=default&project_id=other", headers=auth)
+    assert (
+        twice.status_code == 422
+        and twice.json()["detail"] == "query parameter given more than once: project_id"
+    )
+    blackouts = [("blackout", "Mon 08:00-Mon 09:00"), ("blackout", "Tue 08:00-Tue 09:00")]
+    repeated = await client.get(
+        "/api/v1/advanced/predict/maintenance-window/p", params=blackouts, headers=auth
+    )
+    assert repeated.status_code != 422, repeated.text  # a list may repeat
+    operation = client._transport.app.openapi()["paths"][url]["get"]  # type: ignore[attr-defined]
+    assert {"401", "403", "404", "422"} <= set(operation["responses"])

@@ -50,3 +50,26 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEATURE_STORE_TTL_SECONDS", "0")
     with pytest.raises(ValidationError, match=r"(?i)feature_store_ttl_seconds"):
         Settings()
+
+
+def test_redis_url_makes_redis_the_online_store_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("AIETL_FEATURES_ONLINE_STORE", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    sqlite = f"sqlite:///{(tmp_path / 'features_online.db').resolve()}"
+    assert Settings(data_dir=tmp_path).resolved_features_online_store == sqlite
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/2")
+    assert Settings(data_dir=tmp_path).resolved_features_online_store == "redis://cache:6379/2"
+    for explicit, resolved in (
+        ("sqlite", sqlite),
+        ("redis", "redis://cache:6379/2"),
+        ("redis://other:6379/0", "redis://other:6379/0"),
+        ("sqlite:///elsewhere.db", "sqlite:///elsewhere.db"),
+    ):
+        monkeypatch.setenv("AIETL_FEATURES_ONLINE_STORE", explicit)
+        assert Settings(data_dir=tmp_path).resolved_features_online_store == resolved
+    monkeypatch.delenv("REDIS_URL")
+    monkeypatch.setenv("AIETL_FEATURES_ONLINE_STORE", "redis")
+    with pytest.raises(ValueError, match="needs REDIS_URL"):
+        _ = Settings(data_dir=tmp_path).resolved_features_online_store

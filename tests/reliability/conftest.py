@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -25,8 +26,12 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
+from services.gateway.app import create_app
+from services.runtime import Runtime
 from shared.bus import ensure_topics
 from shared.db import Database
 from shared.embedded_broker import EmbeddedBroker, free_port, port_open
@@ -268,3 +273,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+def random_address() -> str:
+    """A client address no other test uses: login throttling counts per client."""
+    return "10." + ".".join(str(random.randrange(1, 255)) for _ in range(3))
+
+
+def gateway_client(app: FastAPI, address: str) -> httpx.AsyncClient:
+    """An HTTP client of `app` connecting from `address` (the peer the gateway sees)."""
+    transport = httpx.ASGITransport(app=app, client=(address, 40_000))
+    return httpx.AsyncClient(transport=transport, base_url="http://gateway")
+
+
+@pytest.fixture
+async def gateway(runtime: Runtime) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """A gateway app of its own on the session's runtime, reached from an address of its own."""
+    app = create_app(runtime, owns_runtime=False)
+    async with gateway_client(app, random_address()) as http:
+        yield app, http

@@ -5,7 +5,8 @@
 - a project the caller is not in is indistinguishable from one that does not exist (404, never 403),
   for every route scoped by `project_id`, and for resources addressed by id;
 - login guessing is throttled per user and per client, and a throttled user cannot log in even with
-  the right password until the window passes.
+  the right password until the window passes;
+- every status these checks answer (401, 403, 404, ...) is in the route's OpenAPI operation.
 """
 
 from __future__ import annotations
@@ -14,20 +15,18 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import jwt
-import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
-from services.gateway.app import create_app
+from services.gateway.app import API_PREFIX, api_routers, service_apis
 from services.gateway.events import INBOUND
+from services.gateway.roles import Role
 from services.gateway.security import ALGORITHM
-from services.runtime import Runtime
 from tests.conftest import JWT_SECRET
 from tests.foundation.test_contracts import EXAMPLES
 
@@ -48,15 +47,6 @@ PUBLIC = {
 WRITES = {"POST", "PUT", "PATCH"}
 
 
-@pytest.fixture
-async def gateway(runtime: Runtime) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """A gateway app of its own: its login throttle must not lock out the other tests' logins."""
-    app = create_app(runtime, owns_runtime=False)
-    transport = httpx.ASGITransport(app=app, client=(f"10.9.{uuid.uuid4().int % 250}.1", 4000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-        yield app, http
-
-
 def operations(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
     """Every (method, path, OpenAPI operation) the app serves; routes outside OpenAPI get `{}`."""
     found = [
@@ -68,6 +58,12 @@ def operations(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
         if isinstance(route, Route) and not isinstance(route, APIRoute):
             found.extend((method, route.path, {}) for method in sorted(route.methods or ()))
     return found
+
+
+def documented(operation: dict[str, Any], status_code: int) -> bool:
+    """The OpenAPI operation lists the status, as schemathesis' status-code conformance reads it."""
+    responses = operation.get("responses", {})
+    return any(key in responses for key in (str(status_code), f"{status_code // 100}XX", "default"))
 
 
 def concrete(path: str) -> str:
@@ -110,9 +106,10 @@ async def test_every_non_public_route_refuses_bad_tokens(
 ) -> None:
     app, http = gateway
     checked = 0
-    for method, path, _route in operations(app):
+    for method, path, operation in operations(app):
         if (method, path) in PUBLIC:
             continue
+        assert not operation or documented(operation, 401), (method, path)
         for name, header in bad_tokens(admin_token).items():
             headers = {"Authorization": header} if header else {}
             body = {} if method in WRITES else None
@@ -134,32 +131,45 @@ async def test_public_routes_are_only_the_expected_ones(gateway: tuple[FastAPI, 
     assert public <= PUBLIC, f"reachable without a token: {sorted(public - PUBLIC)}"
 
 
-async def _member_of_new_project(http: httpx.AsyncClient, auth: dict[str, str]) -> tuple[str, dict[str, str]]:
-    project, username, password = (
-        f"acl-{uuid.uuid4().hex[:8]}",
-        f"acl-{uuid.uuid4().hex[:8]}",
-        "acl-password-1",
-    )
-    assert (
-        await http.post("/api/v1/projects", json={"id": project, "name": project}, headers=auth)
-    ).status_code == 201
-    user = {"username": username, "password": password, "projects": [project]}
-    assert (await http.post("/api/v1/users", json=user, headers=auth)).status_code == 201
+async def new_project(http: httpx.AsyncClient, auth: dict[str, str]) -> str:
+    project = f"acl-{uuid.uuid4().hex[:8]}"
+    created = await http.post("/api/v1/projects", json={"id": project, "name": project}, headers=auth)
+    assert created.status_code == 201, created.text
+    return project
+
+
+async def new_user(
+    http: httpx.AsyncClient, auth: dict[str, str], roles: dict[str, Role]
+) -> tuple[str, dict[str, str]]:
+    """A user with these roles, logged in: (username, headers)."""
+    username, password = f"acl-{uuid.uuid4().hex[:8]}", "acl-password-1"
+    user = {"username": username, "password": password, "roles": roles}
+    created = await http.post("/api/v1/users", json=user, headers=auth)
+    assert created.status_code == 201, created.text
     token = (await http.post("/api/v1/auth/login", json={"username": username, "password": password})).json()
-    return project, {"Authorization": f"Bearer {token['access_token']}"}
+    return username, {"Authorization": f"Bearer {token['access_token']}"}
+
+
+async def member_of_new_project(
+    http: httpx.AsyncClient, auth: dict[str, str], role: Role = Role.member
+) -> tuple[str, str, dict[str, str]]:
+    """A new project and a new user in it with `role`, logged in: (project, username, headers)."""
+    project = await new_project(http, auth)
+    username, headers = await new_user(http, auth, {project: role})
+    return project, username, headers
 
 
 async def test_other_projects_are_indistinguishable_from_missing_ones(
     gateway: tuple[FastAPI, httpx.AsyncClient], auth: dict[str, str]
 ) -> None:
     app, http = gateway
-    mine, headers = await _member_of_new_project(http, auth)
-    theirs, _ = await _member_of_new_project(http, auth)
+    mine, _, headers = await member_of_new_project(http, auth)
+    theirs, _, _ = await member_of_new_project(http, auth)
     missing = f"missing-{uuid.uuid4().hex[:8]}"
-    scoped = [(method, path) for method, path, operation in operations(app) if project_scoped(operation)]
+    scoped = [(m, path, operation) for m, path, operation in operations(app) if project_scoped(operation)]
     assert len(scoped) >= 10, scoped
     not_found = 0
-    for method, path in scoped:
+    for method, path, operation in scoped:
         body = {} if method in WRITES else None
         answers = {}
         for project in (theirs, missing):
@@ -170,6 +180,7 @@ async def test_other_projects_are_indistinguishable_from_missing_ones(
         # A body refused before the project is looked at is a 422 for both: still nothing to tell apart.
         assert answers[theirs] == answers[missing], (method, path, answers)
         assert answers[theirs][0] in (404, 422), (method, path, answers)
+        assert documented(operation, answers[theirs][0]), (method, path, answers)
         not_found += answers[theirs] == (404, "project '<p>' not found")
     assert not_found >= 10, not_found
 
@@ -179,6 +190,7 @@ async def test_other_projects_are_indistinguishable_from_missing_ones(
         for project in (theirs, missing):
             response = await http.post(url, json={**example, "project_id": project}, headers=headers)
             assert response.status_code == 404, (url, response.text)
+        assert documented(app.openapi()["paths"][url]["post"], 404), url
         assert (
             await http.post(url, json={**example, "project_id": mine}, headers=headers)
         ).status_code == 202
@@ -188,8 +200,8 @@ async def test_resources_of_another_project_cannot_be_read_or_changed(
     gateway: tuple[FastAPI, httpx.AsyncClient], auth: dict[str, str]
 ) -> None:
     _app, http = gateway
-    owner_project, owner = await _member_of_new_project(http, auth)
-    _other_project, intruder = await _member_of_new_project(http, auth)
+    owner_project, _, owner = await member_of_new_project(http, auth)
+    _other_project, _, intruder = await member_of_new_project(http, auth)
     created = await http.post(
         "/api/v1/connectors",
         json={"name": "private", "type": "milvus", "config": {"uri": "http://127.0.0.1:1"}},
@@ -218,7 +230,7 @@ async def test_login_guessing_is_throttled(
 ) -> None:
     app, http = gateway
     limit = app.state.runtime.settings.login_max_failures
-    _project, _headers = await _member_of_new_project(http, auth)
+    await member_of_new_project(http, auth)
     victim = f"victim-{uuid.uuid4().hex[:8]}"
     assert (
         await http.post(
@@ -241,3 +253,144 @@ async def test_login_guessing_is_throttled(
         (await login(f"spray-{n}-{uuid.uuid4().hex[:4]}", "password1")).status_code for n in range(4 * limit)
     ]
     assert 429 in codes and codes[-1] == 429, codes
+
+
+READ_POSTS = {
+    ("POST", "/api/v1/advanced/features/get-online"),
+    ("POST", "/api/v1/advanced/features/historical"),
+    ("POST", "/api/v1/advanced/vectors/search"),
+}
+"""Reads sent as POST (the question is the body): open to viewers, as docs/reliability.md lists them."""
+
+
+def api_routes() -> list[tuple[str, APIRoute]]:
+    """Every route under /api/v1 with its full path (FastAPI keeps included routers unflattened)."""
+    return [
+        (API_PREFIX + route.path, route)
+        for router in api_routers(service_apis())
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
+
+
+def uses_project_dependency(route: APIRoute) -> bool:
+    """Routes whose project in scope is the gateway's project dependency (`ProjectDep` and kin)."""
+    pending = list(route.dependant.dependencies)
+    while pending:
+        dependant = pending.pop()
+        if getattr(dependant.call, "__name__", "") == "project_dependency":
+            return True
+        pending.extend(dependant.dependencies)
+    return False
+
+
+async def test_viewers_read_and_only_members_write(
+    gateway: tuple[FastAPI, httpx.AsyncClient], auth: dict[str, str]
+) -> None:
+    app, http = gateway
+    paths = app.openapi()["paths"]
+    project = await new_project(http, auth)
+    _, viewer = await new_user(http, auth, {project: Role.viewer})
+    _, member = await new_user(http, auth, {project: Role.member})
+    needs_member = f"role member or above required in project {project!r} (yours: viewer)"
+    reads, writes = set(), set()
+    for path, route in api_routes():
+        if not uses_project_dependency(route):
+            continue
+        for method in route.methods:
+            url, body = concrete(path), {} if method in WRITES else None
+            as_viewer = await http.request(
+                method, url, params={"project_id": project}, headers=viewer, json=body
+            )
+            operation = paths[path][method.lower()]
+            assert documented(operation, as_viewer.status_code), (method, path, as_viewer.status_code)
+            if method in {"GET", "HEAD"} or (method, path) in READ_POSTS:
+                assert as_viewer.status_code != 403, (method, path, as_viewer.text)
+                reads.add((method, path))
+                continue
+            assert as_viewer.status_code == 403, (method, path, as_viewer.text)
+            assert as_viewer.json()["detail"] == needs_member, (method, path)
+            as_member = await http.request(
+                method, url, params={"project_id": project}, headers=member, json=body
+            )
+            assert "role member" not in as_member.text, (method, path, as_member.text)
+            assert documented(operation, as_member.status_code), (method, path, as_member.status_code)
+            writes.add((method, path))
+    assert len(reads) >= 15 and len(writes) >= 15, (reads, writes)
+    assert reads >= READ_POSTS
+
+    for model in INBOUND:  # the project named in the body: the same rule
+        example = json.loads(next(e for e in EXAMPLES if e.topic == model.topic).model_dump_json())
+        url, event = "/api/v1/events/" + model.topic.replace(".", "-"), {**example, "project_id": project}
+        refused = await http.post(url, json=event, headers=viewer)
+        assert refused.status_code == 403 and refused.json()["detail"] == needs_member, refused.text
+        assert documented(paths[url]["post"], 403), url
+        assert (await http.post(url, json=event, headers=member)).status_code == 202
+
+
+async def test_owners_manage_members_and_members_cannot(
+    gateway: tuple[FastAPI, httpx.AsyncClient], auth: dict[str, str]
+) -> None:
+    _app, http = gateway
+    project, elsewhere = await new_project(http, auth), await new_project(http, auth)
+    owner_name, owner = await new_user(http, auth, {project: Role.owner})
+    member_name, member = await new_user(http, auth, {project: Role.member})
+    outsider_name, outsider = await new_user(http, auth, {elsewhere: Role.owner})
+    members = f"/api/v1/projects/{project}/members"
+
+    promote_self = await http.put(f"{members}/{member_name}", json={"role": "owner"}, headers=member)
+    assert promote_self.status_code == 403, promote_self.text
+    assert "role owner or above required" in promote_self.json()["detail"]
+    assert (await http.delete(f"{members}/{owner_name}", headers=member)).status_code == 403
+    # an owner elsewhere sees nothing of this project: 404, as for one that does not exist
+    for request in (
+        http.put(f"{members}/{outsider_name}", json={"role": "owner"}, headers=outsider),
+        http.get(members, headers=outsider),
+        http.delete(f"{members}/{member_name}", headers=outsider),
+    ):
+        response = await request
+        assert response.status_code == 404 and response.json()["detail"] == f"project {project!r} not found"
+
+    added = await http.put(f"{members}/{outsider_name}", json={"role": "viewer"}, headers=owner)
+    assert added.status_code == 200 and added.json() == {"username": outsider_name, "role": "viewer"}
+    promoted = await http.put(f"{members}/{member_name}", json={"role": "maintainer"}, headers=owner)
+    assert promoted.status_code == 200, promoted.text
+    listed = await http.get(members, headers=member)
+    assert {m["username"]: m["role"] for m in listed.json()} == {
+        owner_name: "owner",
+        member_name: "maintainer",
+        outsider_name: "viewer",
+    }
+    assert (
+        await http.put(f"{members}/{member_name}", json={"role": "admin"}, headers=owner)
+    ).status_code == 422
+    assert (
+        await http.put(f"{members}/nobody-{uuid.uuid4().hex[:6]}", json={"role": "viewer"}, headers=owner)
+    ).status_code == 404
+    assert (await http.delete(f"{members}/{outsider_name}", headers=owner)).status_code == 204
+    assert (await http.delete(f"{members}/{outsider_name}", headers=owner)).status_code == 404
+    # administrators act as owner in every project, but a missing project stays missing
+    missing = f"/api/v1/projects/missing-{uuid.uuid4().hex[:6]}/members/{member_name}"
+    assert (await http.put(missing, json={"role": "viewer"}, headers=auth)).status_code == 404
+    assert (
+        await http.put(f"{members}/{outsider_name}", json={"role": "member"}, headers=auth)
+    ).status_code == 200
+
+
+async def test_users_are_created_with_roles(
+    gateway: tuple[FastAPI, httpx.AsyncClient], auth: dict[str, str]
+) -> None:
+    _app, http = gateway
+    first, second = await new_project(http, auth), await new_project(http, auth)
+    username = f"acl-{uuid.uuid4().hex[:8]}"
+    user = {"username": username, "password": "acl-password-1", "projects": [first, second]}
+    created = await http.post("/api/v1/users", json={**user, "roles": {second: "maintainer"}}, headers=auth)
+    assert created.status_code == 201, created.text
+    assert created.json()["roles"] == {first: "member", second: "maintainer"}
+    assert created.json()["projects"] == sorted([first, second])
+    me = await http.post("/api/v1/auth/login", json={"username": username, "password": "acl-password-1"})
+    headers = {"Authorization": f"Bearer {me.json()['access_token']}"}
+    assert (await http.get("/api/v1/auth/me", headers=headers)).json()["roles"] == created.json()["roles"]
+    for invalid in ({**user, "roles": {first: "admin"}}, {**user, "projects": []}):
+        invalid["username"] = f"acl-{uuid.uuid4().hex[:8]}"
+        assert (await http.post("/api/v1/users", json=invalid, headers=auth)).status_code == 422

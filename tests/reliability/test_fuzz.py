@@ -1,9 +1,14 @@
-"""Schemathesis over every operation of the gateway's OpenAPI, authenticated as the administrator.
+"""Schemathesis over every operation of the gateway's OpenAPI, authenticated as the administrator,
+with all of schemathesis' default checks.
 
-The gateway app (its own instance, so its login throttle is its own) is served by uvicorn on a
-loopback port inside the session loop, next to the session runtime; Hypothesis drives it from a
-thread. Valid and invalid inputs alike must never get a 5xx, and every documented response must
-match its schema. The number of generated cases is printed (run with `-s` to see it).
+The gateway app is served by uvicorn on a loopback port inside the session loop, next to the
+session runtime; Hypothesis drives it from a thread. Valid and invalid inputs alike must never get
+a 5xx; every status an operation answers must be documented (401 without a token, 403/404 of
+roles and projects, 400/413/422 of bodies, ...), and every response must match its schema and
+content type; requests without the token must be refused. One departure from the defaults:
+schema-valid input may get 422, because several rules cannot be said in JSON Schema (a name that
+must exist, a type known to the dialect, one field or the other); such a 422 names the problem.
+The number of generated cases is printed (run with `-s` to see it).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance
+from schemathesis.checks import not_a_server_error
 
 from services.gateway.app import create_app
 from services.runtime import Runtime
@@ -27,7 +32,9 @@ from tests.support import served
 
 MAX_EXAMPLES = int(os.environ.get("AIETL_FUZZ_EXAMPLES", "6"))
 ONLY = os.environ.get("AIETL_FUZZ_ONLY", "")  # e.g. "/templates/" to fuzz a part of the API
-CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+# schemathesis' default list plus 422: see the module's docstring
+ACCEPTED_VALID_INPUT = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
+ANSWERS_503_BY_DESIGN = {"GET /ready"}  # not ready yet is what it is for
 
 
 @dataclass
@@ -46,7 +53,10 @@ async def served_gateway(runtime: Runtime) -> AsyncIterator[tuple[str, dict]]:
 
 def fuzz(base_url: str, openapi: dict, headers: dict[str, str]) -> FuzzReport:
     """Every operation, positive then negative inputs; failures are collected, not stopped at."""
-    schema = schemathesis.openapi.from_dict(openapi)
+    config = schemathesis.Config.from_dict(
+        {"checks": {"positive_data_acceptance": {"expected-statuses": ACCEPTED_VALID_INPUT}}}
+    )
+    schema = schemathesis.openapi.from_dict(openapi, config=config)
     report = FuzzReport()
     for result in schema.get_all_operations():
         operation = result.ok()
@@ -65,7 +75,10 @@ def fuzz(base_url: str, openapi: dict, headers: dict[str, str]) -> FuzzReport:
             )
             def run(case: schemathesis.Case) -> None:
                 report.cases += 1
-                case.call_and_validate(base_url=base_url, headers=headers, checks=CHECKS, timeout=15)
+                excluded = [not_a_server_error] if operation.label in ANSWERS_503_BY_DESIGN else []
+                case.call_and_validate(
+                    base_url=base_url, headers=headers, excluded_checks=excluded, timeout=15
+                )
 
             started = time.perf_counter()
             try:
@@ -82,7 +95,7 @@ def fuzz(base_url: str, openapi: dict, headers: dict[str, str]) -> FuzzReport:
     return report
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(600)
 async def test_gateway_openapi_fuzzing(served_gateway: tuple[str, dict], auth: dict[str, str]) -> None:
     base_url, openapi = served_gateway
     report = await asyncio.to_thread(fuzz, base_url, openapi, auth)

@@ -1,4 +1,5 @@
-"""Passwords, API keys and tokens never appear in logs, responses or error messages.
+"""Passwords, password hashes, API keys and tokens never appear in logs, responses or error
+messages; nor do the values bound to a failing SQL statement.
 
 A gateway process at DEBUG level (its whole output captured) is driven through every path that
 handles a secret: good and bad logins, malformed credentials, user creation, connectors with API
@@ -9,15 +10,24 @@ response are grepped for each secret.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import StatementError
 
+from services.gateway.tables import User
+from shared.bus import describe_error
+from shared.db import Database
+from shared.settings import Settings
 from tests.conftest import ADMIN_PASSWORD
 from tests.reliability.conftest import ROOT, Stack
+from tests.support import fresh_postgres_database
 
 
 async def test_secrets_stay_out_of_logs_and_responses(stack: Stack) -> None:
@@ -109,9 +119,12 @@ async def test_secrets_stay_out_of_logs_and_responses(stack: Stack) -> None:
         new_api_key,
         token_secret,
         token,
+        "$argon2",  # any password hash
     ):
         assert secret not in log, f"a secret ({secret[:8]}...) is in the gateway's log"
         for response in responses:
+            if secret == "$argon2":
+                continue
             if response.request.url.path == login and secret == response.json().get("access_token"):
                 continue  # the token is the login's answer
             assert secret not in response.text, (
@@ -140,3 +153,91 @@ def test_logged_exceptions_do_not_show_secret_locals(fmt: str) -> None:
     )
     assert "unhandled error" in done.stdout + done.stderr
     assert "Sekret-in-a-local" not in done.stdout + done.stderr
+
+
+DEBUG_LOGIN = """
+import asyncio, sys, httpx
+from shared.logs import configure_logging
+from shared.migrate import upgrade_async
+from shared.settings import Settings
+configure_logging("DEBUG", "console")
+
+async def main():
+    from services.gateway.admin import ensure_bootstrap_admin
+    from services.gateway.app import create_app
+    from services.runtime import Runtime
+    settings = Settings(environment="test", data_dir=sys.argv[1], database_url=sys.argv[2],
+                        admin_password=sys.argv[3], jwt_secret="k" * 40)
+    await upgrade_async(settings.resolved_database_url)
+    runtime = Runtime(settings)
+    await ensure_bootstrap_admin(runtime)
+    app = create_app(runtime, owns_runtime=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http:
+        login = {"username": "admin", "password": sys.argv[3]}
+        token = (await http.post("/api/v1/auth/login", json=login)).json()["access_token"]
+        user = {"username": "bob", "password": sys.argv[4], "projects": ["default"]}
+        created = await http.post("/api/v1/users", json=user, headers={"Authorization": "Bearer " + token})
+        guess = {"username": "bob", "password": "wrong-" + sys.argv[4]}
+        wrong = await http.post("/api/v1/auth/login", json=guess)
+        print("answers", created.status_code, wrong.status_code, file=sys.stderr)
+    await runtime.close()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_debug_logs_of_logins_and_new_users_show_no_password_or_hash(
+    backend: str, postgres_admin_url: str, tmp_path: Path
+) -> None:
+    """The whole process at DEBUG (SQLAlchemy, aiosqlite, asyncpg, the gateway) while the
+    administrator is bootstrapped, logs in, creates a user and a login fails: no password and no
+    password hash in its output. aiosqlite printed each statement with its values at DEBUG."""
+    tag = uuid.uuid4().hex[:10]
+    admin_password, user_password = f"AdminPw-{tag}", f"BobPw-{tag}"
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path / 'aietl.db'}"
+        else:
+            url = stack.enter_context(fresh_postgres_database(postgres_admin_url, "aietl_logs"))
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-c", DEBUG_LOGIN, str(tmp_path / "data"), url, admin_password, user_password],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        database = Database(Settings(database_url=url).resolved_database_url)
+        async with database.sessions() as session:
+            hashes = list(await session.scalars(select(User.password_hash)))
+        await database.dispose()
+    output = done.stdout + done.stderr
+    assert "answers 201 401" in output, output[-3_000:]
+    assert "Using selector" in output, "nothing was logged at DEBUG (asyncio says this at DEBUG only)"
+    assert len(hashes) == 2
+    for secret in (admin_password, user_password, "$argon2", *hashes):
+        assert secret not in output, f"{secret[:10]}... is in the DEBUG log"
+
+
+async def test_database_errors_name_no_bound_value(settings: Settings, tmp_path: Path) -> None:
+    """The reason a handler's database error gives (dead-letter topic, retry log) keeps the
+    statement and the database's message but none of the values bound to it, on both backends."""
+    for url in (settings.resolved_database_url, f"sqlite+aiosqlite:///{tmp_path / 'errors.db'}"):
+        database = Database(url)
+        table = f"errors_{uuid.uuid4().hex[:8]}"
+        async with database.engine.begin() as connection:
+            await connection.execute(text(f"CREATE TABLE {table} (id INTEGER UNIQUE, secret TEXT)"))
+            await connection.execute(text(f"INSERT INTO {table} VALUES (1, 'first')"))
+        reasons = []
+        for values in ({"id": 1, "secret": "Hidden-Duplicate"}, {"id": 10**12, "secret": "Hidden-Range"}):
+            try:
+                async with database.engine.begin() as connection:
+                    await connection.execute(text(f"INSERT INTO {table} VALUES (:id, :secret)"), values)
+            except StatementError as error:
+                reasons.append(describe_error(error))
+        await database.dispose()
+        assert reasons and table in reasons[0], reasons  # the statement is there to diagnose
+        assert "IntegrityError" in reasons[0], reasons
+        for reason in reasons:
+            assert "Hidden-" not in reason and "1000000000000" not in reason, reason

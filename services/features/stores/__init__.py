@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, NamedTuple, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -109,24 +110,20 @@ class OfflineStore(Protocol):
 
 
 def online_store_from_settings(runtime: Runtime) -> OnlineStore:
-    """`features_online_store`: unset = SQLite under data_dir, "redis" = REDIS_URL, or a URL."""
-    settings = runtime.settings
-    choice = settings.features_online_store
-    if choice == "redis":
-        if not settings.redis_url:
-            raise ValueError("AIETL_FEATURES_ONLINE_STORE=redis needs REDIS_URL")
-        choice = settings.redis_url
-    if choice and choice.startswith(("redis://", "rediss://", "unix://")):
+    """`Settings.resolved_features_online_store`: Redis when `REDIS_URL` is set, else SQLite under
+    data_dir, unless `AIETL_FEATURES_ONLINE_STORE` says otherwise."""
+    url = runtime.settings.resolved_features_online_store
+    if url.startswith(("redis://", "rediss://", "unix://")):
         from services.features.stores.redis_online import RedisOnlineStore
 
-        return RedisOnlineStore(choice)
-    from services.features.stores.sqlite_online import SqliteOnlineStore
+        return RedisOnlineStore(url)
+    if url.startswith("sqlite:///"):
+        from services.features.stores.sqlite_online import SqliteOnlineStore
 
-    if choice and choice.startswith("sqlite:///"):
-        return SqliteOnlineStore(choice.removeprefix("sqlite:///"))
-    if choice:
-        raise ValueError(f"AIETL_FEATURES_ONLINE_STORE {choice!r}: use redis, redis://..., sqlite:///path")
-    return SqliteOnlineStore(str(settings.ensure_data_dir() / "features_online.db"))
+        path = Path(url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteOnlineStore(str(path))
+    raise ValueError(f"AIETL_FEATURES_ONLINE_STORE {url!r}: use redis, sqlite, redis://..., sqlite:///path")
 
 
 def offline_store_from_settings(runtime: Runtime) -> OfflineStore:
