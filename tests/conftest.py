@@ -42,6 +42,13 @@ def postgres_url(postgres_admin_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def warehouse_url(postgres_admin_url: str) -> Iterator[str]:
+    """A second fresh database: the PostgreSQL run target of pipeline templates (never the platform's)."""
+    with fresh_postgres_database(postgres_admin_url, "aietl_warehouse") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def kafka_servers() -> Iterator[str]:
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if configured:
@@ -62,7 +69,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(postgres_url: str, kafka_servers: str, redis_url: str, data_dir: Path) -> Settings:
+def settings(
+    postgres_url: str, warehouse_url: str, kafka_servers: str, redis_url: str, data_dir: Path
+) -> Settings:
     return Settings(
         environment="test",
         data_dir=data_dir,
@@ -76,6 +85,10 @@ def settings(postgres_url: str, kafka_servers: str, redis_url: str, data_dir: Pa
         jwt_secret=JWT_SECRET,
         admin_password=ADMIN_PASSWORD,
         min_historical_days=3,
+        templates_connections={
+            "warehouse": warehouse_url,
+            "lite": f"sqlite+aiosqlite:///{data_dir / 'warehouse.db'}",
+        },
     )
 
 

@@ -11,6 +11,7 @@ import resource
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.runtime import Runtime
 from services.templates import store
 from services.templates.builtin import BuiltinTemplate, builtin_templates
-from services.templates.domain.config import check_schema, validated
+from services.templates.connections import Connections, UnknownConnection
 from services.templates.domain.generation import (
     CannotAdapt,
     ControlSpec,
@@ -37,17 +38,10 @@ from services.templates.domain.model import (
     GenerationReason,
     InvalidConfig,
     SemVer,
-    SqlDialect,
     TemplateError,
-    connection_dialect,
 )
-from services.templates.domain.rendering import (
-    Rendered,
-    code_digest,
-    compile_template,
-    parse_statements,
-    render,
-)
+from services.templates.domain.rendering import Rendered, Statement, code_digest, quoted_table
+from services.templates.renderer import Renderer
 from services.templates.streaming import read_batch
 from services.templates.tables import (
     ControlEntry,
@@ -56,7 +50,7 @@ from services.templates.tables import (
     PipelineState,
     TemplateVersion,
 )
-from services.templates.targets import ClickHouseTarget, RunStats, SqlAlchemyTarget, Target
+from services.templates.targets import RunStats, Target
 from shared import metrics
 from shared.bus import publish_event
 from shared.events import DriftDetected, PipelineRunMetrics, PipelinesGenerated
@@ -64,8 +58,6 @@ from shared.events.base import utc_now
 
 log = structlog.get_logger(__name__)
 COMPONENT = "templates.service"
-PLATFORM_CONNECTION = "platform"
-CLICKHOUSE_CONNECTION = "clickhouse"
 
 
 class NotFound(LookupError):
@@ -74,57 +66,6 @@ class NotFound(LookupError):
 
 class Conflict(ValueError):
     pass
-
-
-class Connections:
-    """Run targets by name: `platform` (the metadata database), `clickhouse` (the process's
-    ClickHouse) and whatever `AIETL_TEMPLATES_CONNECTIONS` names. URLs are never shown to users."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self._targets: dict[str, Target] = {}
-        self._owned: list[SqlAlchemyTarget] = []
-
-    def names(self) -> list[str]:
-        builtin = [PLATFORM_CONNECTION] if self.platform_allowed else []
-        return [*builtin, CLICKHOUSE_CONNECTION, *self.runtime.settings.templates_connections]
-
-    @property
-    def platform_allowed(self) -> bool:
-        """The metadata database is a run target only outside production (embedded, tests, demos)."""
-        return self.runtime.settings.environment != "production"
-
-    def dialect(self, name: str) -> SqlDialect:
-        if name == PLATFORM_CONNECTION and self.platform_allowed:
-            return connection_dialect(self.runtime.database.url)
-        if name == CLICKHOUSE_CONNECTION:
-            return "clickhouse"
-        url = self.runtime.settings.templates_connections.get(name)
-        if url is None:
-            raise NotFound(f"unknown connection {name!r}; known: {', '.join(self.names())}")
-        return connection_dialect(url.get_secret_value())
-
-    def target(self, name: str) -> Target:
-        if name not in self._targets:
-            if name == PLATFORM_CONNECTION and self.platform_allowed:
-                self._targets[name] = SqlAlchemyTarget(self.runtime.database.engine)
-            elif name == CLICKHOUSE_CONNECTION:
-                self._targets[name] = ClickHouseTarget(self.runtime.clickhouse())
-            else:
-                self.dialect(name)
-                url = self.runtime.settings.templates_connections[name].get_secret_value()
-                owned = SqlAlchemyTarget.from_url(url) if connection_dialect(url) != "clickhouse" else None
-                if owned is None:
-                    raise NotFound(f"connection {name!r}: use the 'clickhouse' connection for ClickHouse")
-                self._owned.append(owned)
-                self._targets[name] = owned
-        return self._targets[name]
-
-    async def close(self) -> None:
-        for target in self._owned:
-            await target.close()
-        self._owned.clear()
-        self._targets.clear()
 
 
 @dataclass
@@ -162,9 +103,11 @@ class TemplatesService:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.connections = Connections(runtime)
+        self.renderer = Renderer(runtime.settings)
         self._builtins_ready = False
         self._run_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         runtime.on_shutdown(self.connections.close)
+        runtime.on_shutdown(self.renderer.close)
 
     # --- templates -------------------------------------------------------------------------
 
@@ -207,8 +150,7 @@ class TemplatesService:
         await self.ensure_builtins()
         if any(template.template_id == template_id for template in builtin_templates()):
             raise Conflict(f"template_id {template_id!r} is a built-in template's id")
-        check_schema(config_schema)
-        compile_template(code)
+        await self.renderer.check_template(config_schema, code)
         existing = [t for t in await store.template_versions(session, project_id, template_id)]
         latest = max((SemVer(t.major, t.minor, t.patch) for t in existing), default=None)
         if version is None:
@@ -261,14 +203,23 @@ class TemplatesService:
 
     # --- instances -------------------------------------------------------------------------
 
-    @staticmethod
-    def prepare(template: TemplateVersion, config: Any) -> tuple[dict[str, Any], Rendered]:
-        """Validate the config against the template's schema and render it (raises InvalidConfig)."""
-        ready = validated(template.config_schema, config)
-        return ready, render(template.code, template.dialect, ready)  # type: ignore[arg-type]
+    async def prepare(self, template: TemplateVersion, config: Any) -> tuple[dict[str, Any], Rendered]:
+        """Validate the config, render it and check the code stays within the pipeline's source and
+        target (raises InvalidConfig or TemplateError); done in a bounded child process."""
+        return await self.renderer.prepare(
+            template.config_schema,
+            template.code,
+            template.dialect,  # type: ignore[arg-type]
+            template.pattern,
+            config,
+        )
 
-    def check_connection(self, template: TemplateVersion, connection: str) -> None:
-        dialect = self.connections.dialect(connection)
+    async def check_connection(self, project_id: str, template: TemplateVersion, connection: str) -> None:
+        """The connection exists for the project and speaks the template's dialect (pointer `/connection`)."""
+        try:
+            dialect = (await self.connections.info(project_id, connection)).dialect
+        except UnknownConnection as error:
+            raise InvalidConfig([ConfigProblem("/connection", str(error))]) from None
         if dialect != template.dialect:
             raise InvalidConfig(
                 [
@@ -279,6 +230,32 @@ class TemplatesService:
                     )
                 ]
             )
+
+    async def source_problems(
+        self, project_id: str, connection: str, dialect: str, config: dict[str, Any]
+    ) -> list[ConfigProblem]:
+        """A missing source table or column, found by reading the source's columns on the connection."""
+        source = config.get("source")
+        if not isinstance(source, dict) or not isinstance(source.get("name"), str):
+            return []
+        table = quoted_table(source, dialect)  # type: ignore[arg-type]
+        shown = ".".join(str(part) for part in (source.get("schema"), source["name"]) if part)
+        try:
+            target = await self.connections.target(project_id, connection)
+            present = set(await target.columns(table))
+        except Exception:  # the remote's reply is not shown; the table cannot be read
+            return [
+                ConfigProblem("/source", f"source table {shown} cannot be read on connection {connection!r}")
+            ]
+        problems = [
+            ConfigProblem(f"/columns/{index}/source", f"column {column['source']!r} is not in {shown}")
+            for index, column in enumerate(config.get("columns") or [])
+            if isinstance(column, dict) and column.get("source") not in present
+        ]
+        operation = config.get("operation_column")
+        if isinstance(operation, str) and operation not in present:
+            problems.append(ConfigProblem("/operation_column", f"column {operation!r} is not in {shown}"))
+        return problems
 
     async def save_instance(
         self,
@@ -343,10 +320,14 @@ class TemplatesService:
         source_system: str | None = None,
         source_object: str | None = None,
     ) -> SavedInstance:
-        async with self.runtime.database.transaction() as session:
+        async with self.runtime.database.sessions() as session:
             template = await self.resolve_template(session, project_id, template_id, template_version)
-            self.check_connection(template, connection)
-            ready, rendered = self.prepare(template, config)
+        await self.check_connection(project_id, template, connection)
+        ready, rendered = await self.prepare(template, config)
+        missing = await self.source_problems(project_id, connection, template.dialect, ready)
+        if missing:
+            raise InvalidConfig(missing)
+        async with self.runtime.database.transaction() as session:
             saved = await self.save_instance(
                 session,
                 project_id=project_id,
@@ -389,12 +370,17 @@ class TemplatesService:
                     result.errors = [ConfigProblem("/template_id", str(template))]
                     continue
                 result.template_version = template.version
-                result.errors, prepared = self._render_entry(spec, template)
+                result.errors, prepared = await self._render_entry(project_id, spec, template)
                 if prepared is not None:
                     result.code = prepared[1].code
                 if prepared is None or result.errors or dry_run:
                     continue
                 ready, rendered = prepared
+                result.errors = await self.source_problems(
+                    project_id, spec.target_system, template.dialect, ready
+                )
+                if result.errors:
+                    continue
                 saved = await self.save_instance(
                     session,
                     project_id=project_id,
@@ -416,21 +402,19 @@ class TemplatesService:
         await self._announce([generated_event(instance) for instance in created])
         return results
 
-    def _render_entry(
-        self, spec: ControlSpec, template: TemplateVersion
+    async def _render_entry(
+        self, project_id: str, spec: ControlSpec, template: TemplateVersion
     ) -> tuple[list[ConfigProblem], tuple[dict[str, Any], Rendered] | None]:
         """Every problem of one control entry (its own fields, its connection, its config) and its code
         when the config renders."""
         pattern: Any = template.pattern
         problems = entry_problems(spec, pattern)
         try:
-            self.check_connection(template, spec.target_system)
-        except NotFound as error:
-            problems.append(ConfigProblem("/target_system", str(error)))
+            await self.check_connection(project_id, template, spec.target_system)
         except InvalidConfig as error:
             problems.extend(ConfigProblem("/target_system", p.message) for p in error.problems)
         try:
-            prepared = self.prepare(template, entry_config(spec, pattern))
+            prepared = await self.prepare(template, entry_config(spec, pattern))
         except InvalidConfig as error:
             return [*problems, *error.problems], None
         except TemplateError as error:
@@ -443,14 +427,27 @@ class TemplatesService:
         """Execute the instance's latest version on its target, record the run, publish its metrics."""
         async with self.runtime.database.sessions() as session:
             versions = await store.instance_versions(session, project_id, instance_id)
-        if not versions:
-            raise NotFound(f"pipeline instance {instance_id!r} not found")
-        instance = versions[-1]
+            if not versions:
+                raise NotFound(f"pipeline instance {instance_id!r} not found")
+            instance = versions[-1]
+            template = await self.resolve_template(
+                session, project_id, instance.template_id, instance.template_version
+            )
+        try:
+            target = await self.connections.target(project_id, instance.connection)
+        except UnknownConnection as error:
+            raise InvalidConfig([ConfigProblem("/connection", str(error))]) from None
+        statements = await self.renderer.runnable(
+            instance.code,
+            instance.dialect,  # type: ignore[arg-type]
+            template.pattern,
+            instance.config,
+        )
         async with self._run_locks[instance.instance_id]:
             started_at, started, (cpu_before, _) = utc_now(), time.perf_counter(), _usage()
             stats, malformed, error = RunStats(), 0, None
             try:
-                stats, malformed = await self._execute(instance)
+                stats, malformed = await self._execute(instance, target, statements)
             except Exception as failure:  # a failed run is data: recorded, published, never raised
                 error = f"{type(failure).__name__}: {failure}"[:4_000]
                 log.warning("pipeline run failed", pipeline=instance.pipeline_name, error=error)
@@ -483,11 +480,12 @@ class TemplatesService:
         await publish_event(self.runtime.broker, run_metrics_event(run))
         return run
 
-    async def _execute(self, instance: PipelineInstance) -> tuple[RunStats, int]:
-        """Run the code on its target and keep the pipeline's state. A SQL-target streaming pipeline
-        first reads its topic from the stored offsets. Returns the figures and malformed messages."""
-        target = self.connections.target(instance.connection)
-        statements = parse_statements(instance.code, instance.dialect)  # type: ignore[arg-type]
+    async def _execute(
+        self, instance: PipelineInstance, target: Target, statements: Sequence[Statement]
+    ) -> tuple[RunStats, int]:
+        """Run the checked code on its target and keep the pipeline's state. A SQL-target streaming
+        pipeline first reads its topic from the stored offsets. Returns the figures and malformed
+        messages."""
         async with self.runtime.database.sessions() as session:
             state = await session.get(PipelineState, (instance.project_id, instance.pipeline_name))
         offsets = dict(state.stream_offsets) if state else {}
@@ -528,7 +526,7 @@ class TemplatesService:
                 template = await self.resolve_template(
                     session, event.project_id, instance.template_id, instance.template_version
                 )
-                ready, rendered = self.prepare(template, config)
+                ready, rendered = await self.prepare(template, config)
             except (CannotAdapt, InvalidConfig, TemplateError, NotFound) as error:
                 log.warning("pipeline not adapted", pipeline=instance.pipeline_name, reason=str(error))
                 continue
