@@ -102,9 +102,10 @@ class ChildWorker:
         ours, theirs = socket.socketpair()
         command = [sys.executable, "-m", "shared.child_process", str(theirs.fileno())]
         command += [str(self.memory_limit or ""), self.setup or "", self.setup_argument]
-        # Popen only forks and execs (the child's imports happen over there): no wait on this loop.
-        process = subprocess.Popen(  # noqa: S603, ASYNC220 - our interpreter, our module
-            command, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL
+        # forking a large parent takes a moment: not on the event loop
+        process = await asyncio.get_running_loop().run_in_executor(
+            None,
+            lambda: subprocess.Popen(command, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL),  # noqa: S603
         )
         theirs.close()
         parent = Connection(ours.detach())

@@ -55,6 +55,10 @@ class Target(Protocol):
         """The columns of a table (quoted, qualified SQL name); raises when it cannot be read."""
         ...
 
+    async def ping(self) -> None:
+        """`SELECT 1` there; raises when the target cannot be reached or refuses."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -78,6 +82,10 @@ class SqlAlchemyTarget:
                 connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
             )
         )
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.exec_driver_sql("SELECT 1")
 
     async def columns(self, table_sql: str) -> list[str]:
         async with self.engine.connect() as connection:
@@ -113,10 +121,12 @@ class ClickHouseTarget:
     def from_url(cls, url: str) -> ClickHouseTarget:
         return cls(ClickHouse(url))
 
+    async def ping(self) -> None:
+        await self.clickhouse.query("SELECT 1")
+
     async def columns(self, table_sql: str) -> list[str]:
-        return await self.clickhouse.run(
-            lambda client: list(client.query(f"SELECT * FROM {table_sql} LIMIT 0").column_names)
-        )
+        rows = await self.clickhouse.query(f"DESCRIBE TABLE {table_sql}")
+        return [str(row[0]) for row in rows]
 
     async def close(self) -> None:
         await self.clickhouse.close()
