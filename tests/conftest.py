@@ -133,19 +133,32 @@ def auth(admin_token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {admin_token}"}
 
 
-@pytest.fixture
-async def project_user(client: httpx.AsyncClient, auth: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """A fresh project and a non-admin user who belongs only to it: (project_id, headers)."""
-    project = f"p-{uuid.uuid4().hex[:10]}"
+async def user_in(client: httpx.AsyncClient, auth: dict[str, str], project: str, role: str) -> dict[str, str]:
+    """A new non-admin user with `role` in `project` (only): their bearer headers."""
     username = f"u-{uuid.uuid4().hex[:10]}"
     password = "user-password-1"
-    created = await client.post("/api/v1/projects", json={"id": project, "name": project}, headers=auth)
-    assert created.status_code == 201, created.text
     created = await client.post(
         "/api/v1/users",
-        json={"username": username, "password": password, "projects": [project]},
+        json={"username": username, "password": password, "roles": {project: role}},
         headers=auth,
     )
     assert created.status_code == 201, created.text
     login = await client.post("/api/v1/auth/login", json={"username": username, "password": password})
-    return project, {"Authorization": f"Bearer {login.json()['access_token']}"}
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+@pytest.fixture
+async def project_user(client: httpx.AsyncClient, auth: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """A fresh project and a non-admin user who belongs only to it, as a member: (project_id, headers)."""
+    project = f"p-{uuid.uuid4().hex[:10]}"
+    created = await client.post("/api/v1/projects", json={"id": project, "name": project}, headers=auth)
+    assert created.status_code == 201, created.text
+    return project, await user_in(client, auth, project, "member")
+
+
+@pytest.fixture
+async def project_maintainer(
+    client: httpx.AsyncClient, auth: dict[str, str], project_user: tuple[str, dict[str, str]]
+) -> dict[str, str]:
+    """Headers of a maintainer of `project_user`'s project (creates templates and connections)."""
+    return await user_in(client, auth, project_user[0], "maintainer")

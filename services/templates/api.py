@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from sqlalchemy.exc import IntegrityError
@@ -17,7 +17,9 @@ from services.gateway.deps import (
     RuntimeDep,
     SessionDep,
     project_scope,
+    project_with_role,
 )
+from services.gateway.roles import Role
 from services.templates import store
 from services.templates.connections import BadConnection, ConnectionFailed, ConnectionInfo, UnknownConnection
 from services.templates.domain.model import Category, InvalidConfig, Pattern, SqlDialect, TemplateError
@@ -270,8 +272,11 @@ def _generated_out(entry: GeneratedEntry) -> GeneratedOut:
 async def create_template(
     body: TemplateIn, principal: PrincipalDep, runtime: RuntimeDep, project_id: QueryProject = None
 ) -> TemplateOut:
-    """Store a new immutable template version (editing a template = creating its next version)."""
-    project = project_scope(principal, body.project_id or project_id)
+    """Store a new immutable template version (editing a template = creating its next version).
+
+    Needs a maintainer of the project: a template's code is SQL of the project's own making (members
+    instantiate and run the built-ins and the maintainers' templates)."""
+    project = project_scope(principal, body.project_id or project_id, Role.maintainer)
     service = _service(runtime)
     try:
         async with runtime.database.transaction() as session:
@@ -313,8 +318,9 @@ async def list_templates(
 async def instantiate(
     body: InstantiateIn, principal: PrincipalDep, runtime: RuntimeDep, project_id: QueryProject = None
 ) -> Any:
-    """Validate the config, render the template, check its code and source, save an instance version."""
-    project = project_scope(principal, body.project_id or project_id)
+    """Validate the config, render the template, check its code and source, save an instance version.
+    Needs a member of the project."""
+    project = project_scope(principal, body.project_id or project_id, Role.member)
     try:
         saved = await _service(runtime).instantiate(
             project,
@@ -461,7 +467,10 @@ async def generate(
     body: GenerateIn, principal: PrincipalDep, runtime: RuntimeDep, project_id: QueryProject = None
 ) -> GenerateOut:
     """Render one pipeline per enabled control entry; `dry_run` (default) saves nothing."""
-    project = project_scope(principal, body.project_id or project_id)
+    # a dry run (the default) only previews: viewers may; saving pipelines needs a member
+    project = project_scope(
+        principal, body.project_id or project_id, Role.viewer if body.dry_run else Role.member
+    )
     entries = await _service(runtime).generate(project, dry_run=body.dry_run)
     invalid_count = sum(1 for entry in entries if entry.errors)
     return GenerateOut(
@@ -516,8 +525,8 @@ async def list_connections(project_id: ProjectDep, runtime: RuntimeDep) -> list[
 async def create_connection(
     body: ConnectionIn, principal: PrincipalDep, runtime: RuntimeDep, project_id: QueryProject = None
 ) -> ConnectionOut:
-    """Add a run target to the project, usable at once (no restart)."""
-    project = project_scope(principal, body.project_id or project_id)
+    """Add a run target to the project, usable at once (no restart). Needs a maintainer."""
+    project = project_scope(principal, body.project_id or project_id, Role.maintainer)
     try:
         info = await _service(runtime).connections.create(project, body.name, body.url.get_secret_value())
     except BadConnection as error:
@@ -526,7 +535,10 @@ async def create_connection(
 
 
 @router.delete("/connections/{name}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_connection(name: str, project_id: ProjectDep, runtime: RuntimeDep) -> None:
+async def delete_connection(
+    name: str, project_id: Annotated[str, Depends(project_with_role(Role.maintainer))], runtime: RuntimeDep
+) -> None:
+    """Needs a maintainer."""
     try:
         await _service(runtime).connections.delete(project_id, name)
     except UnknownConnection as error:

@@ -32,7 +32,10 @@ BASE = "/api/v1/advanced/templates"
 HEALTH_BUDGET_SECONDS = 0.1
 
 
-async def custom_template(client: httpx.AsyncClient, headers: dict[str, str], dialect: str, code: str) -> str:
+async def custom_template(
+    client: httpx.AsyncClient, maintainer: dict[str, str], dialect: str, code: str
+) -> str:
+    """A template of a maintainer's making (members instantiate and run it; they cannot write one)."""
     template_id = f"t_{uuid.uuid4().hex[:10]}"
     created = await client.post(
         f"{BASE}/create",
@@ -44,7 +47,7 @@ async def custom_template(client: httpx.AsyncClient, headers: dict[str, str], di
             "config_schema": {"type": "object"},
             "code": code,
         },
-        headers=headers,
+        headers=maintainer,
     )
     assert created.status_code == 201, created.text
     return template_id
@@ -65,6 +68,32 @@ async def instantiate(
     )
 
 
+async def test_who_may_write_templates_connections_and_run_them(
+    client: httpx.AsyncClient, auth: dict[str, str], project_user: tuple[str, dict[str, str]]
+) -> None:
+    """Members instantiate and run; only maintainers write template code or add connections;
+    viewers read."""
+    from tests.conftest import user_in
+
+    project, member = project_user
+    viewer = await user_in(client, auth, project, "viewer")
+    template = {
+        "template_id": "mine",
+        "pattern": "full_load",
+        "category": "loading",
+        "dialect": "postgres",
+        "config_schema": {"type": "object"},
+        "code": "SELECT 1;",
+    }
+    for headers in (member, viewer):
+        assert (await client.post(f"{BASE}/create", json=template, headers=headers)).status_code == 403
+        connection = {"name": "c", "url": "sqlite:///c.db"}
+        assert (await client.post(f"{BASE}/connections", json=connection, headers=headers)).status_code == 403
+    assert (await instantiate(client, viewer, "full_load_postgres", "warehouse")).status_code == 403
+    assert (await client.get(f"{BASE}/connections", headers=viewer)).status_code == 200
+    assert (await instantiate(client, member, "full_load_postgres", "warehouse")).status_code == 422
+
+
 ESCALATIONS = {
     "warehouse": ("postgres", "UPDATE users SET is_admin = TRUE"),
     "lite": ("sqlite", "UPDATE users SET is_admin = 1"),
@@ -79,11 +108,14 @@ READS = {
 
 @pytest.mark.parametrize("connection", sorted(ESCALATIONS))
 async def test_member_cannot_escalate_or_read_through_templates(
-    client: httpx.AsyncClient, project_user: tuple[str, dict[str, str]], connection: str
+    client: httpx.AsyncClient,
+    project_user: tuple[str, dict[str, str]],
+    project_maintainer: dict[str, str],
+    connection: str,
 ) -> None:
     _project, headers = project_user
     for dialect, code in (ESCALATIONS[connection], READS[connection]):
-        template_id = await custom_template(client, headers, dialect, code + ";")
+        template_id = await custom_template(client, project_maintainer, dialect, code + ";")
         refused = await instantiate(client, headers, template_id, connection)
         assert refused.status_code == 422, refused.text
         assert "neither the configured source nor the target" in refused.text
@@ -104,17 +136,24 @@ async def test_member_cannot_escalate_or_read_through_templates(
     ],
 )
 async def test_statements_a_pattern_does_not_need_are_refused(
-    client: httpx.AsyncClient, project_user: tuple[str, dict[str, str]], dialect: str, code: str
+    client: httpx.AsyncClient,
+    project_user: tuple[str, dict[str, str]],
+    project_maintainer: dict[str, str],
+    dialect: str,
+    code: str,
 ) -> None:
     _project, headers = project_user
     connection = {"postgres": "warehouse", "sqlite": "lite", "clickhouse": "clickhouse"}[dialect]
-    template_id = await custom_template(client, headers, dialect, code + ";")
+    template_id = await custom_template(client, project_maintainer, dialect, code + ";")
     refused = await instantiate(client, headers, template_id, connection)
     assert refused.status_code == 422, refused.text
 
 
 async def test_platform_database_is_never_a_run_target(
-    client: httpx.AsyncClient, settings: Settings, project_user: tuple[str, dict[str, str]]
+    client: httpx.AsyncClient,
+    settings: Settings,
+    project_user: tuple[str, dict[str, str]],
+    project_maintainer: dict[str, str],
 ) -> None:
     _project, headers = project_user
     names = {c["name"] for c in (await client.get(f"{BASE}/connections", headers=headers)).json()}
@@ -127,7 +166,9 @@ async def test_platform_database_is_never_a_run_target(
         added = await client.post(f"{BASE}/connections", json={"name": "mine", "url": url}, headers=headers)
         assert added.status_code == 422 and "platform's own database" in added.text
     escape = await client.post(
-        f"{BASE}/connections", json={"name": "mine", "url": "sqlite:///../../aietl.db"}, headers=headers
+        f"{BASE}/connections",
+        json={"name": "mine", "url": "sqlite:///../../aietl.db"},
+        headers=project_maintainer,
     )
     assert escape.status_code == 422
 
@@ -144,11 +185,17 @@ async def test_platform_database_is_never_a_run_target(
     ],
 )
 async def test_clickhouse_templates_cannot_read_files_or_urls(
-    client: httpx.AsyncClient, settings: Settings, project_user: tuple[str, dict[str, str]], code: str
+    client: httpx.AsyncClient,
+    settings: Settings,
+    project_user: tuple[str, dict[str, str]],
+    project_maintainer: dict[str, str],
+    code: str,
 ) -> None:
     _project, headers = project_user
     secret = str((settings.data_dir / "jwt-secret").resolve())
-    template_id = await custom_template(client, headers, "clickhouse", code.format(secret=secret) + ";")
+    template_id = await custom_template(
+        client, project_maintainer, "clickhouse", code.format(secret=secret) + ";"
+    )
     refused = await instantiate(client, headers, template_id, "clickhouse")
     assert refused.status_code == 422, refused.text
     assert "jwt" not in refused.json().get("detail", "").lower().replace(secret.lower(), "")
@@ -252,10 +299,13 @@ RENDER_ERRORS = {
 
 @pytest.mark.parametrize("code", sorted(RENDER_ERRORS))
 async def test_render_errors_are_4xx_naming_the_problem(
-    client: httpx.AsyncClient, project_user: tuple[str, dict[str, str]], code: str
+    client: httpx.AsyncClient,
+    project_user: tuple[str, dict[str, str]],
+    project_maintainer: dict[str, str],
+    code: str,
 ) -> None:
     _project, headers = project_user
-    template_id = await custom_template(client, headers, "postgres", f"SELECT 1; -- {code}\n")
+    template_id = await custom_template(client, project_maintainer, "postgres", f"SELECT 1; -- {code}\n")
     started = time.perf_counter()
     refused = await instantiate(client, headers, template_id, "warehouse")
     assert refused.status_code == 422, refused.text
@@ -264,12 +314,15 @@ async def test_render_errors_are_4xx_naming_the_problem(
 
 
 async def test_health_answers_while_a_render_bomb_is_stopped(
-    client: httpx.AsyncClient, runtime: Runtime, project_user: tuple[str, dict[str, str]]
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    project_user: tuple[str, dict[str, str]],
+    project_maintainer: dict[str, str],
 ) -> None:
     _project, headers = project_user
     renderer = templates_service(runtime).renderer
     spin = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
-    template_id = await custom_template(client, headers, "postgres", f"SELECT 1; -- {spin}\n")
+    template_id = await custom_template(client, project_maintainer, "postgres", f"SELECT 1; -- {spin}\n")
     assert (await client.get("/health")).status_code == 200
     original, renderer.timeout = renderer.timeout, 2.0
     try:

@@ -35,9 +35,10 @@ async def source_table(runtime: Runtime) -> str:
 
 
 async def test_template_versions_are_immutable_and_listed_with_usage(
-    client: httpx.AsyncClient, project_user: tuple[str, dict[str, str]]
+    client: httpx.AsyncClient, project_user: tuple[str, dict[str, str]], project_maintainer: dict[str, str]
 ) -> None:
-    _project, headers = project_user
+    _project, member = project_user
+    headers = project_maintainer
     body = {
         "template_id": "copy_table",
         "pattern": "full_load",
@@ -50,6 +51,8 @@ async def test_template_versions_are_immutable_and_listed_with_usage(
         },
         "code": "SELECT * FROM {{ config.table | ident }};",
     }
+    by_member = await client.post(f"{BASE}/create", json=body, headers=member)
+    assert by_member.status_code == 403 and "maintainer" in by_member.text
     first = await client.post(f"{BASE}/create", json=body, headers=headers)
     assert first.status_code == 201, first.text
     assert first.json()["version"] == "1.0.0"

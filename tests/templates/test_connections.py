@@ -23,17 +23,26 @@ async def test_connections_are_added_tested_listed_and_deleted_without_a_restart
     settings: Settings,
     warehouse_url: str,
     project_user: tuple[str, dict[str, str]],
+    project_maintainer: dict[str, str],
 ) -> None:
     project, headers = project_user
     wrong_password = warehouse_url.replace("postgres@", f"postgres:{PASSWORD}@").replace("+asyncpg", "")
     unreachable = f"postgresql://postgres:{PASSWORD}@127.0.0.1:9/nowhere"
+    by_member = await client.post(
+        f"{BASE}/connections", json={"name": "x", "url": "sqlite:///x.db"}, headers=headers
+    )
+    assert by_member.status_code == 403
     answers = []
     for name, url in (("lite_one", "sqlite:///one.db"), ("down", unreachable), ("pg", wrong_password)):
-        added = await client.post(f"{BASE}/connections", json={"name": name, "url": url}, headers=headers)
+        added = await client.post(
+            f"{BASE}/connections", json={"name": name, "url": url}, headers=project_maintainer
+        )
         assert added.status_code == 201, added.text
         answers.append(added.text)
     duplicate = await client.post(
-        f"{BASE}/connections", json={"name": "lite_one", "url": "sqlite:///two.db"}, headers=headers
+        f"{BASE}/connections",
+        json={"name": "lite_one", "url": "sqlite:///two.db"},
+        headers=project_maintainer,
     )
     assert duplicate.status_code == 422 and "already exists" in duplicate.text
     listed = (await client.get(f"{BASE}/connections", headers=headers)).json()
@@ -79,9 +88,11 @@ async def test_connections_are_added_tested_listed_and_deleted_without_a_restart
 
     other = await client.get(f"{BASE}/connections", params={"project_id": "default"}, headers=headers)
     assert other.status_code == 404
-    assert (await client.delete(f"{BASE}/connections/down", headers=headers)).status_code == 204
-    assert (await client.delete(f"{BASE}/connections/down", headers=headers)).status_code == 404
-    assert (await client.delete(f"{BASE}/connections/warehouse", headers=headers)).status_code == 404
+    assert (await client.delete(f"{BASE}/connections/down", headers=headers)).status_code == 403
+    maintainer = project_maintainer
+    assert (await client.delete(f"{BASE}/connections/down", headers=maintainer)).status_code == 204
+    assert (await client.delete(f"{BASE}/connections/down", headers=maintainer)).status_code == 404
+    assert (await client.delete(f"{BASE}/connections/warehouse", headers=maintainer)).status_code == 404
     gone = await client.post(f"{BASE}/connections/down/test", headers=headers)
     assert gone.status_code == 404
 
