@@ -163,7 +163,9 @@ async def test_platform_database_is_never_a_run_target(
     assert refused.json()["errors"][0]["pointer"] == "/connection"
     platform_url = settings.resolved_database_url.replace("+asyncpg", "")
     for url in (platform_url, platform_url.replace("127.0.0.1", "localhost")):
-        added = await client.post(f"{BASE}/connections", json={"name": "mine", "url": url}, headers=headers)
+        added = await client.post(
+            f"{BASE}/connections", json={"name": "mine", "url": url}, headers=project_maintainer
+        )
         assert added.status_code == 422 and "platform's own database" in added.text
     escape = await client.post(
         f"{BASE}/connections",
