@@ -31,6 +31,8 @@ ENTRIES = 500
 GENERATION_ROUNDS = 5
 SCD2_ROWS = int(os.environ.get("AIETL_BENCH_SCD2_ROWS", "1000000"))
 PATTERNS = ("incremental", "cdc", "scd2", "full_load")
+WAREHOUSE = "warehouse"
+"""The run target of the generated pipelines: an operator connection to the bench database."""
 
 
 def _entry(project: str, index: int) -> ControlEntry:
@@ -44,7 +46,7 @@ def _entry(project: str, index: int) -> ControlEntry:
         project_id=project,
         source_system="erp",
         source_object=f"raw.table_{index}",
-        target_system="platform",
+        target_system=WAREHOUSE,
         target_object=f"dw.table_{index}",
         template_id=f"{pattern}_postgres",
         load_type=pattern,
@@ -135,7 +137,11 @@ async def scd2_apply(runtime: Runtime) -> dict[str, Any]:
 
 
 async def _main(database_url: str) -> dict[str, Any]:
-    settings = Settings(database_url=database_url, kafka_bootstrap_servers="127.0.0.1:1")
+    settings = Settings(
+        database_url=database_url,
+        kafka_bootstrap_servers="127.0.0.1:1",
+        templates_connections={WAREHOUSE: database_url},
+    )
     await upgrade_async(settings.resolved_database_url)
     runtime = Runtime(settings, client_id="bench-templates")
     try:

@@ -354,6 +354,7 @@ class TemplatesService:
         created: list[PipelineInstance] = []
         async with self.runtime.database.transaction() as session:
             templates: dict[str, TemplateVersion | NotFound] = {}
+            entries: list[tuple[ControlSpec, GeneratedEntry, TemplateVersion]] = []
             for row in await store.control_entries(session, project_id, enabled_only=True):
                 spec = control_spec(row)
                 result = GeneratedEntry(spec.entry_id, spec.pipeline_name, spec.template_id)
@@ -370,7 +371,13 @@ class TemplatesService:
                     result.errors = [ConfigProblem("/template_id", str(template))]
                     continue
                 result.template_version = template.version
-                result.errors, prepared = await self._render_entry(project_id, spec, template)
+                entries.append((spec, result, template))
+            # rendered concurrently: the renderer's child processes share the work
+            rendered_entries = await asyncio.gather(
+                *(self._render_entry(project_id, spec, template) for spec, _result, template in entries)
+            )
+            for (spec, result, template), (errors, prepared) in zip(entries, rendered_entries, strict=True):
+                result.errors = errors
                 if prepared is not None:
                     result.code = prepared[1].code
                 if prepared is None or result.errors or dry_run:
