@@ -110,32 +110,29 @@ class ChildWorker:
         theirs.close()
         parent = Connection(ours.detach())
         self._process, self._connection = process, parent
-        if not await _readable(parent, STARTUP_TIMEOUT_SECONDS):
-            self._kill()
-            raise ChildDied(f"{self.name} did not start within {STARTUP_TIMEOUT_SECONDS:g} s")
-        try:
-            ok, value = parent.recv()
-        except (EOFError, OSError):
-            self._kill()
-            raise ChildDied(f"{self.name} ended while starting") from None
+        ok, value = await self._reply(parent, STARTUP_TIMEOUT_SECONDS, "starting")
         if not ok:
             self._kill()
             raise value
         return parent
+
+    async def _reply(self, connection: Connection, timeout: float, doing: str) -> tuple[bool, Any]:
+        """The child's (ok, value) answer; the child is killed when it is late or has ended."""
+        if not await _readable(connection, timeout):
+            self._kill()
+            raise ChildTimeout(f"{self.name} did not finish {doing} within {timeout:g} s")
+        try:
+            return connection.recv()  # type: ignore[no-any-return]
+        except (EOFError, OSError):
+            self._kill()
+            raise ChildDied(f"{self.name} ended while {doing}") from None
 
     async def call(self, function: Callable[..., T], *args: Any, timeout: float) -> T:
         """`function(*args)` in the child; its exception is raised here as it was raised there."""
         async with self._lock:
             connection = await self._start()
             connection.send((function, args))
-            if not await _readable(connection, timeout):
-                self._kill()
-                raise ChildTimeout(f"{self.name} did not finish within {timeout:g} s")
-            try:
-                ok, value = connection.recv()
-            except (EOFError, OSError):
-                self._kill()
-                raise ChildDied(f"{self.name} ended while working") from None
+            ok, value = await self._reply(connection, timeout, "working")
         if ok:
             return value  # type: ignore[no-any-return]
         raise value

@@ -28,7 +28,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError
 
 from services.runtime import Runtime
 from services.templates.clickhouse_sandbox import SandboxedClickHouse
-from services.templates.domain.model import SqlDialect
+from services.templates.domain.model import SqlDialect, connection_dialect
 from services.templates.tables import ProjectConnection
 from services.templates.targets import ClickHouseTarget, SqlAlchemyTarget, Target
 from shared.secret_box import SecretBox
@@ -38,6 +38,7 @@ SANDBOX = "clickhouse"
 Kind = Literal["postgresql", "sqlite", "clickhouse"]
 Origin = Literal["embedded", "operator", "project"]
 DIALECTS: dict[str, SqlDialect] = {"postgresql": "postgres", "sqlite": "sqlite", "clickhouse": "clickhouse"}
+KINDS: dict[SqlDialect, Kind] = {dialect: kind for kind, dialect in DIALECTS.items()}  # type: ignore[misc]
 SQLITE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0", ""}  # noqa: S104 - names compared, nothing bound
 TEST_TIMEOUT_SECONDS = 10.0
@@ -75,14 +76,13 @@ class _Parsed:
 
 
 def kind_of(url: str) -> Kind:
-    scheme = url.split(":", 1)[0].lower()
-    if scheme.startswith(("postgresql", "postgres")):
-        return "postgresql"
-    if scheme.startswith("sqlite"):
-        return "sqlite"
-    if scheme in {"clickhouse", "clickhouses"}:
-        return "clickhouse"
-    raise BadConnection(f"unsupported connection scheme {scheme!r}: use postgresql, sqlite or clickhouse")
+    """postgresql, sqlite or clickhouse (a server); chDB only as the embedded `clickhouse` connection."""
+    if url.split(":", 1)[0].lower().startswith("chdb"):
+        raise BadConnection("chDB is offered only as the embedded 'clickhouse' connection")
+    try:
+        return KINDS[connection_dialect(url)]
+    except ValueError as error:
+        raise BadConnection(f"{error}: use postgresql, sqlite or clickhouse") from None
 
 
 def _async_url(url: str, kind: Kind) -> str:
