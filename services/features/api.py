@@ -16,7 +16,7 @@ from services.features.domain import FeatureError, FeatureType, StorageType, Unk
 from services.features.on_demand import MAX_TEXT_LENGTH
 from services.features.service import ValueIn
 from services.features.tables import FeatureVersion, FeatureView
-from services.gateway.deps import ProjectDep, RuntimeDep, SessionDep
+from services.gateway.deps import ProjectDep, ProjectReadDep, RuntimeDep, SessionDep
 from services.gateway.fast_path import FastRoute
 from services.runtime import Runtime
 from shared.events.features import FeatureData
@@ -318,7 +318,7 @@ async def _online_vectors(runtime: Runtime, project_id: str, body: OnlineRequest
 
 
 @router.post("/get-online")
-async def get_online(body: OnlineRequest, project_id: ProjectDep, runtime: RuntimeDep) -> Response:
+async def get_online(body: OnlineRequest, project_id: ProjectReadDep, runtime: RuntimeDep) -> Response:
     """Online serving; also answered ahead of the router (`fast_routes`), with this same code."""
     return await _online_vectors(runtime, project_id, body)
 
@@ -327,7 +327,7 @@ fast_routes = {"/get-online": FastRoute(OnlineRequest, _online_vectors)}
 
 
 @router.post("/historical")
-async def historical(body: HistoricalRequest, project_id: ProjectDep, runtime: RuntimeDep) -> Response:
+async def historical(body: HistoricalRequest, project_id: ProjectReadDep, runtime: RuntimeDep) -> Response:
     """Point-in-time correct values for training: latest at or before each row's time, within TTL."""
     rows = await _answer(
         feature_store(runtime).historical(

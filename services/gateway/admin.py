@@ -1,4 +1,5 @@
-"""Projects and users (administrators only), and the bootstrap administrator."""
+"""Projects and users (administrators), members and their roles (a project's owners and
+administrators), and the bootstrap administrator."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import sys
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, status
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, StringConstraints, model_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.gateway.deps import AdminDep, SessionDep
+from services.gateway.deps import AdminDep, PrincipalDep, SessionDep, project_not_found, require_role
+from services.gateway.roles import Role
 from services.gateway.security import hash_password
 from services.gateway.tables import Membership, Project, User
 from services.runtime import Runtime
@@ -31,11 +33,25 @@ class ProjectOut(BaseModel):
     name: str
 
 
+Username = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$")]
+
+
 class UserIn(BaseModel):
-    username: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$")]
+    username: Username
     password: Annotated[SecretStr, Field(min_length=8, max_length=1024)]
-    projects: list[ProjectId] = Field(min_length=1)
+    projects: list[ProjectId] = Field(default_factory=list, description="projects joined as member")
+    roles: dict[ProjectId, Role] = Field(default_factory=dict, description="projects joined with a role")
     is_admin: bool = False
+
+    @model_validator(mode="after")
+    def _in_some_project(self) -> UserIn:
+        if not self.projects and not self.roles:
+            raise ValueError("give at least one project (`projects` or `roles`)")
+        return self
+
+    def memberships(self) -> dict[str, Role]:
+        """Each project once: listed in `projects` = member, unless `roles` names its role."""
+        return {**dict.fromkeys(self.projects, Role.member), **self.roles}
 
 
 class UserOut(BaseModel):
@@ -43,6 +59,16 @@ class UserOut(BaseModel):
     username: str
     is_admin: bool
     projects: list[str]
+    roles: dict[str, Role]
+
+
+class MemberIn(BaseModel):
+    role: Role
+
+
+class MemberOut(BaseModel):
+    username: str
+    role: Role
 
 
 @router.post("/projects", response_model=ProjectOut, status_code=status.HTTP_201_CREATED, responses={409: {}})
@@ -66,7 +92,8 @@ async def list_projects(_admin: AdminDep, session: SessionDep) -> list[ProjectOu
 async def create_user(body: UserIn, _admin: AdminDep, session: SessionDep) -> UserOut:
     if await session.scalar(select(User.id).where(User.username == body.username)) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"user {body.username!r} already exists")
-    missing = [p for p in body.projects if await session.get(Project, p) is None]
+    roles = dict(sorted(body.memberships().items()))
+    missing = [p for p in roles if await session.get(Project, p) is None]
     if missing:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"unknown projects: {missing}")
     user = User(
@@ -76,11 +103,77 @@ async def create_user(body: UserIn, _admin: AdminDep, session: SessionDep) -> Us
     )
     session.add(user)
     await session.flush()
-    session.add_all(Membership(user_id=user.id, project_id=p) for p in dict.fromkeys(body.projects))
+    session.add_all(Membership(user_id=user.id, project_id=p, role=role) for p, role in roles.items())
     await session.commit()
     return UserOut(
-        id=user.id, username=user.username, is_admin=user.is_admin, projects=sorted(set(body.projects))
+        id=user.id, username=user.username, is_admin=user.is_admin, projects=list(roles), roles=roles
     )
+
+
+# --- members of a project: its owners (and administrators) manage them -----------------------------
+
+
+async def _project_as(session: AsyncSession, principal: PrincipalDep, project_id: str, minimum: Role) -> str:
+    """The project, once the caller holds `minimum` in it (404 when it does not exist, for
+    administrators too, who act as owner in every project)."""
+    require_role(principal, project_id, minimum)
+    if await session.get(Project, project_id) is None:
+        raise project_not_found(project_id)
+    return project_id
+
+
+async def _user_named(session: AsyncSession, username: str) -> User:
+    user = await session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"user {username!r} not found")
+    return user
+
+
+@router.get("/projects/{project_id}/members", response_model=list[MemberOut])
+async def list_members(
+    project_id: ProjectId, principal: PrincipalDep, session: SessionDep
+) -> list[MemberOut]:
+    """The project's members and their roles (any member may see them)."""
+    await _project_as(session, principal, project_id, Role.viewer)
+    rows = await session.execute(
+        select(User.username, Membership.role)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.project_id == project_id)
+        .order_by(User.username)
+    )
+    return [MemberOut(username=username, role=role) for username, role in rows.tuples()]
+
+
+@router.put("/projects/{project_id}/members/{username}", response_model=MemberOut)
+async def set_member_role(
+    project_id: ProjectId, username: Username, body: MemberIn, principal: PrincipalDep, session: SessionDep
+) -> MemberOut:
+    """Add the user to the project with `role`, or change their role (owners and administrators)."""
+    await _project_as(session, principal, project_id, Role.owner)
+    user = await _user_named(session, username)
+    membership = await session.get(Membership, (user.id, project_id))
+    if membership is None:
+        session.add(Membership(user_id=user.id, project_id=project_id, role=body.role))
+    else:
+        membership.role = body.role
+    await session.commit()
+    return MemberOut(username=username, role=body.role)
+
+
+@router.delete("/projects/{project_id}/members/{username}", status_code=status.HTTP_204_NO_CONTENT)
+async def remove_member(
+    project_id: ProjectId, username: Username, principal: PrincipalDep, session: SessionDep
+) -> None:
+    """Take the user out of the project (owners and administrators)."""
+    await _project_as(session, principal, project_id, Role.owner)
+    user = await _user_named(session, username)
+    membership = await session.get(Membership, (user.id, project_id))
+    if membership is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"user {username!r} is not in project {project_id!r}"
+        )
+    await session.delete(membership)
+    await session.commit()
 
 
 BOOTSTRAP_ATTEMPTS = 3
@@ -124,7 +217,7 @@ async def _create_missing(runtime: Runtime) -> str | None:
         user = User(username=settings.admin_username, password_hash=hash_password(password), is_admin=True)
         session.add(user)
         await session.flush()
-        session.add(Membership(user_id=user.id, project_id=settings.default_project, role="admin"))
+        session.add(Membership(user_id=user.id, project_id=settings.default_project, role=Role.owner))
     return generated
 
 

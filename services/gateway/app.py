@@ -10,7 +10,7 @@ from types import ModuleType
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request, status
+from fastapi import APIRouter, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.exc import DBAPIError
@@ -24,6 +24,7 @@ from services.runtime import WORKERS, Runtime
 from shared import metrics
 
 log = structlog.get_logger(__name__)
+API_PREFIX = "/api/v1"
 
 
 def service_apis() -> list[ModuleType]:
@@ -37,6 +38,11 @@ def service_apis() -> list[ModuleType]:
             if error.name != f"services.{name}.api":
                 raise
     return modules
+
+
+def api_routers(apis: list[ModuleType]) -> list[APIRouter]:
+    """The routers served under /api/v1: the gateway's own, then each service's."""
+    return [auth.router, admin.router, events.router, *(api.router for api in apis)]
 
 
 def create_app(runtime: Runtime, *, owns_runtime: bool = True) -> FastAPI:
@@ -71,12 +77,12 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = True) -> FastAPI:
     # Each router directly under the app (not through an intermediate /api/v1 router): FastAPI
     # matches a request again at every level of inclusion, and one level fewer is one walk fewer.
     apis = service_apis()
-    for router in (auth.router, admin.router, events.router, *(api.router for api in apis)):
-        app.include_router(router, prefix="/api/v1")
+    for router in api_routers(apis):
+        app.include_router(router, prefix=API_PREFIX)
     _add_operational_routes(app, runtime)
     _add_error_handlers(app)
     _document_message_errors(app)
-    fast_routes = mount_fast_routes("/api/v1", apis)
+    fast_routes = mount_fast_routes(API_PREFIX, apis)
     app.add_middleware(
         RequestGuard, max_body_bytes=runtime.settings.max_request_bytes, fast_routes=fast_routes
     )

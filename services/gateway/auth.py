@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, SecretStr
 from sqlalchemy import select
 
 from services.gateway.deps import PrincipalDep, SessionDep
+from services.gateway.roles import Role
 from services.gateway.security import DUMMY_HASH, Principal, issue_token, verify_password
 from services.gateway.tables import Membership, User
 
@@ -30,11 +31,14 @@ class Me(BaseModel):
     username: str
     is_admin: bool
     projects: list[str]
+    roles: dict[str, Role]
 
 
 async def load_principal(session: SessionDep, user: User) -> Principal:
-    projects = await session.scalars(select(Membership.project_id).where(Membership.user_id == user.id))
-    return Principal(user.id, user.username, user.is_admin, frozenset(projects))
+    memberships = await session.execute(
+        select(Membership.project_id, Membership.role).where(Membership.user_id == user.id)
+    )
+    return Principal(user.id, user.username, user.is_admin, dict(memberships.tuples().all()))
 
 
 @router.post("/login", response_model=TokenResponse, responses={401: {}, 429: {}})
@@ -64,4 +68,9 @@ async def login(body: LoginRequest, request: Request, session: SessionDep) -> To
 
 @router.get("/me", response_model=Me)
 async def me(principal: PrincipalDep) -> Me:
-    return Me(username=principal.username, is_admin=principal.is_admin, projects=sorted(principal.projects))
+    return Me(
+        username=principal.username,
+        is_admin=principal.is_admin,
+        projects=sorted(principal.projects),
+        roles=dict(sorted(principal.roles.items())),
+    )

@@ -9,7 +9,8 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel
 
-from services.gateway.deps import PrincipalDep, RuntimeDep, require_project
+from services.gateway.deps import PrincipalDep, RuntimeDep, require_role
+from services.gateway.roles import Role
 from shared.bus import publish_event
 from shared.events import DocumentIngested, Event, FeaturesWritten, PipelineRunMetrics, SchemaObserved
 
@@ -25,7 +26,7 @@ class Accepted(BaseModel):
 
 def _publisher(model: type[Event]) -> Any:
     async def publish(event: Any, principal: PrincipalDep, runtime: RuntimeDep) -> Accepted:
-        require_project(principal, event.project_id)
+        require_role(principal, event.project_id, Role.member)
         try:
             await publish_event(runtime.broker, event)
         except Exception as error:

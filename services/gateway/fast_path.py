@@ -6,7 +6,8 @@ itself. A fast route answers only the happy path, with the very pieces of its do
 (the token verifier, the project scope, the request model, the same answer function). On anything
 else (no or bad token, a query parameter it does not know, an invalid body, any refusal or error)
 it declines, and the request, body replayed, goes through the full route, which gives the
-documented answer. A read may thus run twice when it fails; fast routes are for reads only.
+documented answer. A read may thus run twice when it fails; fast routes are for reads only (a
+viewer may call them, as the full route's `ProjectReadDep` says).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import BaseModel
 
 from services.gateway.deps import project_scope
+from services.gateway.roles import Role
 from services.gateway.security import TokenVerifier
 from services.runtime import Runtime
 
@@ -84,7 +86,7 @@ async def answer_fast(
         return None
     try:
         principal = tokens.verify(token)
-        project = project_scope(principal, _project_id(scope))
+        project = project_scope(principal, _project_id(scope), Role.viewer)
         return await route.answer(runtime, project, route.model.model_validate_json(body))
     except Exception:  # declining is the answer: the full route reports the problem
         return None

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 import time
 from collections import defaultdict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from services.gateway.roles import Role
 from shared.settings import Settings
 
 _hasher = PasswordHasher()
@@ -36,13 +38,24 @@ DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 
 @dataclass(frozen=True)
 class Principal:
+    """The caller: their projects and role in each (`roles`); administrators act as owner everywhere."""
+
     user_id: int
     username: str
     is_admin: bool
-    projects: frozenset[str]
+    roles: Mapping[str, Role]
+
+    @property
+    def projects(self) -> frozenset[str]:
+        """The projects the caller is a member of (an administrator may act in others too)."""
+        return frozenset(self.roles)
+
+    def role_in(self, project_id: str) -> Role | None:
+        """The caller's role in the project; None when they are not in it."""
+        return Role.owner if self.is_admin else self.roles.get(project_id)
 
     def can_access(self, project_id: str) -> bool:
-        return self.is_admin or project_id in self.projects
+        return self.role_in(project_id) is not None
 
 
 def jwt_secret(settings: Settings) -> str:
@@ -64,7 +77,7 @@ def issue_token(principal: Principal, secret: str, ttl_seconds: int) -> str:
         "sub": principal.username,
         "uid": principal.user_id,
         "admin": principal.is_admin,
-        "projects": sorted(principal.projects),
+        "roles": dict(sorted(principal.roles.items())),
         "iat": now,
         "exp": now + ttl_seconds,
     }
@@ -79,7 +92,7 @@ def decode_token(token: str, secret: str) -> tuple[Principal, float]:
         user_id=int(claims["uid"]),
         username=str(claims["sub"]),
         is_admin=bool(claims.get("admin", False)),
-        projects=frozenset(str(p) for p in claims.get("projects", [])),
+        roles={str(project): Role(role) for project, role in dict(claims.get("roles", {})).items()},
     )
     return principal, float(claims["exp"])
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import Enum, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from services.gateway.roles import Role
 from shared.db import Base
 from shared.events.base import utc_now
 
@@ -34,4 +35,14 @@ class Membership(Base):
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
-    role: Mapped[str] = mapped_column(String(32), default="member")
+    # Stored as its name in a VARCHAR(32); a value that is not a Role is refused before it is written.
+    role: Mapped[Role] = mapped_column(
+        Enum(
+            Role,
+            native_enum=False,
+            length=32,
+            validate_strings=True,
+            values_callable=lambda roles: [r.value for r in roles],
+        ),
+        default=Role.member,
+    )

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, status
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError, model_validator
 
-from services.gateway.deps import ProjectDep, RuntimeDep, SessionDep
+from services.gateway.deps import ProjectDep, ProjectReadDep, RuntimeDep, SessionDep
 from services.vector_sink import store
 from services.vector_sink.config import REDACTED, StoreType, parse_options, redacted, split_secrets
 from services.vector_sink.connectors.base import CollectionNotFound, UnsupportedOperation
@@ -242,7 +242,7 @@ async def ingest(body: IngestIn, project_id: ProjectDep, runtime: RuntimeDep) ->
 
 
 @router.post("/advanced/vectors/search", response_model=SearchOut)
-async def search(body: SearchIn, project_id: ProjectDep, runtime: RuntimeDep) -> SearchOut:
+async def search(body: SearchIn, project_id: ProjectReadDep, runtime: RuntimeDep) -> SearchOut:
     """Nearest chunks to `query` (text) or `vector`, with metadata `filter`; `hybrid` adds BM25."""
     if (body.query is None) == (body.vector is None):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="give exactly one of query, vector")

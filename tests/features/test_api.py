@@ -13,6 +13,7 @@ import pytest
 
 from services.features.client import AsyncFeatureClient, FeatureClient
 from services.features.on_demand import transform
+from services.gateway.roles import Role
 from services.gateway.security import Principal, TokenVerifier, issue_token
 from tests.conftest import JWT_SECRET
 
@@ -214,16 +215,18 @@ async def test_remembered_tokens_keep_auth_and_isolation(
 
 
 def test_a_remembered_token_is_refused_once_it_expires() -> None:
-    principal = Principal(1, "u", False, frozenset({"p"}))
+    principal = Principal(1, "u", False, {"p": Role.member})
     verifier = TokenVerifier(JWT_SECRET, size=2)
     token = jwt.encode(
-        {"sub": "u", "uid": 1, "projects": ["p"], "exp": int(time.time()) + 1}, JWT_SECRET, algorithm="HS256"
+        {"sub": "u", "uid": 1, "roles": {"p": "member"}, "exp": int(time.time()) + 1},
+        JWT_SECRET,
+        algorithm="HS256",
     )
     assert verifier.verify(token) == principal
     time.sleep(max(0.0, jwt.decode(token, options={"verify_signature": False})["exp"] - time.time()) + 0.05)
     with pytest.raises(jwt.ExpiredSignatureError):
         verifier.verify(token)
-    others = [issue_token(Principal(i, f"u{i}", False, frozenset()), JWT_SECRET, 60) for i in range(3)]
+    others = [issue_token(Principal(i, f"u{i}", False, {}), JWT_SECRET, 60) for i in range(3)]
     assert [verifier.verify(other).user_id for other in others] == [0, 1, 2]
     assert len(verifier._verified) == 2  # bounded: the oldest entry made room
 

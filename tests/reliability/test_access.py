@@ -24,8 +24,9 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
-from services.gateway.app import create_app
+from services.gateway.app import API_PREFIX, api_routers, create_app, service_apis
 from services.gateway.events import INBOUND
+from services.gateway.roles import Role
 from services.gateway.security import ALGORITHM
 from services.runtime import Runtime
 from tests.conftest import JWT_SECRET
@@ -134,19 +135,31 @@ async def test_public_routes_are_only_the_expected_ones(gateway: tuple[FastAPI, 
     assert public <= PUBLIC, f"reachable without a token: {sorted(public - PUBLIC)}"
 
 
-async def _member_of_new_project(http: httpx.AsyncClient, auth: dict[str, str]) -> tuple[str, dict[str, str]]:
-    project, username, password = (
-        f"acl-{uuid.uuid4().hex[:8]}",
-        f"acl-{uuid.uuid4().hex[:8]}",
-        "acl-password-1",
-    )
-    assert (
-        await http.post("/api/v1/projects", json={"id": project, "name": project}, headers=auth)
-    ).status_code == 201
-    user = {"username": username, "password": password, "projects": [project]}
-    assert (await http.post("/api/v1/users", json=user, headers=auth)).status_code == 201
+async def new_project(http: httpx.AsyncClient, auth: dict[str, str]) -> str:
+    project = f"acl-{uuid.uuid4().hex[:8]}"
+    created = await http.post("/api/v1/projects", json={"id": project, "name": project}, headers=auth)
+    assert created.status_code == 201, created.text
+    return project
+
+
+async def new_user(
+    http: httpx.AsyncClient, auth: dict[str, str], roles: dict[str, Role]
+) -> tuple[str, dict[str, str]]:
+    """A user with these roles, logged in: (username, headers)."""
+    username, password = f"acl-{uuid.uuid4().hex[:8]}", "acl-password-1"
+    user = {"username": username, "password": password, "roles": roles}
+    created = await http.post("/api/v1/users", json=user, headers=auth)
+    assert created.status_code == 201, created.text
     token = (await http.post("/api/v1/auth/login", json={"username": username, "password": password})).json()
-    return project, {"Authorization": f"Bearer {token['access_token']}"}
+    return username, {"Authorization": f"Bearer {token['access_token']}"}
+
+
+async def _member_of_new_project(
+    http: httpx.AsyncClient, auth: dict[str, str], role: Role = Role.member
+) -> tuple[str, dict[str, str]]:
+    project = await new_project(http, auth)
+    _username, headers = await new_user(http, auth, {project: role})
+    return project, headers
 
 
 async def test_other_projects_are_indistinguishable_from_missing_ones(
@@ -241,3 +254,146 @@ async def test_login_guessing_is_throttled(
         (await login(f"spray-{n}-{uuid.uuid4().hex[:4]}", "password1")).status_code for n in range(4 * limit)
     ]
     assert 429 in codes and codes[-1] == 429, codes
+
+
+READ_POSTS = {
+    ("POST", "/api/v1/advanced/features/get-online"),
+    ("POST", "/api/v1/advanced/features/historical"),
+    ("POST", "/api/v1/advanced/vectors/search"),
+}
+"""Reads sent as POST (the question is the body): open to viewers, as docs/reliability.md lists them."""
+
+
+def api_routes() -> list[tuple[str, APIRoute]]:
+    """Every route under /api/v1 with its full path (FastAPI keeps included routers unflattened)."""
+    return [
+        (API_PREFIX + route.path, route)
+        for router in api_routers(service_apis())
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
+
+
+def uses_project_dependency(route: APIRoute) -> bool:
+    """Routes whose project in scope is the gateway's project dependency (`ProjectDep` and kin)."""
+    pending = list(route.dependant.dependencies)
+    while pending:
+        dependant = pending.pop()
+        if getattr(dependant.call, "__name__", "") == "project_dependency":
+            return True
+        pending.extend(dependant.dependencies)
+    return False
+
+
+MAINTAINER_WRITES = {("DELETE", "/api/v1/advanced/templates/connections/{name}")}
+"""Project-dependency routes that need more than a member (see docs/templates.md, roles)."""
+
+
+async def test_viewers_read_and_only_members_write(
+    gateway: tuple[FastAPI, httpx.AsyncClient], auth: dict[str, str]
+) -> None:
+    _app, http = gateway
+    project = await new_project(http, auth)
+    _, viewer = await new_user(http, auth, {project: Role.viewer})
+    _, member = await new_user(http, auth, {project: Role.member})
+    needs_member = f"role member or above required in project {project!r} (yours: viewer)"
+    reads, writes = set(), set()
+    for path, route in api_routes():
+        if not uses_project_dependency(route):
+            continue
+        for method in route.methods:
+            url, body = concrete(path), {} if method in WRITES else None
+            as_viewer = await http.request(
+                method, url, params={"project_id": project}, headers=viewer, json=body
+            )
+            if method in {"GET", "HEAD"} or (method, path) in READ_POSTS:
+                assert as_viewer.status_code != 403, (method, path, as_viewer.text)
+                reads.add((method, path))
+                continue
+            assert as_viewer.status_code == 403, (method, path, as_viewer.text)
+            if (method, path) in MAINTAINER_WRITES:
+                assert as_viewer.json()["detail"] == needs_member.replace("member", "maintainer", 1)
+                continue
+            assert as_viewer.json()["detail"] == needs_member, (method, path)
+            as_member = await http.request(
+                method, url, params={"project_id": project}, headers=member, json=body
+            )
+            assert "role member" not in as_member.text, (method, path, as_member.text)
+            writes.add((method, path))
+    assert len(reads) >= 15 and len(writes) >= 15, (reads, writes)
+    assert reads >= READ_POSTS
+
+    for model in INBOUND:  # the project named in the body: the same rule
+        example = json.loads(next(e for e in EXAMPLES if e.topic == model.topic).model_dump_json())
+        url, event = "/api/v1/events/" + model.topic.replace(".", "-"), {**example, "project_id": project}
+        refused = await http.post(url, json=event, headers=viewer)
+        assert refused.status_code == 403 and refused.json()["detail"] == needs_member, refused.text
+        assert (await http.post(url, json=event, headers=member)).status_code == 202
+
+
+async def test_owners_manage_members_and_members_cannot(
+    gateway: tuple[FastAPI, httpx.AsyncClient], auth: dict[str, str]
+) -> None:
+    _app, http = gateway
+    project, elsewhere = await new_project(http, auth), await new_project(http, auth)
+    owner_name, owner = await new_user(http, auth, {project: Role.owner})
+    member_name, member = await new_user(http, auth, {project: Role.member})
+    outsider_name, outsider = await new_user(http, auth, {elsewhere: Role.owner})
+    members = f"/api/v1/projects/{project}/members"
+
+    promote_self = await http.put(f"{members}/{member_name}", json={"role": "owner"}, headers=member)
+    assert promote_self.status_code == 403, promote_self.text
+    assert "role owner or above required" in promote_self.json()["detail"]
+    assert (await http.delete(f"{members}/{owner_name}", headers=member)).status_code == 403
+    # an owner elsewhere sees nothing of this project: 404, as for one that does not exist
+    for request in (
+        http.put(f"{members}/{outsider_name}", json={"role": "owner"}, headers=outsider),
+        http.get(members, headers=outsider),
+        http.delete(f"{members}/{member_name}", headers=outsider),
+    ):
+        response = await request
+        assert response.status_code == 404 and response.json()["detail"] == f"project {project!r} not found"
+
+    added = await http.put(f"{members}/{outsider_name}", json={"role": "viewer"}, headers=owner)
+    assert added.status_code == 200 and added.json() == {"username": outsider_name, "role": "viewer"}
+    promoted = await http.put(f"{members}/{member_name}", json={"role": "maintainer"}, headers=owner)
+    assert promoted.status_code == 200, promoted.text
+    listed = await http.get(members, headers=member)
+    assert {m["username"]: m["role"] for m in listed.json()} == {
+        owner_name: "owner",
+        member_name: "maintainer",
+        outsider_name: "viewer",
+    }
+    assert (
+        await http.put(f"{members}/{member_name}", json={"role": "admin"}, headers=owner)
+    ).status_code == 422
+    assert (
+        await http.put(f"{members}/nobody-{uuid.uuid4().hex[:6]}", json={"role": "viewer"}, headers=owner)
+    ).status_code == 404
+    assert (await http.delete(f"{members}/{outsider_name}", headers=owner)).status_code == 204
+    assert (await http.delete(f"{members}/{outsider_name}", headers=owner)).status_code == 404
+    # administrators act as owner in every project, but a missing project stays missing
+    missing = f"/api/v1/projects/missing-{uuid.uuid4().hex[:6]}/members/{member_name}"
+    assert (await http.put(missing, json={"role": "viewer"}, headers=auth)).status_code == 404
+    assert (
+        await http.put(f"{members}/{outsider_name}", json={"role": "member"}, headers=auth)
+    ).status_code == 200
+
+
+async def test_users_are_created_with_roles(
+    gateway: tuple[FastAPI, httpx.AsyncClient], auth: dict[str, str]
+) -> None:
+    _app, http = gateway
+    first, second = await new_project(http, auth), await new_project(http, auth)
+    username = f"acl-{uuid.uuid4().hex[:8]}"
+    user = {"username": username, "password": "acl-password-1", "projects": [first, second]}
+    created = await http.post("/api/v1/users", json={**user, "roles": {second: "maintainer"}}, headers=auth)
+    assert created.status_code == 201, created.text
+    assert created.json()["roles"] == {first: "member", second: "maintainer"}
+    assert created.json()["projects"] == sorted([first, second])
+    me = await http.post("/api/v1/auth/login", json={"username": username, "password": "acl-password-1"})
+    headers = {"Authorization": f"Bearer {me.json()['access_token']}"}
+    assert (await http.get("/api/v1/auth/me", headers=headers)).json()["roles"] == created.json()["roles"]
+    for invalid in ({**user, "roles": {first: "admin"}}, {**user, "projects": []}):
+        invalid["username"] = f"acl-{uuid.uuid4().hex[:8]}"
+        assert (await http.post("/api/v1/users", json=invalid, headers=auth)).status_code == 422
