@@ -7,8 +7,11 @@
   URL (with its password) is stored sealed with the platform's key and never shown again.
 
 The platform's own metadata database and its own ClickHouse are never run targets: a project
-connection whose URL points at either is refused. URLs, passwords and the remote's replies never
-appear in answers or logs; a failed test answers only what kind of failure it was.
+connection whose URL points at either is refused. A project connection's server must also pass the
+operator's outbound allow-list (`shared/outbound.py`, `AIETL_OUTBOUND_ALLOWED_HOSTS`), when it is added
+and whenever it is opened (PostgreSQL and plain-HTTP ClickHouse connect to the address checked).
+URLs, passwords and the remote's replies never appear in answers or logs; a failed test answers
+only what kind of failure it was.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from services.templates.clickhouse_sandbox import SandboxedClickHouse
 from services.templates.domain.model import SqlDialect, connection_dialect
 from services.templates.tables import ProjectConnection
 from services.templates.targets import ClickHouseTarget, SqlAlchemyTarget, Target
+from shared.outbound import OutboundPolicy, OutboundRefused, Unresolved, checked_database_url, pinned_url
 from shared.secret_box import SecretBox
 
 log = structlog.get_logger(__name__)
@@ -111,6 +115,7 @@ class Connections:
         self._secrets: SecretBox | None = None
         self._targets: dict[tuple[str, str], Target] = {}
         self._sandbox: SandboxedClickHouse | None = None
+        self.outbound = OutboundPolicy.from_settings(runtime.settings)
 
     @property
     def secret_box(self) -> SecretBox:
@@ -194,9 +199,24 @@ class Connections:
                 row = await self._row(project_id, name)
                 if row is None:
                     raise UnknownConnection(f"unknown connection {name!r}")
-                url = self.secret_box.open(row.sealed_url)["url"]
+                try:
+                    url = await self._allowed(info.kind, self.secret_box.open(row.sealed_url)["url"])
+                except OutboundRefused as refused:
+                    raise BadConnection(str(refused)) from None
             self._targets[key] = self._open(info.kind, url)
         return self._targets[key]
+
+    async def _allowed(self, kind: Kind, url: str) -> str:
+        """A project connection's URL once its server passes the operator's outbound allow-list
+        (`shared/outbound.py`: a maintainer picks the host, the platform connects from inside the
+        network), pinned to the address checked unless TLS needs the name; `OutboundRefused` if not."""
+        if kind == "sqlite":
+            return url  # a file in the project's folder (`_sqlite_file`)
+        if kind == "postgresql":
+            return await asyncio.to_thread(checked_database_url, url, self.outbound, self.settings)
+        secure = url.lower().startswith("clickhouses")
+        destination = await self.outbound.check_url_async(url, 8443 if secure else 8123)
+        return url if secure else pinned_url(url, destination)
 
     @staticmethod
     def _open(kind: Kind, url: str) -> Target:
@@ -247,6 +267,12 @@ class Connections:
         if any(connection.name == name for connection in self._builtin()):
             raise BadConnection(f"{name!r} is the name of a connection the platform provides")
         parsed = self._parse(project_id, url)
+        try:
+            await self._allowed(parsed.kind, parsed.url)
+        except Unresolved:
+            pass  # an allowed name that does not resolve yet: kept, and checked again on connect
+        except OutboundRefused as refused:
+            raise BadConnection(str(refused)) from None
         row = ProjectConnection(
             id=str(uuid.uuid4()),
             project_id=project_id,
@@ -280,7 +306,10 @@ class Connections:
 
     async def test(self, project_id: str, name: str) -> float:
         """Seconds a trivial query took; `ConnectionFailed` naming only the kind of failure."""
-        target = await self.target(project_id, name)
+        try:
+            target = await self.target(project_id, name)
+        except BadConnection as refused:  # its host is not (or no longer) allowed
+            raise ConnectionFailed(str(refused)) from None
         started = time.perf_counter()
         try:
             await asyncio.wait_for(target.ping(), TEST_TIMEOUT_SECONDS)

@@ -29,7 +29,7 @@ from services.runtime import Runtime
 from services.templates import schedules, store
 from services.templates.builtin import BuiltinTemplate, builtin_templates
 from services.templates.config import TemplatesSettings
-from services.templates.connections import Connections, UnknownConnection
+from services.templates.connections import BadConnection, Connections, UnknownConnection
 from services.templates.domain.generation import (
     CannotAdapt,
     ControlSpec,
@@ -585,7 +585,7 @@ class TemplatesService:
             names = await self._names(session, instance)
         try:
             target = await self.connections.target(project_id, instance.connection)
-        except UnknownConnection as error:
+        except (UnknownConnection, BadConnection) as error:
             raise InvalidConfig([ConfigProblem("/connection", str(error))]) from None
         statements = await self.renderer.runnable(
             instance.code,

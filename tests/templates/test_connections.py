@@ -210,3 +210,21 @@ async def test_without_the_sandbox_a_request_must_name_its_connection(migrated: 
             await Connections(runtime).default("p-without-connections")
     finally:
         await runtime.close()
+
+
+async def test_project_connections_go_only_where_the_operator_allows(
+    client: httpx.AsyncClient, project_maintainer: dict[str, str]
+) -> None:
+    """A maintainer picks the host and the platform connects from inside the network: the operator's
+    outbound allow-list (`AIETL_OUTBOUND_ALLOWED_HOSTS`; the tests allow 127.0.0.1) applies."""
+    for url in (
+        f"postgresql://etl:{PASSWORD}@10.255.255.1:5432/dw",
+        f"clickhouse://default:{PASSWORD}@169.254.169.254:8123/default",
+        f"postgresql://etl:{PASSWORD}@127.0.0.1:5432/dw?host=10.0.0.1",
+    ):
+        refused = await client.post(
+            f"{BASE}/connections", json={"name": "elsewhere", "url": url}, headers=project_maintainer
+        )
+        assert refused.status_code == 422, refused.text
+        assert "not allowed" in refused.text or "not accepted" in refused.text, refused.text
+        assert PASSWORD not in refused.text

@@ -15,7 +15,8 @@ renders, a run may only
   `readfile`, ClickHouse `file`, `url`, `remote`, `s3`, ...), and create tables only with a
   storage engine that keeps its data inside the database (MergeTree family, Memory; Kafka for the
   streaming pattern) and change no setting but the few the patterns use (`join_use_nulls`,
-  `allow_nullable_key`, the Kafka table's `kafka_*`).
+  `allow_nullable_key`, the Kafka table's `kafka_*`, PostgreSQL `SET LOCAL work_mem` for the run's
+  own transaction).
 
 The check runs on a statement's *shape*: the parse of the statement with every quoted name
 replaced by a numbered placeholder (`"\x00<n>"`), which the rendering caches per template. A
@@ -92,6 +93,13 @@ ENGINES = ("MergeTree", "Memory")
 SETTINGS = frozenset({"join_use_nulls", "allow_nullable_key"})
 """Query and table settings the patterns use (SETTINGS clauses); no other setting may be changed."""
 STREAMING_SETTINGS = ("kafka_",)
+TRANSACTION_SETTINGS: dict[str, frozenset[str]] = {
+    "postgres": frozenset({"work_mem"}),
+    "sqlite": frozenset(),
+    "clickhouse": frozenset(),
+}
+"""Settings a script may change for its own transaction only (`SET LOCAL name = literal`): the SCD2
+script's sort memory. They end with the run's transaction and grant nothing; any other SET is refused."""
 STREAMING_ENGINES = ("Kafka",)
 MODIFYING = (
     exp.Insert,
@@ -233,7 +241,7 @@ def footprint(statement: exp.Expression, dialect: str) -> Footprint:
     written = _written_tables(statement)
     tables: list[TableUse] = []
     table_functions: list[tuple[Name, bool]] = []
-    problems = [*_kind_problems(statement), *_target_problems(statement)]
+    problems = [*_kind_problems(statement, dialect), *_target_problems(statement)]
     for table in statement.find_all(exp.Table):
         if isinstance(table.this, exp.Identifier):
             if table.args.get("catalog") is not None:
@@ -318,10 +326,12 @@ def refusals(footprint: Footprint, names: Sequence[str], scope: Scope) -> list[s
     return problems
 
 
-def _kind_problems(statement: exp.Expression) -> Iterable[str]:
+def _kind_problems(statement: exp.Expression, dialect: str) -> Iterable[str]:
     if isinstance(
         statement, exp.Query | exp.Insert | exp.Update | exp.Delete | exp.Merge | exp.TruncateTable
     ):
+        return
+    if isinstance(statement, exp.Set) and _transaction_local(statement, dialect):
         return
     if isinstance(statement, exp.Create | exp.Drop):
         kind = str(statement.args.get("kind") or "").upper()
@@ -335,6 +345,20 @@ def _kind_problems(statement: exp.Expression) -> Iterable[str]:
             yield "ALTER is only allowed to add columns to a table"
         return
     yield f"{type(statement).__name__.upper()} is not a statement a pipeline needs"
+
+
+def _transaction_local(statement: exp.Set, dialect: str) -> bool:
+    """`SET LOCAL` of settings in `TRANSACTION_SETTINGS` (named unquoted) to literals, nothing else."""
+    items = statement.expressions
+    return bool(items) and all(
+        isinstance(item, exp.SetItem)
+        and str(item.args.get("kind") or "").upper() == "LOCAL"
+        and isinstance(item.this, exp.EQ)
+        and isinstance(item.this.this, exp.Column)
+        and item.this.this.name.lower() in TRANSACTION_SETTINGS[dialect]
+        and isinstance(item.this.expression, exp.Literal)
+        for item in items
+    )
 
 
 def _written_tables(statement: exp.Expression) -> set[exp.Table]:
