@@ -31,7 +31,7 @@ POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.
 GENERATION_ROUNDS = 5
 PATTERNS = ("incremental", "cdc", "scd2", "full_load")
 WAREHOUSE = "warehouse"
-"""The run target the generated pipelines name: the bench database itself, as a configured connection."""
+"""The run target of the generated pipelines: an operator connection to the bench database."""
 
 
 def _entry(project: str, index: int) -> ControlEntry:

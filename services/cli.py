@@ -367,6 +367,90 @@ def observe(
         raise click.ClickException(str(error)) from None
 
 
+@cli.group()
+def connections() -> None:
+    """A project's pipeline run targets (the templates' connections), in this data dir's database.
+
+    The URL of a new connection is read from AIETL_CONNECTION_URL or prompted for (hidden), never
+    taken from the command line; it is stored sealed and never shown again.
+    """
+
+
+def _with_connections(project_id: str | None, action: Callable[[Any, str], Awaitable[Any]]) -> Any:
+    """Run `action(connections, project)` with the templates service of a short-lived runtime."""
+    from services.templates.service import templates_service
+
+    settings = _settings(None)
+
+    async def run() -> Any:
+        runtime = Runtime(settings)
+        try:
+            return await action(
+                templates_service(runtime).connections, project_id or settings.default_project
+            )
+        finally:
+            await runtime.close()
+
+    return asyncio.run(run())
+
+
+_project_option = click.option(
+    "--project", "project_id", default=None, help="Default: AIETL_DEFAULT_PROJECT."
+)
+
+
+@connections.command("list")
+@_project_option
+def connections_list(project_id: str | None) -> None:
+    """Name, kind, origin and where it points (no password)."""
+    for info in _with_connections(project_id, lambda registry, project: registry.list(project)):
+        click.echo(f"{info.name}\t{info.kind}\t{info.origin}\t{info.summary}")
+
+
+@connections.command("add")
+@click.argument("name")
+@_project_option
+@click.option(
+    "--url", envvar="AIETL_CONNECTION_URL", prompt=True, hide_input=True, help="Prompted when unset."
+)
+def connections_add(name: str, project_id: str | None, url: str) -> None:
+    """Add a connection (postgresql://, clickhouse:// or sqlite:///<file name>)."""
+    from services.templates.connections import BadConnection
+
+    try:
+        info = _with_connections(project_id, lambda registry, project: registry.create(project, name, url))
+    except BadConnection as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"added {info.name} ({info.kind}: {info.summary})")
+
+
+@connections.command("test")
+@click.argument("name")
+@_project_option
+def connections_test(name: str, project_id: str | None) -> None:
+    """Run SELECT 1 on it; a failure says only what kind of failure."""
+    from services.templates.connections import ConnectionFailed, UnknownConnection
+
+    try:
+        seconds = _with_connections(project_id, lambda registry, project: registry.test(project, name))
+    except (ConnectionFailed, UnknownConnection) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{name}: ok in {seconds:.3f} s")
+
+
+@connections.command("delete")
+@click.argument("name")
+@_project_option
+def connections_delete(name: str, project_id: str | None) -> None:
+    from services.templates.connections import UnknownConnection
+
+    try:
+        _with_connections(project_id, lambda registry, project: registry.delete(project, name))
+    except UnknownConnection as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"deleted {name}")
+
+
 def main() -> None:
     cli(prog_name="aietl")
 

@@ -322,18 +322,33 @@ def feature_store(ctx: Context) -> str:
 # --- 4. templates ----------------------------------------------------------------------------------
 
 TEMPLATES = "/api/v1/advanced/templates"
-# The platform's own database speaks SQLite embedded and PostgreSQL in production; ClickHouse is there too.
+# Pipelines never run on the platform's own database: the demo adds a SQLite file of its project as a
+# connection, and falls back on the embedded sandboxed ClickHouse where a platform offers it.
+DEMO_CONNECTION = "demo_warehouse"
 TEMPLATE_TARGETS = (
-    ("platform", "full_load_sqlite", "main"),
-    ("platform", "full_load_postgres", "public"),
+    (DEMO_CONNECTION, "full_load_sqlite", "main"),
     ("clickhouse", "full_load_clickhouse", "default"),
 )
 SHOWN_SQL_LINES = 4
 
 
+def _demo_connection(ctx: Context) -> None:
+    """The project's own run target: a SQLite file in the project's folder (kept on a rerun)."""
+    known = {c["name"] for c in ctx.api.call("GET", f"{TEMPLATES}/connections")}
+    if DEMO_CONNECTION not in known:
+        ctx.api.call(
+            "POST", f"{TEMPLATES}/connections", json={"name": DEMO_CONNECTION, "url": "sqlite:///demo.db"}
+        )
+    tested = ctx.api.call("POST", f"{TEMPLATES}/connections/{DEMO_CONNECTION}/test")
+    expect(tested["ok"], f"connection {DEMO_CONNECTION} failed its test: {tested['error']}")
+    ctx.say(f"connection {DEMO_CONNECTION}: a SQLite file of the project, tested in {tested['seconds']} s")
+
+
 def templates(ctx: Context) -> str:
-    """A control-table row for a built-in template, then a dry run that renders and checks its SQL."""
+    """A connection, a control-table row for a built-in template, then a dry run that renders and
+    checks its SQL."""
     api, table = ctx.api, ctx.table
+    _demo_connection(ctx)
     entry_id, generated = "", None
     for target, template_id, schema in TEMPLATE_TARGETS:
         entry = {

@@ -38,7 +38,10 @@ def _bits(value: int) -> int:
 
 def bounded_binop(symbol: str, left: Any, right: Any) -> Any:
     """`left <symbol> right`, refused with `LimitExceeded` when the result would be too large."""
-    if symbol == "*":
+    if symbol == "+" and isinstance(left, str | bytes | list | tuple) and isinstance(right, type(left)):
+        if len(left) + len(right) > MAX_SEQUENCE_LENGTH:
+            raise LimitExceeded(f"a sequence longer than {MAX_SEQUENCE_LENGTH} items")
+    elif symbol == "*":
         for sequence, count in ((left, right), (right, left)):
             repeated = isinstance(sequence, str | bytes | list | tuple) and _is_int(count)
             if repeated and len(sequence) * count > MAX_SEQUENCE_LENGTH:

@@ -87,7 +87,8 @@ PIPELINE_GENERATION_SECONDS = Histogram(
 )
 SCHEDULED_SLOTS = Counter(
     "aietl_pipeline_schedule_slots_total",
-    "Templates: scheduler decisions on due pipelines (ran, missed by the catch-up policy, busy)",
+    "Templates: scheduler decisions on due pipelines (ran, missed by the catch-up policy, busy, "
+    "refused by the scope check or for a missing connection)",
     ["outcome"],
 )
 

@@ -139,6 +139,13 @@ class Settings(BaseSettings):
 
     # --- templates ---
     templates_connections: dict[str, SecretStr] = Field(default_factory=dict)  # target name -> SQL URL
+    templates_render_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    templates_render_memory_mb: int = Field(default=512, ge=64)
+    templates_render_workers: int = Field(default=2, ge=1, le=32)
+    templates_run_timeout_seconds: float = Field(default=3_600.0, gt=0)
+    # the sandboxed chDB run target (`clickhouse` connection); unset: offered except in production
+    templates_embedded_clickhouse: bool | None = None
+    templates_sandbox_memory_mb: int = Field(default=2_048, ge=64)
 
     @model_validator(mode="after")
     def _kafka_credentials(self) -> Settings:

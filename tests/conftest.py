@@ -54,6 +54,13 @@ def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaClu
 
 
 @pytest.fixture(scope="session")
+def warehouse_url(postgres_admin_url: str) -> Iterator[str]:
+    """A second fresh database: the PostgreSQL run target of pipeline templates (never the platform's)."""
+    with fresh_postgres_database(postgres_admin_url, "aietl_warehouse") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def kafka_servers(request: pytest.FixtureRequest) -> Iterator[str]:
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if configured:
@@ -77,7 +84,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(postgres_url: str, kafka_servers: str, redis_url: str, data_dir: Path) -> Settings:
+def settings(
+    postgres_url: str, warehouse_url: str, kafka_servers: str, redis_url: str, data_dir: Path
+) -> Settings:
     return Settings(
         environment="test",
         data_dir=data_dir,
@@ -95,6 +104,10 @@ def settings(postgres_url: str, kafka_servers: str, redis_url: str, data_dir: Pa
         # The store fakes and closed ports the tests point connectors at listen on loopback; the
         # tests of outbound refusals (tests/reliability/test_attacks_bounds.py) run without this.
         outbound_allowed_hosts=["127.0.0.1"],
+        templates_connections={
+            "warehouse": warehouse_url,
+            "lite": f"sqlite+aiosqlite:///{data_dir / 'warehouse.db'}",
+        },
     )
 
 
@@ -139,19 +152,32 @@ def auth(admin_token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {admin_token}"}
 
 
-@pytest.fixture
-async def project_user(client: httpx.AsyncClient, auth: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """A fresh project and a non-admin user who belongs only to it: (project_id, headers)."""
-    project = f"p-{uuid.uuid4().hex[:10]}"
+async def user_in(client: httpx.AsyncClient, auth: dict[str, str], project: str, role: str) -> dict[str, str]:
+    """A new non-admin user with `role` in `project` (only): their bearer headers."""
     username = f"u-{uuid.uuid4().hex[:10]}"
     password = "user-password-1"
-    created = await client.post("/api/v1/projects", json={"id": project, "name": project}, headers=auth)
-    assert created.status_code == 201, created.text
     created = await client.post(
         "/api/v1/users",
-        json={"username": username, "password": password, "projects": [project]},
+        json={"username": username, "password": password, "roles": {project: role}},
         headers=auth,
     )
     assert created.status_code == 201, created.text
     login = await client.post("/api/v1/auth/login", json={"username": username, "password": password})
-    return project, {"Authorization": f"Bearer {login.json()['access_token']}"}
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+@pytest.fixture
+async def project_user(client: httpx.AsyncClient, auth: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """A fresh project and a non-admin user who belongs only to it, as a member: (project_id, headers)."""
+    project = f"p-{uuid.uuid4().hex[:10]}"
+    created = await client.post("/api/v1/projects", json={"id": project, "name": project}, headers=auth)
+    assert created.status_code == 201, created.text
+    return project, await user_in(client, auth, project, "member")
+
+
+@pytest.fixture
+async def project_maintainer(
+    client: httpx.AsyncClient, auth: dict[str, str], project_user: tuple[str, dict[str, str]]
+) -> dict[str, str]:
+    """Headers of a maintainer of `project_user`'s project (creates templates and connections)."""
+    return await user_in(client, auth, project_user[0], "maintainer")

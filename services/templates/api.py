@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import JSONResponse
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from sqlalchemy.exc import IntegrityError
 
 from services.gateway.deps import (
@@ -18,10 +18,11 @@ from services.gateway.deps import (
     RuntimeDep,
     SessionDep,
     project_scope,
-    require_role,
+    project_with_role,
 )
 from services.gateway.roles import Role
 from services.templates import schedules, store
+from services.templates.connections import BadConnection, ConnectionFailed, ConnectionInfo, UnknownConnection
 from services.templates.domain.model import (
     Category,
     ConfigProblem,
@@ -141,10 +142,12 @@ class InstantiateIn(ScheduleFields):
     template_id: Identifier
     template_version: str | None = None
     config: dict[str, Any]
-    project_id: ProjectId
+    project_id: ProjectId | None = Field(default=None, description="Default: the caller's only project.")
     pipeline_name: Name
-    connection: Identifier = Field(
-        default="platform", description="Run target: platform, clickhouse, or configured."
+    connection: Identifier | None = Field(
+        default=None,
+        description="Run target: `clickhouse` (embedded sandbox), an operator's or the project's "
+        "connection. Default: the project's only own connection, else the `clickhouse` sandbox.",
     )
     source_system: Name | None = Field(
         default=None, description="Connector whose drift adapts this pipeline."
@@ -190,9 +193,7 @@ class InstanceOut(BaseModel):
 class ControlEntryIn(ScheduleFields):
     source_system: Name
     source_object: Name
-    target_system: Identifier = Field(
-        description="Connection the pipeline writes to (platform, clickhouse, ...)."
-    )
+    target_system: Identifier = Field(description="Connection the pipeline runs on (see /connections).")
     target_object: Name
     template_id: Identifier
     load_type: Pattern
@@ -398,8 +399,11 @@ def _generated_out(entry: GeneratedEntry) -> GeneratedOut:
 async def create_template(
     body: TemplateIn, principal: PrincipalDep, runtime: RuntimeDep, project_id: QueryProject = None
 ) -> TemplateOut:
-    """Store a new immutable template version (editing a template = creating its next version)."""
-    project = project_scope(principal, body.project_id or project_id, Role.member)
+    """Store a new immutable template version (editing a template = creating its next version).
+
+    Needs a maintainer of the project: a template's code is SQL of the project's own making (members
+    instantiate and run the built-ins and the maintainers' templates)."""
+    project = project_scope(principal, body.project_id or project_id, Role.maintainer)
     service = _service(runtime)
     try:
         async with runtime.database.transaction() as session:
@@ -441,9 +445,13 @@ async def list_templates(
 @router.post(
     "/instantiate", status_code=status.HTTP_201_CREATED, response_model=InstanceOut, responses=BODY_PROJECT
 )
-async def instantiate(body: InstantiateIn, principal: PrincipalDep, runtime: RuntimeDep) -> Any:
-    """Validate the config, render the template and save a pipeline instance version."""
-    project = require_role(principal, body.project_id, Role.member)
+async def instantiate(
+    body: InstantiateIn, principal: PrincipalDep, runtime: RuntimeDep, project_id: QueryProject = None
+) -> Any:
+    """Validate the config, render the template, check its code and source, save an instance version.
+    Needs a member of the project. Without `connection` the pipeline gets the project's default one
+    (`Connections.default`, see docs/templates.md)."""
+    project = project_scope(principal, body.project_id or project_id, Role.member)
     service = _service(runtime)
     try:
         saved = await service.instantiate(
@@ -505,15 +513,22 @@ async def instance_versions(
 
 
 @router.post("/instances/{instance_id}/run", response_model=RunOut)
-async def run_instance(instance_id: str, project_id: ProjectDep, runtime: RuntimeDep) -> RunOut:
+async def run_instance(instance_id: str, project_id: ProjectDep, runtime: RuntimeDep) -> Any:
     """Run the latest version now; a failed run is answered 200 with status "failed" and its error,
-    a pipeline that is running already 409."""
+    a pipeline that is running already 409.
+
+    Code that no longer passes the checks (unknown connection, objects outside its source and
+    target) is refused with 422 before anything runs."""
     try:
         return _run_out(await _service(runtime).run(project_id, instance_id, trigger="manual"))
     except NotFound as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
     except Conflict as error:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
+    except InvalidConfig as error:
+        return invalid(error)
+    except TemplateError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from None
 
 
 @router.get("/instances/{instance_id}/runs", response_model=list[RunOut])
@@ -661,3 +676,78 @@ async def generate(
         valid=len(entries) - invalid_count,
         invalid=invalid_count,
     )
+
+
+# --- connections -----------------------------------------------------------------------------
+
+
+class ConnectionIn(Strict):
+    name: Identifier
+    url: SecretStr = Field(
+        description="postgresql://user:password@host:port/db, clickhouse://user:password@host:8123/db, "
+        "or sqlite:///<file name> (a file in the project's folder). Stored sealed, never returned."
+    )
+    project_id: ProjectId | None = None
+
+
+class ConnectionOut(BaseModel):
+    name: str
+    kind: str
+    dialect: str
+    origin: str = Field(description="embedded (sandboxed chDB), operator (configured) or project (yours).")
+    summary: str = Field(description="Where it points, without the password.")
+
+
+class ConnectionTestOut(BaseModel):
+    name: str
+    ok: bool
+    seconds: float | None = None
+    error: str | None = Field(default=None, description="The kind of failure; never the server's reply.")
+
+
+def _connection_out(info: ConnectionInfo) -> ConnectionOut:
+    return ConnectionOut(
+        name=info.name, kind=info.kind, dialect=info.dialect, origin=info.origin, summary=info.summary
+    )
+
+
+@router.get("/connections", response_model=list[ConnectionOut])
+async def list_connections(project_id: ProjectDep, runtime: RuntimeDep) -> list[ConnectionOut]:
+    """Run targets the project may use: the embedded sandbox, the operator's and its own."""
+    return [_connection_out(info) for info in await _service(runtime).connections.list(project_id)]
+
+
+@router.post("/connections", status_code=status.HTTP_201_CREATED, response_model=ConnectionOut)
+async def create_connection(
+    body: ConnectionIn, principal: PrincipalDep, runtime: RuntimeDep, project_id: QueryProject = None
+) -> ConnectionOut:
+    """Add a run target to the project, usable at once (no restart). Needs a maintainer."""
+    project = project_scope(principal, body.project_id or project_id, Role.maintainer)
+    try:
+        info = await _service(runtime).connections.create(project, body.name, body.url.get_secret_value())
+    except BadConnection as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from None
+    return _connection_out(info)
+
+
+@router.delete("/connections/{name}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_connection(
+    name: str, project_id: Annotated[str, Depends(project_with_role(Role.maintainer))], runtime: RuntimeDep
+) -> None:
+    """Needs a maintainer."""
+    try:
+        await _service(runtime).connections.delete(project_id, name)
+    except UnknownConnection as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
+
+
+@router.post("/connections/{name}/test", response_model=ConnectionTestOut)
+async def test_connection(name: str, project_id: ProjectDep, runtime: RuntimeDep) -> ConnectionTestOut:
+    """Run `SELECT 1` there; a failure answers 200 with `ok: false` and only the kind of failure."""
+    try:
+        seconds = await _service(runtime).connections.test(project_id, name)
+    except UnknownConnection as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
+    except ConnectionFailed as error:
+        return ConnectionTestOut(name=name, ok=False, error=str(error))
+    return ConnectionTestOut(name=name, ok=True, seconds=round(seconds, 4))

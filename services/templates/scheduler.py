@@ -21,6 +21,7 @@ import structlog
 from services.runtime import Runtime
 from services.templates import schedules
 from services.templates.config import TemplatesSettings
+from services.templates.domain.model import InvalidConfig, TemplateError
 from services.templates.domain.schedule import State, Trigger, after_run, decide
 from services.templates.service import NotFound, PipelineBusy, TemplatesService, holder_id
 from services.templates.tables import PipelineRun
@@ -124,6 +125,7 @@ class Scheduler:
         if decision.trigger is None:
             await self._store(project_id, pipeline_name, (row.cron, row.timezone), decision.state, now)
             return None
+        run: PipelineRun | None
         try:
             run = await self.service.run(project_id, instance_id, trigger=decision.trigger)
         except PipelineBusy:
@@ -142,13 +144,22 @@ class Scheduler:
                     now=now,
                 )
             return None
-        metrics.SCHEDULED_SLOTS.labels(outcome="ran").inc()
+        except (InvalidConfig, TemplateError) as refused:
+            # its code no longer passes the scope check, or its connection is gone: nothing ran, and
+            # the attempt counts as failed (retries and the next slot follow the policy)
+            metrics.SCHEDULED_SLOTS.labels(outcome="refused").inc()
+            log.warning("scheduled run refused", pipeline=pipeline_name, reason=str(refused))
+            run = None
         ended = self.clock()
-        following = after_run(decision, state, run.status == "success", ended, policy)
+        succeeded = run is not None and run.status == "success"
+        following = after_run(decision, state, succeeded, ended, policy)
         consumed = state.requested_at if decision.trigger == "drift" else None
         await self._store(
             project_id, pipeline_name, (row.cron, row.timezone), following, ended, run, consumed
         )
+        if run is None:
+            return None
+        metrics.SCHEDULED_SLOTS.labels(outcome="ran").inc()
         return Fired(
             project_id, pipeline_name, decision.trigger, decision.scheduled_for, run.run_id, run.status
         )

@@ -6,6 +6,7 @@ Routes and the worker are thin callers of `TemplatesService` (one per process, s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import os
@@ -13,7 +14,7 @@ import resource
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from types import EllipsisType
 from typing import Any
@@ -28,14 +29,14 @@ from services.runtime import Runtime
 from services.templates import schedules, store
 from services.templates.builtin import BuiltinTemplate, builtin_templates
 from services.templates.config import TemplatesSettings
-from services.templates.domain.config import check_schema, validated
+from services.templates.connections import BadConnection, Connections, UnknownConnection
 from services.templates.domain.generation import (
     CannotAdapt,
     ControlSpec,
+    PipelineNames,
     adapt_config,
     entry_config,
     entry_problems,
-    template_variables,
 )
 from services.templates.domain.model import (
     BUILTIN_SCOPE,
@@ -45,16 +46,10 @@ from services.templates.domain.model import (
     SemVer,
     SqlDialect,
     TemplateError,
-    connection_dialect,
 )
-from services.templates.domain.rendering import (
-    Rendered,
-    code_digest,
-    compile_template,
-    parse_statements,
-    render,
-)
+from services.templates.domain.rendering import Rendered, Statement, code_digest, quoted_table
 from services.templates.domain.schedule import Cron, InvalidSchedule, Timing, Trigger
+from services.templates.renderer import Renderer
 from services.templates.streaming import read_batch
 from services.templates.tables import (
     ControlEntry,
@@ -63,7 +58,7 @@ from services.templates.tables import (
     PipelineState,
     TemplateVersion,
 )
-from services.templates.targets import ClickHouseTarget, RunStats, SqlAlchemyTarget, Target
+from services.templates.targets import RunStats, Target
 from shared import metrics
 from shared.bus import publish_event
 from shared.events import DriftDetected, PipelineRunMetrics, PipelinesGenerated
@@ -72,8 +67,6 @@ from shared.lease import LeaseHeld, Leases
 
 log = structlog.get_logger(__name__)
 COMPONENT = "templates.service"
-PLATFORM_CONNECTION = "platform"
-CLICKHOUSE_CONNECTION = "clickhouse"
 
 
 class NotFound(LookupError):
@@ -105,57 +98,6 @@ def template_label(template_scope: str, template_id: str) -> str:
     """The `template` label of metrics: a built-in's id, else "custom" (project templates' names
     are user input and would make the label unbounded)."""
     return template_id if template_scope == BUILTIN_SCOPE else "custom"
-
-
-class Connections:
-    """Run targets by name: `platform` (the metadata database), `clickhouse` (the process's
-    ClickHouse) and whatever `AIETL_TEMPLATES_CONNECTIONS` names. URLs are never shown to users."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self._targets: dict[str, Target] = {}
-        self._owned: list[SqlAlchemyTarget] = []
-
-    def names(self) -> list[str]:
-        builtin = [PLATFORM_CONNECTION] if self.platform_allowed else []
-        return [*builtin, CLICKHOUSE_CONNECTION, *self.runtime.settings.templates_connections]
-
-    @property
-    def platform_allowed(self) -> bool:
-        """The metadata database is a run target only outside production (embedded, tests, demos)."""
-        return self.runtime.settings.environment != "production"
-
-    def dialect(self, name: str) -> SqlDialect:
-        if name == PLATFORM_CONNECTION and self.platform_allowed:
-            return connection_dialect(self.runtime.database.url)
-        if name == CLICKHOUSE_CONNECTION:
-            return "clickhouse"
-        url = self.runtime.settings.templates_connections.get(name)
-        if url is None:
-            raise NotFound(f"unknown connection {name!r}; known: {', '.join(self.names())}")
-        return connection_dialect(url.get_secret_value())
-
-    def target(self, name: str) -> Target:
-        if name not in self._targets:
-            if name == PLATFORM_CONNECTION and self.platform_allowed:
-                self._targets[name] = SqlAlchemyTarget(self.runtime.database.engine)
-            elif name == CLICKHOUSE_CONNECTION:
-                self._targets[name] = ClickHouseTarget(self.runtime.clickhouse())
-            else:
-                self.dialect(name)
-                url = self.runtime.settings.templates_connections[name].get_secret_value()
-                owned = SqlAlchemyTarget.from_url(url) if connection_dialect(url) != "clickhouse" else None
-                if owned is None:
-                    raise NotFound(f"connection {name!r}: use the 'clickhouse' connection for ClickHouse")
-                self._owned.append(owned)
-                self._targets[name] = owned
-        return self._targets[name]
-
-    async def close(self) -> None:
-        for target in self._owned:
-            await target.close()
-        self._owned.clear()
-        self._targets.clear()
 
 
 @dataclass
@@ -195,8 +137,10 @@ class TemplatesService:
         self.config = config or TemplatesSettings()
         self.connections = Connections(runtime)
         self.leases = Leases(runtime.database, holder_id(), utc_now, self.config.lease_seconds)
+        self.renderer = Renderer(runtime.settings)
         self._builtins_ready = False
         runtime.on_shutdown(self.connections.close)
+        runtime.on_shutdown(self.renderer.close)
 
     # --- templates -------------------------------------------------------------------------
 
@@ -241,8 +185,7 @@ class TemplatesService:
         await self.ensure_builtins()
         if any(template.template_id == template_id for template in builtin_templates()):
             raise Conflict(f"template_id {template_id!r} is a built-in template's id")
-        check_schema(config_schema)
-        compile_template(code)
+        await self.renderer.check_template(config_schema, code)
         existing = [t for t in await store.template_versions(session, project_id, template_id)]
         latest = max((SemVer(t.major, t.minor, t.patch) for t in existing), default=None)
         if version is None:
@@ -296,32 +239,39 @@ class TemplatesService:
 
     # --- instances -------------------------------------------------------------------------
 
-    @staticmethod
-    def prepare(
+    async def prepare(
+        self,
         template: TemplateVersion,
         config: Any,
         *,
         reason: GenerationReason,
         dialect: SqlDialect | None = None,
-        pipeline_name: str,
-        source_object: str | None = None,
-        target_object: str | None = None,
+        names: PipelineNames,
     ) -> tuple[dict[str, Any], Rendered]:
-        """Validate the config against the template's schema and render it (raises InvalidConfig)
-        in `dialect` (the connection's; a template's own dialect wins)."""
+        """Validate the config, render it in `dialect` (the connection's; a template's own dialect
+        wins) and check the code stays within the pipeline's source and target (raises InvalidConfig
+        or TemplateError); done in a bounded child process."""
         started = time.perf_counter()
-        ready = validated(template.config_schema, config)
-        variables = template_variables(
-            ready, pipeline_name=pipeline_name, source_object=source_object, target_object=target_object
+        prepared = await self.renderer.prepare(
+            template.config_schema,
+            template.code,
+            template.dialect or dialect or DEFAULT_DIALECT,  # type: ignore[arg-type]
+            template.pattern,
+            config,
+            names,
         )
-        chosen: Any = template.dialect or dialect or DEFAULT_DIALECT
-        rendered = render(template.code, chosen, ready, variables)
         metrics.PIPELINE_GENERATION_SECONDS.labels(reason=reason).observe(time.perf_counter() - started)
-        return ready, rendered
+        return prepared
 
-    def check_connection(self, template: TemplateVersion, connection: str) -> SqlDialect:
-        """The dialect the pipeline runs in: the connection's, which a dialect-bound template must speak."""
-        dialect = self.connections.dialect(connection)
+    async def check_connection(
+        self, project_id: str, template: TemplateVersion, connection: str
+    ) -> SqlDialect:
+        """The dialect the pipeline runs in: that of the project's connection (pointer `/connection`
+        when there is none of that name), which a dialect-bound template must speak."""
+        try:
+            dialect = (await self.connections.info(project_id, connection)).dialect
+        except UnknownConnection as error:
+            raise InvalidConfig([ConfigProblem("/connection", str(error))]) from None
         if template.dialect is not None and dialect != template.dialect:
             raise InvalidConfig(
                 [
@@ -333,6 +283,43 @@ class TemplatesService:
                 ]
             )
         return dialect
+
+    async def source_problems(
+        self,
+        project_id: str,
+        connection: str,
+        dialect: SqlDialect,
+        config: dict[str, Any],
+        config_schema: dict[str, Any],
+    ) -> list[ConfigProblem]:
+        """A missing source table or column, found by reading the source's columns on the connection.
+
+        Only for templates whose schema declares the `source` table object (the built-ins' shape): a
+        control entry also hands `source` to templates that merely accept extra fields (the
+        specification's, which name `source_table`), and those may be generated before their source
+        exists; the scope check covers them either way."""
+        source = config.get("source")
+        declared = "source" in (config_schema.get("properties") or {})
+        if not declared or not isinstance(source, dict) or not isinstance(source.get("name"), str):
+            return []
+        table = quoted_table(source, dialect)
+        shown = ".".join(str(part) for part in (source.get("schema"), source["name"]) if part)
+        try:
+            target = await self.connections.target(project_id, connection)
+            present = set(await target.columns(table))
+        except Exception:  # the remote's reply is not shown; the table cannot be read
+            return [
+                ConfigProblem("/source", f"source table {shown} cannot be read on connection {connection!r}")
+            ]
+        problems = [
+            ConfigProblem(f"/columns/{index}/source", f"column {column['source']!r} is not in {shown}")
+            for index, column in enumerate(config.get("columns") or [])
+            if isinstance(column, dict) and column.get("source") not in present
+        ]
+        operation = config.get("operation_column")
+        if isinstance(operation, str) and operation not in present:
+            problems.append(ConfigProblem("/operation_column", f"column {operation!r} is not in {shown}"))
+        return problems
 
     async def save_instance(
         self,
@@ -399,24 +386,33 @@ class TemplatesService:
         template_id: str,
         template_version: str | None,
         config: Any,
-        connection: str,
+        connection: str | None,
         source_system: str | None = None,
         source_object: str | None = None,
         schedule: Timing | EllipsisType | None = ...,
     ) -> SavedInstance:
         """Save the pipeline's new version (if anything changed) and, unless `schedule` is left out
-        (`...`), set or clear its schedule."""
-        async with self.runtime.database.transaction() as session:
+        (`...`), set or clear its schedule. Without `connection`, the project's default one
+        (`Connections.default`)."""
+        async with self.runtime.database.sessions() as session:
             template = await self.resolve_template(session, project_id, template_id, template_version)
-            dialect = self.check_connection(template, connection)
-            ready, rendered = self.prepare(
-                template,
-                config,
-                reason="manual",
-                dialect=dialect,
-                pipeline_name=pipeline_name,
-                source_object=source_object,
-            )
+        if connection is None:
+            try:
+                connection = await self.connections.default(project_id)
+            except UnknownConnection as error:
+                raise InvalidConfig([ConfigProblem("/connection", str(error))]) from None
+        dialect = await self.check_connection(project_id, template, connection)
+        ready, rendered = await self.prepare(
+            template,
+            config,
+            reason="manual",
+            dialect=dialect,
+            names=PipelineNames(pipeline_name, source_object),
+        )
+        missing = await self.source_problems(project_id, connection, dialect, ready, template.config_schema)
+        if missing:
+            raise InvalidConfig(missing)
+        async with self.runtime.database.transaction() as session:
             saved = await self.save_instance(
                 session,
                 project_id=project_id,
@@ -453,6 +449,7 @@ class TemplatesService:
         created: list[PipelineInstance] = []
         async with self.runtime.database.transaction() as session:
             templates: dict[str, TemplateVersion | NotFound] = {}
+            entries: list[tuple[ControlEntry, ControlSpec, GeneratedEntry, TemplateVersion]] = []
             for row in await store.control_entries(session, project_id, enabled_only=True):
                 spec = control_spec(row)
                 result = GeneratedEntry(spec.entry_id, spec.pipeline_name, spec.template_id)
@@ -469,7 +466,15 @@ class TemplatesService:
                     result.errors = [ConfigProblem("/template_id", str(template))]
                     continue
                 result.template_version = template.version
-                result.errors, prepared, dialect = self._render_entry(spec, template)
+                entries.append((row, spec, result, template))
+            # rendered concurrently: the renderer's child processes share the work
+            rendered_entries = await asyncio.gather(
+                *(self._render_entry(project_id, spec, template) for _row, spec, _result, template in entries)
+            )
+            for (row, spec, result, template), (errors, prepared, dialect) in zip(
+                entries, rendered_entries, strict=True
+            ):
+                result.errors = errors
                 try:
                     timing = entry_timing(row)
                 except InvalidSchedule as error:
@@ -479,6 +484,11 @@ class TemplatesService:
                 if prepared is None or result.errors or dry_run:
                     continue
                 ready, rendered = prepared
+                result.errors = await self.source_problems(
+                    project_id, spec.target_system, dialect, ready, template.config_schema
+                )
+                if result.errors:
+                    continue
                 saved = await self.save_instance(
                     session,
                     project_id=project_id,
@@ -509,8 +519,8 @@ class TemplatesService:
         await self._announce([generated_event(instance) for instance in created])
         return results
 
-    def _render_entry(
-        self, spec: ControlSpec, template: TemplateVersion
+    async def _render_entry(
+        self, project_id: str, spec: ControlSpec, template: TemplateVersion
     ) -> tuple[list[ConfigProblem], tuple[dict[str, Any], Rendered] | None, SqlDialect]:
         """Every problem of one control entry (its own fields, its connection, its config), its code
         when the config renders, and the dialect it is rendered in."""
@@ -518,20 +528,16 @@ class TemplatesService:
         problems = entry_problems(spec, pattern)
         dialect: SqlDialect = template.dialect or DEFAULT_DIALECT  # type: ignore[assignment]
         try:
-            dialect = self.check_connection(template, spec.target_system)
-        except NotFound as error:
-            problems.append(ConfigProblem("/target_system", str(error)))
+            dialect = await self.check_connection(project_id, template, spec.target_system)
         except InvalidConfig as error:
             problems.extend(ConfigProblem("/target_system", p.message) for p in error.problems)
         try:
-            prepared = self.prepare(
+            prepared = await self.prepare(
                 template,
                 entry_config(spec, pattern, template.config_schema),
                 reason="control_table",
                 dialect=dialect,
-                pipeline_name=spec.pipeline_name,
-                source_object=spec.source_object,
-                target_object=spec.target_object,
+                names=PipelineNames(spec.pipeline_name, spec.source_object, spec.target_object),
             )
         except InvalidConfig as error:
             return [*problems, *error.problems], None, dialect
@@ -570,14 +576,29 @@ class TemplatesService:
         Raises PipelineBusy while another run of the pipeline is in progress (on any replica)."""
         async with self.runtime.database.sessions() as session:
             versions = await store.instance_versions(session, project_id, instance_id)
-        if not versions:
-            raise NotFound(f"pipeline instance {instance_id!r} not found")
-        instance = versions[-1]
+            if not versions:
+                raise NotFound(f"pipeline instance {instance_id!r} not found")
+            instance = versions[-1]
+            template = await self.resolve_template(
+                session, project_id, instance.template_id, instance.template_version
+            )
+            names = await self._names(session, instance)
+        try:
+            target = await self.connections.target(project_id, instance.connection)
+        except (UnknownConnection, BadConnection) as error:
+            raise InvalidConfig([ConfigProblem("/connection", str(error))]) from None
+        statements = await self.renderer.runnable(
+            instance.code,
+            instance.dialect,  # type: ignore[arg-type]
+            template.pattern,
+            instance.config,
+            names,
+        )
         async with self._run_lease(project_id, instance.pipeline_name):
             started_at, started, (cpu_before, _) = utc_now(), time.perf_counter(), _usage()
             stats, malformed, error = RunStats(), 0, None
             try:
-                stats, malformed = await self._execute(instance)
+                stats, malformed = await self._execute(instance, target, statements)
             except Exception as failure:  # a failed run is data: recorded, published, never raised
                 error = f"{type(failure).__name__}: {failure}"[:4_000]
                 log.warning("pipeline run failed", pipeline=instance.pipeline_name, error=error)
@@ -627,11 +648,12 @@ class TemplatesService:
                 f"pipeline {pipeline_name!r} is running already; run it again when that run has ended"
             ) from None
 
-    async def _execute(self, instance: PipelineInstance) -> tuple[RunStats, int]:
-        """Run the code on its target and keep the pipeline's state. A SQL-target streaming pipeline
-        first reads its topic from the stored offsets. Returns the figures and malformed messages."""
-        target = self.connections.target(instance.connection)
-        statements = parse_statements(instance.code, instance.dialect)  # type: ignore[arg-type]
+    async def _execute(
+        self, instance: PipelineInstance, target: Target, statements: Sequence[Statement]
+    ) -> tuple[RunStats, int]:
+        """Run the checked code on its target and keep the pipeline's state. A SQL-target streaming
+        pipeline first reads its topic from the stored offsets. Returns the figures and malformed
+        messages."""
         async with self.runtime.database.sessions() as session:
             state = await session.get(PipelineState, (instance.project_id, instance.pipeline_name))
         offsets = dict(state.stream_offsets) if state else {}
@@ -673,13 +695,12 @@ class TemplatesService:
                 template = await self.resolve_template(
                     session, event.project_id, instance.template_id, instance.template_version
                 )
-                ready, rendered = self.prepare(
+                ready, rendered = await self.prepare(
                     template,
                     config,
                     reason="drift_adaptation",
                     dialect=instance.dialect,  # type: ignore[arg-type]
-                    pipeline_name=instance.pipeline_name,
-                    source_object=instance.source_object,
+                    names=await self._names(session, instance),
                 )
             except (CannotAdapt, InvalidConfig, TemplateError, NotFound) as error:
                 log.warning("pipeline not adapted", pipeline=instance.pipeline_name, reason=str(error))
@@ -700,6 +721,19 @@ class TemplatesService:
                 generated.append(generated_event(saved.instance))
                 await schedules.request_run(session, event.project_id, instance.pipeline_name, utc_now())
         return AdaptationOutcome(generated=generated)
+
+    @staticmethod
+    async def _names(session: AsyncSession, instance: PipelineInstance) -> PipelineNames:
+        """The pipeline facts its template saw when it was rendered (the target table of a generated
+        pipeline is its control entry's), so later checks and renders see the same."""
+        entry = (
+            await store.control_entry(session, instance.project_id, instance.control_entry_id)
+            if instance.control_entry_id
+            else None
+        )
+        return PipelineNames(
+            instance.pipeline_name, instance.source_object, entry.target_object if entry else None
+        )
 
     async def _announce(self, events: list[PipelinesGenerated]) -> None:
         for event in events:

@@ -153,3 +153,18 @@ class PipelineSchedule(Base):
     last_run_at: Mapped[datetime | None] = mapped_column(default=None)
     last_status: Mapped[str | None] = mapped_column(String(16), default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class ProjectConnection(Base):
+    """A run target a project's maintainer added; the URL (with its password) only sealed."""
+
+    __tablename__ = "templates_connections"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    summary: Mapped[str] = mapped_column(String(1024))
+    sealed_url: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)

@@ -1,8 +1,12 @@
-"""Where pipeline code runs: one small protocol, a SQLAlchemy backend (PostgreSQL, SQLite) and ClickHouse.
+"""Where pipeline code runs: one small protocol, a SQLAlchemy backend (PostgreSQL, SQLite), a ClickHouse
+server, and (in `clickhouse_sandbox`) the embedded sandboxed chDB.
 
 A run executes the rendered statements in order; the statement that returns `rows_read`,
 `rows_written` and `high_watermark` reports what the run did. PostgreSQL and SQLite run the whole
 script in one transaction; ClickHouse has none, so its templates are written to be rerunnable.
+Every target is a connection the operator or a project maintainer configured, with that
+connection's own (least-privileged) credentials: never the platform's metadata database or its
+ClickHouse.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from services.templates.domain.rendering import Statement
 from shared.clickhouse import ClickHouse
 
 STATS_COLUMNS = ("rows_read", "rows_written")
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class RunStats:
         )
 
 
-def _is_stats(columns: Sequence[str]) -> bool:
+def is_stats(columns: Sequence[str]) -> bool:
     return all(name in columns for name in STATS_COLUMNS)
 
 
@@ -48,6 +53,16 @@ class Target(Protocol):
     dialect: SqlDialect
 
     async def execute(self, statements: Sequence[Statement], batch: str | None = None) -> RunStats: ...
+
+    async def columns(self, table_sql: str) -> list[str]:
+        """The columns of a table (quoted, qualified SQL name); raises when it cannot be read."""
+        ...
+
+    async def ping(self) -> None:
+        """`SELECT 1` there; raises when the target cannot be reached or refuses."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 class SqlAlchemyTarget:
@@ -61,7 +76,24 @@ class SqlAlchemyTarget:
     def from_url(cls, url: str) -> SqlAlchemyTarget:
         if url.startswith("sqlite"):
             return cls(create_async_engine(url, poolclass=NullPool))
-        return cls(create_async_engine(url, pool_size=2, max_overflow=4, pool_pre_ping=True))
+        return cls(
+            create_async_engine(
+                url,
+                pool_size=2,
+                max_overflow=4,
+                pool_pre_ping=True,
+                connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
+            )
+        )
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.exec_driver_sql("SELECT 1")
+
+    async def columns(self, table_sql: str) -> list[str]:
+        async with self.engine.connect() as connection:
+            result = await connection.exec_driver_sql(f"SELECT * FROM {table_sql} WHERE 1 = 0")
+            return list(result.keys())
 
     async def execute(self, statements: Sequence[Statement], batch: str | None = None) -> RunStats:
         """`batch`: the JSON array bound to `$1` (PostgreSQL) in statements that use it."""
@@ -72,7 +104,7 @@ class SqlAlchemyTarget:
                 result = await connection.exec_driver_sql(statement.sql, parameters)
                 if statement.returns_rows:
                     row = result.mappings().first()
-                    if row is not None and _is_stats(list(row.keys())):
+                    if row is not None and is_stats(list(row.keys())):
                         stats = RunStats.from_row(dict(row))
         return stats
 
@@ -81,12 +113,26 @@ class SqlAlchemyTarget:
 
 
 class ClickHouseTarget:
-    """ClickHouse through the process's shared client (chDB embedded, or a server)."""
+    """A ClickHouse server, through a client of its own with the connection's credentials."""
 
     dialect: SqlDialect = "clickhouse"
 
     def __init__(self, clickhouse: ClickHouse) -> None:
         self.clickhouse = clickhouse
+
+    @classmethod
+    def from_url(cls, url: str) -> ClickHouseTarget:
+        return cls(ClickHouse(url))
+
+    async def ping(self) -> None:
+        await self.clickhouse.query("SELECT 1")
+
+    async def columns(self, table_sql: str) -> list[str]:
+        rows = await self.clickhouse.query(f"DESCRIBE TABLE {table_sql}")
+        return [str(row[0]) for row in rows]
+
+    async def close(self) -> None:
+        await self.clickhouse.close()
 
     async def execute(self, statements: Sequence[Statement], batch: str | None = None) -> RunStats:
         if batch is not None or any(statement.uses_batch for statement in statements):
@@ -99,7 +145,7 @@ class ClickHouseTarget:
                     client.command(statement.sql)
                     continue
                 result = client.query(statement.sql)
-                if result.result_rows and _is_stats(result.column_names):
+                if result.result_rows and is_stats(result.column_names):
                     stats = RunStats.from_row(
                         dict(zip(result.column_names, result.result_rows[0], strict=True))
                     )

@@ -1,23 +1,18 @@
 """Connector configurations (the seed's JSON), validated per store type; secrets kept apart.
 
 A configuration is stored in two halves: the options in plain JSON, and the secret fields
-(`api_key`, `token`, `embedding_api_key`) encrypted with Fernet. Responses show `"***"` for a set
-secret; logs never see them.
+(`api_key`, `token`, `embedding_api_key`) sealed by `shared.secret_box.SecretBox`. Responses show
+`"***"` for a set secret; logs never see them.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any, Literal
 
-from cryptography.fernet import Fernet, InvalidToken
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from services.vector_sink.domain import ChunkingPolicy, FieldType, Metric
 from services.vector_sink.embeddings import DEFAULT_MODEL, EmbeddingConfig
-from shared.settings import Settings
 
 StoreType = Literal["milvus", "weaviate", "pinecone"]
 SECRET_FIELDS = ("api_key", "token", "embedding_api_key")
@@ -132,36 +127,3 @@ def split_secrets(options: CommonOptions) -> tuple[dict[str, Any], dict[str, str
 
 def redacted(plain: dict[str, Any], secret_names: list[str]) -> dict[str, Any]:
     return {**plain, **dict.fromkeys(secret_names, REDACTED)}
-
-
-class SecretBox:
-    """Fernet encryption of connector secrets. The key comes from AIETL_VECTOR_SINK_SECRET_KEY or,
-    when unset (embedded mode), from a key file created under `data_dir` with mode 0600."""
-
-    def __init__(self, settings: Settings) -> None:
-        configured = settings.vector_sink_secret_key
-        key = configured.get_secret_value().encode() if configured else self._key_file(settings.data_dir)
-        self._fernet = Fernet(key)
-
-    @staticmethod
-    def _key_file(data_dir: Path) -> bytes:
-        path = data_dir / "vector_sink.key"
-        if not path.exists():
-            data_dir.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(Fernet.generate_key())
-        return path.read_bytes().strip()
-
-    def seal(self, secrets: dict[str, str]) -> str | None:
-        if not secrets:
-            return None
-        return self._fernet.encrypt(json.dumps(secrets).encode()).decode()
-
-    def open(self, sealed: str | None) -> dict[str, str]:
-        if not sealed:
-            return {}
-        try:
-            return json.loads(self._fernet.decrypt(sealed.encode()))  # type: ignore[no-any-return]
-        except InvalidToken:
-            raise ValueError("connector secrets cannot be decrypted with the configured key") from None

@@ -20,7 +20,7 @@ import structlog
 
 from services.runtime import Runtime
 from services.vector_sink import store
-from services.vector_sink.config import CommonOptions, SecretBox, parse_options
+from services.vector_sink.config import CommonOptions, parse_options
 from services.vector_sink.connectors import check_destinations, open_store
 from services.vector_sink.connectors.base import VectorStore
 from services.vector_sink.domain import (
@@ -44,6 +44,7 @@ from services.vector_sink.embeddings import Embedder, EmbeddingConfig, create_em
 from services.vector_sink.tables import Connector
 from shared import metrics
 from shared.outbound import OutboundPolicy, OutboundRefused, PathRefused, Unresolved
+from shared.secret_box import SecretBox
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

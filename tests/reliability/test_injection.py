@@ -182,7 +182,7 @@ def test_on_demand_expressions_cannot_exhaust_the_process(bombs: list[str]) -> N
 
 
 async def test_rest_refuses_ssti_templates_and_code_in_on_demand_views(
-    client: httpx.AsyncClient, project_user: tuple[str, dict[str, str]]
+    client: httpx.AsyncClient, project_user: tuple[str, dict[str, str]], project_maintainer: dict[str, str]
 ) -> None:
     project, headers = project_user
     for payload in SSTI[:6]:
@@ -197,7 +197,7 @@ async def test_rest_refuses_ssti_templates_and_code_in_on_demand_views(
                 "code": payload,
                 "project_id": project,
             },
-            headers=headers,
+            headers=project_maintainer,  # template code needs a maintainer
         )
         assert created.status_code in (201, 422), created.text
         if created.status_code == 201:
@@ -208,6 +208,7 @@ async def test_rest_refuses_ssti_templates_and_code_in_on_demand_views(
                     "config": {},
                     "project_id": project,
                     "pipeline_name": f"p_{uuid.uuid4().hex[:8]}",
+                    "connection": "warehouse",
                 },
                 headers=headers,
             )

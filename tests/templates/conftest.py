@@ -1,10 +1,10 @@
-"""A second platform process for templates tests: same metadata database as the session's, plus a
-`postgres_warehouse` connection to a PostgreSQL database of its own (the specification's control
-table example writes to a system of that name), so runs need not target the metadata database."""
+"""A second platform process for templates tests: same metadata database as the session's, and a
+`postgres_warehouse` connection (the specification's control table example writes to a system of
+that name) to the tests' warehouse database (`warehouse_url`, tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,15 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from services.gateway.app import create_app
 from services.runtime import Runtime
 from shared.settings import Settings
-from tests.support import fresh_postgres_database
 
 WAREHOUSE = "postgres_warehouse"
-
-
-@pytest.fixture(scope="session")
-def warehouse_url(postgres_admin_url: str) -> Iterator[str]:
-    with fresh_postgres_database(postgres_admin_url, "aietl_warehouse") as url:
-        yield url
 
 
 @pytest.fixture(scope="session")

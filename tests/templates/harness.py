@@ -1,4 +1,6 @@
-"""Run built-in templates against real PostgreSQL and ClickHouse (chDB) in an isolated namespace."""
+"""Run built-in templates on the tests' run targets in an isolated namespace: the `warehouse`
+PostgreSQL database, a SQLite file and the embedded sandboxed ClickHouse (never the platform's
+own database or ClickHouse)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from services.runtime import Runtime
 from services.templates.builtin import builtin
 from services.templates.domain.config import validated
 from services.templates.domain.rendering import render
-from services.templates.targets import ClickHouseTarget, RunStats, SqlAlchemyTarget, Target
+from services.templates.service import templates_service
+from services.templates.targets import RunStats, SqlAlchemyTarget, Target
 
 TYPES = {
     "postgres": {"int": "BIGINT", "text": "TEXT", "ts": "TIMESTAMPTZ"},
@@ -39,34 +42,32 @@ class Backend:
     @classmethod
     async def open(cls, runtime: Runtime, dialect: str) -> Backend:
         namespace = f"t_{uuid.uuid4().hex[:10]}"
+        connections = templates_service(runtime).connections
         if dialect == "postgres":
-            backend = cls(dialect, namespace, SqlAlchemyTarget(runtime.database.engine), runtime)
+            target: Any = await connections.target("", "warehouse")
+            backend = cls(dialect, namespace, target, runtime, target.engine)
             await backend.execute(f"CREATE SCHEMA {namespace}")
         elif dialect == "sqlite":
             path = runtime.settings.data_dir / f"{namespace}.db"
             target = SqlAlchemyTarget.from_url(f"sqlite+aiosqlite:///{path}")
             backend = cls(dialect, namespace, target, runtime, target.engine)
         else:
-            backend = cls(dialect, namespace, ClickHouseTarget(runtime.clickhouse()), runtime)
+            backend = cls(dialect, namespace, connections.sandbox(), runtime)
             await backend.execute(f"CREATE DATABASE {namespace}")
         return backend
 
-    @property
-    def _engine(self) -> Any:
-        return self.engine or self.runtime.database.engine
-
     async def execute(self, sql: str) -> None:
         if self.dialect != "clickhouse":
-            async with self._engine.begin() as connection:
+            async with self.engine.begin() as connection:
                 await connection.exec_driver_sql(sql)
         else:
-            await self.runtime.clickhouse().command(sql)
+            await self.target.command(sql)  # type: ignore[attr-defined]
 
     async def rows(self, sql: str) -> list[tuple[Any, ...]]:
         if self.dialect != "clickhouse":
-            async with self._engine.connect() as connection:
+            async with self.engine.connect() as connection:
                 return [tuple(row) for row in (await connection.exec_driver_sql(sql)).all()]
-        return [tuple(row) for row in await self.runtime.clickhouse().query(sql)]
+        return [tuple(row) for row in await self.target.query(sql)]  # type: ignore[attr-defined]
 
     def table(self, name: str) -> dict[str, str]:
         return {"name": name} if self.dialect == "sqlite" else {"schema": self.namespace, "name": name}
@@ -94,7 +95,7 @@ class Backend:
         if self.dialect == "postgres":
             await self.execute(f"DROP SCHEMA {self.namespace} CASCADE")
         elif self.dialect == "sqlite":
-            await self.engine.dispose()
+            await self.target.close()
         else:
             await self.execute(f"DROP DATABASE {self.namespace}")
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import httpx
 
 from services.runtime import Runtime
+from services.templates.service import templates_service
 from shared.bus import publish_event
 from shared.events import Drift, DriftDetected, SuggestedMapping
 from shared.settings import Settings
@@ -17,7 +19,9 @@ BASE = "/api/v1/advanced/templates"
 
 
 async def sql(runtime: Runtime, statement: str) -> list[tuple]:
-    async with runtime.database.engine.begin() as connection:
+    """On the `warehouse` connection (the tests' PostgreSQL run target, not the platform's database)."""
+    target: Any = await templates_service(runtime).connections.target("", "warehouse")
+    async with target.engine.begin() as connection:
         result = await connection.exec_driver_sql(statement)
         return [tuple(row) for row in result.all()] if result.returns_rows else []
 
@@ -31,9 +35,10 @@ async def source_table(runtime: Runtime) -> str:
 
 
 async def test_template_versions_are_immutable_and_listed_with_usage(
-    client: httpx.AsyncClient, project_user: tuple[str, dict[str, str]]
+    client: httpx.AsyncClient, project_user: tuple[str, dict[str, str]], project_maintainer: dict[str, str]
 ) -> None:
-    _project, headers = project_user
+    _project, member = project_user
+    headers = project_maintainer
     body = {
         "template_id": "copy_table",
         "pattern": "full_load",
@@ -46,6 +51,8 @@ async def test_template_versions_are_immutable_and_listed_with_usage(
         },
         "code": "SELECT * FROM {{ config.table | ident }};",
     }
+    by_member = await client.post(f"{BASE}/create", json=body, headers=member)
+    assert by_member.status_code == 403 and "maintainer" in by_member.text
     first = await client.post(f"{BASE}/create", json=body, headers=headers)
     assert first.status_code == 201, first.text
     assert first.json()["version"] == "1.0.0"
@@ -89,6 +96,7 @@ async def test_instantiate_run_and_metrics(
             "project_id": project,
             "pipeline_name": "orders",
             "config": {"source": {"name": 'x"; DROP TABLE y; --'}, "columns": [{}], "keys": ["id"]},
+            "connection": "warehouse",
         },
         headers=headers,
     )
@@ -125,6 +133,7 @@ async def test_instantiate_run_and_metrics(
             "project_id": project,
             "pipeline_name": "orders",
             "config": config,
+            "connection": "warehouse",
         },
         headers=headers,
     )
@@ -178,7 +187,7 @@ async def test_control_table_generation_and_drift_self_healing(
     valid = {
         "source_system": "crm",
         "source_object": f"{schema}.orders",
-        "target_system": "platform",
+        "target_system": "warehouse",
         "target_object": f"{schema}.orders_dw",
         "template_id": "incremental_postgres",
         "load_type": "incremental",
@@ -303,21 +312,3 @@ async def test_control_table_generation_and_drift_self_healing(
     assert await sql(runtime, f"SELECT id, amount, email FROM {schema}.orders_dw WHERE id = 4") == [
         (4, 40, "d@example.com")
     ]
-
-
-async def test_platform_database_is_no_run_target_in_production(tmp_path) -> None:
-    from services.templates.service import Connections, NotFound
-
-    production = Settings(environment="production", data_dir=tmp_path, kafka_bootstrap_servers="127.0.0.1:1")
-    runtime = Runtime(production)
-    try:
-        connections = Connections(runtime)
-        assert "platform" not in connections.names()
-        try:
-            connections.dialect("platform")
-        except NotFound as error:
-            assert "unknown connection" in str(error)
-        else:
-            raise AssertionError("platform must not be a connection in production")
-    finally:
-        await runtime.close()

@@ -10,11 +10,13 @@ from services.templates.domain.config import check_schema, validated
 from services.templates.domain.generation import (
     CannotAdapt,
     ControlSpec,
+    PipelineNames,
     adapt_config,
     entry_config,
     template_variables,
 )
 from services.templates.domain.model import InvalidConfig, SemVer, TemplateError
+from services.templates.domain.preparation import prepared
 from services.templates.domain.rendering import compile_template, parse_statements, render
 from shared.events.schema import Drift, SuggestedMapping
 
@@ -142,6 +144,46 @@ def test_every_builtin_renders_sql_that_parses(template) -> None:
     assert rendered.statements
     for statement in rendered.statements:
         sqlglot.parse_one(statement.sql, read=template.dialect)
+
+
+SCOPE_CASES = [
+    (template, mode)
+    for template in builtin_templates()
+    for mode in (("ignore", "invalidate", "new_record") if template.pattern == "scd2" else (None,))
+]
+
+
+@pytest.mark.parametrize(
+    ("template", "hard_deletes"), SCOPE_CASES, ids=lambda case: getattr(case, "template_id", case)
+)
+def test_every_builtin_stays_within_its_scope(template, hard_deletes: str | None) -> None:
+    """What the built-ins render (SCD2's `SET LOCAL work_mem` included) passes the scope check the
+    service applies before saving and running a pipeline."""
+    config = _config(template.pattern)
+    if template.template_id == "streaming_postgres":
+        config.pop("consumer_group")
+    if hard_deletes is not None:
+        config["hard_deletes"] = hard_deletes
+    names = PipelineNames("dw.orders", "raw.orders", "dw.orders")
+    _ready, rendered = prepared(
+        template.config_schema, template.code, template.dialect, template.pattern, config, names
+    )
+    assert rendered.statements
+
+
+@pytest.mark.parametrize(
+    ("dialect", "code"),
+    [
+        ("postgres", "SET work_mem = '1GB'"),  # beyond the transaction
+        ("postgres", "SET LOCAL search_path = 'other'"),
+        ("postgres", "SET LOCAL work_mem = '1GB', search_path = 'other'"),
+        ("postgres", "SET LOCAL ROLE postgres"),
+        ("clickhouse", "SET max_memory_usage = 0"),
+    ],
+)
+def test_only_transaction_local_work_mem_may_be_set(dialect: str, code: str) -> None:
+    with pytest.raises(TemplateError):
+        prepared({"type": "object"}, code, dialect, "full_load", {}, PipelineNames("p"))
 
 
 def test_streaming_renders_kafka_engine_and_materialized_view() -> None:

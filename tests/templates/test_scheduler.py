@@ -11,8 +11,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from services.runtime import Runtime
 from services.templates import schedules
@@ -20,7 +21,7 @@ from services.templates.config import TemplatesSettings
 from services.templates.domain.schedule import Cron, Timing
 from services.templates.scheduler import Scheduler
 from services.templates.service import PipelineBusy, TemplatesService, run_lease
-from services.templates.tables import PipelineRun, PipelineSchedule
+from services.templates.tables import PipelineInstance, PipelineRun, PipelineSchedule
 from shared.events.base import utc_now
 from shared.lease import Leases
 from shared.migrate import upgrade_async
@@ -60,7 +61,7 @@ async def replica(settings: Settings, database_url: str, warehouse_url: str) -> 
 
 
 async def warehouse_sql(runtime: Runtime, service: TemplatesService, statement: str) -> None:
-    target = service.connections.target(WAREHOUSE)
+    target = await service.connections.target(PROJECT, WAREHOUSE)
     async with target.engine.begin() as connection:  # type: ignore[attr-defined]
         await connection.exec_driver_sql(statement)
 
@@ -252,3 +253,32 @@ async def test_two_replicas_on_postgres_fire_each_slot_once(
             for name in names:
                 runs = await runs_of(first, name)
                 assert [run.trigger for run in runs] == ["schedule"] * 4
+
+
+async def test_a_scheduled_run_the_scope_check_refuses_counts_as_a_failed_attempt(
+    sqlite_setup: tuple[Runtime, TemplatesService],
+) -> None:
+    """Stored code that leaves its scope never runs on schedule, and the scheduler moves on (retry
+    per policy) instead of trying the same refused run on every poll."""
+    runtime, service = sqlite_setup
+    await warehouse_sql(runtime, service, "CREATE TABLE bystander (id INTEGER)")
+    timing = Timing(Cron.parse("0 * * * *"), max_retries=1, retry_backoff_seconds=60)
+    instance_id = await scheduled_pipeline(service, "tampered", "sqlite", timing)
+    async with runtime.database.transaction() as session:
+        await session.execute(
+            update(PipelineInstance)
+            .where(PipelineInstance.instance_id == instance_id)
+            .values(code='DELETE FROM "bystander";')
+        )
+    slot = (await schedule_row(runtime, "tampered")).slot_at
+    clock = FakeClock(slot + timedelta(seconds=1))
+    refused = REGISTRY.get_sample_value("aietl_pipeline_schedule_slots_total", {"outcome": "refused"}) or 0
+
+    assert await Scheduler(runtime, service, clock=clock).tick() == []
+    row = await schedule_row(runtime, "tampered")
+    assert (row.attempt, row.due_at, row.last_status) == (1, clock.now + timedelta(seconds=60), None)
+    assert (
+        REGISTRY.get_sample_value("aietl_pipeline_schedule_slots_total", {"outcome": "refused"})
+        == refused + 1
+    )
+    assert await runs_of(runtime, "tampered") == []  # nothing ran

@@ -67,11 +67,12 @@ async def test_the_specifications_template_examples_work_as_written(
     warehouse_client: httpx.AsyncClient,
     warehouse_engine: AsyncEngine,
     project_user: tuple[str, dict[str, str]],
+    project_maintainer: dict[str, str],
 ) -> None:
-    project, headers = project_user
+    project, headers = project_user  # a member instantiates, generates and runs
     client = warehouse_client
 
-    created = await client.post(f"{BASE}/create", json=CREATE_TEMPLATE, headers=headers)
+    created = await client.post(f"{BASE}/create", json=CREATE_TEMPLATE, headers=project_maintainer)
     assert created.status_code == 201, created.text
     template = created.json()
     assert (template["template_id"], template["name"], template["version"]) == (
@@ -135,9 +136,9 @@ async def test_the_specifications_template_examples_work_as_written(
 
 
 async def test_the_projects_own_field_names_keep_working(
-    warehouse_client: httpx.AsyncClient, project_user: tuple[str, dict[str, str]]
+    warehouse_client: httpx.AsyncClient, project_maintainer: dict[str, str]
 ) -> None:
-    _project, headers = project_user
+    headers = project_maintainer  # template code is a maintainer's to write
     body = {
         "template_id": "incremental_load",
         "pattern": "incremental",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
 
 from services.runtime import Runtime
+from services.templates.service import templates_service
 from services.templates.streaming import decode
 from shared.bus import ensure_topics
 from shared.settings import Settings
@@ -39,7 +41,8 @@ async def test_topic_into_postgres_upserts_latest_per_key(
     topic = f"orders-{uuid.uuid4().hex[:8]}"
     schema = f"st_{uuid.uuid4().hex[:8]}"
     await ensure_topics(settings, [topic])
-    async with runtime.database.engine.begin() as connection:
+    warehouse: Any = await templates_service(runtime).connections.target("", "warehouse")
+    async with warehouse.engine.begin() as connection:
         await connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
     config = {
         "target": {"schema": schema, "name": "orders"},
@@ -59,6 +62,7 @@ async def test_topic_into_postgres_upserts_latest_per_key(
             "project_id": project,
             "pipeline_name": topic,
             "config": config,
+            "connection": "warehouse",
         },
         headers=headers,
     )
@@ -92,7 +96,7 @@ async def test_topic_into_postgres_upserts_latest_per_key(
     )
     second = (await client.post(f"{BASE}/instances/{instance_id}/run", headers=headers)).json()
     assert (second["rows_read"], second["rows_written"]) == (2, 1)  # id 2 unchanged, id 3 new
-    async with runtime.database.engine.connect() as connection:
+    async with warehouse.engine.connect() as connection:
         rows = (
             await connection.exec_driver_sql(f"SELECT id, amount, status FROM {schema}.orders ORDER BY id")
         ).all()

@@ -5,7 +5,7 @@ administrator acts as owner everywhere anyway); any other value that is not a ro
 what every membership meant before roles existed.
 
 Revision ID: gateway_0002
-Revises: gateway_0001
+Revises: templates_0004 (the one head when roles arrived; see core_0002)
 Create Date: 2026-12-03
 """
 

@@ -70,6 +70,23 @@ def entry_config(entry: ControlSpec, pattern: Pattern, schema: dict[str, Any]) -
 RESERVED_NAMES = frozenset({"dialect", "config", "sources", "range", "namespace"})
 
 
+@dataclass(frozen=True)
+class PipelineNames:
+    """The pipeline facts a template sees beside its config (sent to the render child with it)."""
+
+    pipeline_name: str
+    source_object: str | None = None
+    target_object: str | None = None
+
+    def variables(self, config: dict[str, Any]) -> dict[str, Any]:
+        return template_variables(
+            config,
+            pipeline_name=self.pipeline_name,
+            source_object=self.source_object,
+            target_object=self.target_object,
+        )
+
+
 def template_variables(
     config: dict[str, Any], *, pipeline_name: str, source_object: str | None, target_object: str | None
 ) -> dict[str, Any]:

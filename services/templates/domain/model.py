@@ -62,6 +62,10 @@ class InvalidConfig(ValueError):
         super().__init__("; ".join(f"{p.pointer or '/'}: {p.message}" for p in problems))
         self.problems = problems
 
+    def __reduce__(self) -> tuple[type[InvalidConfig], tuple[list[ConfigProblem]]]:
+        """Pickled with its problems (it crosses from the render child to the service)."""
+        return InvalidConfig, (self.problems,)
+
 
 class TemplateError(ValueError):
     """The template itself is unusable (syntax, sandbox violation, SQL that does not parse)."""

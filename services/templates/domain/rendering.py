@@ -13,23 +13,25 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 import sqlglot
-from jinja2 import StrictUndefined, Undefined, UndefinedError, pass_context
+from jinja2 import StrictUndefined, Undefined, UndefinedError, nodes, pass_context
 from jinja2 import TemplateError as JinjaTemplateError
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.loaders import FunctionLoader
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 from jinja2.utils import Namespace
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 
+from services.templates.domain.guard import PLACEHOLDER, Footprint, Scope, footprint, refusals
 from services.templates.domain.model import ConfigProblem, InvalidConfig, SqlDialect, TemplateError
 from shared.bounded import LimitExceeded, bounded_binop
 
@@ -47,6 +49,10 @@ class Statement:
     returns_rows: bool
     uses_batch: bool = False
     """References `$1`: the batch of messages a streaming run consumed, as a JSON array."""
+    names: tuple[str, ...] = ()
+    """The statement's quoted names in order: what the placeholders of its shape stand for."""
+    footprint: Footprint = field(default_factory=Footprint)
+    """What the statement's shape touches (see `guard`)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,14 @@ def qualified(context: Context, table: Any) -> str:
     return ".".join(ident(context, part) for part in parts if part is not None)
 
 
+def quoted_table(table: dict[str, Any], dialect: SqlDialect) -> str:
+    """`{"schema", "name"}` as a quoted, qualified name (outside templates, e.g. a connection probe)."""
+    parts = [table.get("schema"), table.get("name")]
+    return ".".join(
+        _quoted_identifier(_identifier_text(part), _SQLGLOT_DIALECT[dialect]) for part in parts if part
+    )
+
+
 @pass_context
 def literal(context: Context, value: Any) -> str:
     """A SQL literal: strings quoted and escaped for the dialect, numbers checked, booleans, NULL."""
@@ -151,13 +165,35 @@ def _load_library(name: str) -> str | None:
     return resource.read_text() if resource.is_file() else None
 
 
-class _BoundedSandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, with `*`, `**` and `%` unable to build huge values."""
+class _BoundedConcatenation(CodeGenerator):
+    """Compiles `a ~ b` to a call of the environment's `concat`, which refuses oversized results."""
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.concat((")
+        for argument in node.nodes:
+            self.visit(argument, frame)
+            self.write(", ")
+        self.write("))")
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with `+`, `*`, `**`, `%` and `~` unable to build huge values.
+
+    Methods and filters that grow strings (`center`, `replace`, format widths, ...) are bounded by
+    the render child's memory cap and deadline instead (`services.templates.renderer`).
+    """
+
+    intercepted_binops = frozenset({"+", "*", "**", "%"})
+    code_generator_class = _BoundedConcatenation
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         return bounded_binop(operator, left, right)
+
+    def concat(self, parts: tuple[Any, ...]) -> str:
+        texts = [str(part) for part in parts]
+        if sum(map(len, texts)) > MAX_RENDERED_CHARS:
+            raise LimitExceeded(f"a string longer than {MAX_RENDERED_CHARS} characters")
+        return "".join(texts)
 
 
 def _environment() -> ImmutableSandboxedEnvironment:
@@ -170,7 +206,7 @@ def _environment() -> ImmutableSandboxedEnvironment:
         keep_trailing_newline=True,
     )
     env.globals.clear()
-    env.globals.update({"range": env.globals.get("range", range), "namespace": Namespace})
+    env.globals.update({"range": safe_range, "namespace": Namespace})
     env.filters.update(
         {"ident": ident, "qualified": qualified, "literal": literal, "sqltype": sqltype, "number": number}
     )
@@ -215,7 +251,7 @@ def render(
     """
     context = {**(variables or {}), "dialect": dialect, "config": config, "sources": column_sources(config)}
     try:
-        text = _compiled(code).render(context)
+        text = _bounded_text(_compiled(code), context)
     except SecurityError as error:
         raise TemplateError(f"template violates the sandbox: {error}") from error
     except UndefinedError as error:
@@ -228,9 +264,24 @@ def render(
         raise InvalidConfig([ConfigProblem("", str(error))]) from error
     except JinjaTemplateError as error:
         raise TemplateError(f"template failed to render: {error}") from error
-    if len(text) > MAX_RENDERED_CHARS:
-        raise TemplateError(f"rendered code exceeds {MAX_RENDERED_CHARS} characters")
+    except MemoryError:
+        raise TemplateError("template needs more memory than a render may use") from None
+    except RecursionError:
+        raise TemplateError("template recurses too deeply") from None
+    except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError) as error:
+        raise TemplateError(f"template failed to render: {type(error).__name__}: {error}") from error
     return Rendered(code=text, statements=tuple(parse_statements(text, dialect)))
+
+
+def _bounded_text(template: Any, context: Mapping[str, Any]) -> str:
+    """The rendered text, given up as soon as it grows past `MAX_RENDERED_CHARS`."""
+    parts, size = [], 0
+    for part in template.generate(context):
+        size += len(part)
+        if size > MAX_RENDERED_CHARS:
+            raise TemplateError(f"rendered code exceeds {MAX_RENDERED_CHARS} characters")
+        parts.append(part)
+    return "".join(parts)
 
 
 # Quoted names, strings and comments as the dialects' generators write them; they never decide how
@@ -249,61 +300,79 @@ _SCANNERS = {
 def parse_statements(text: str, dialect: SqlDialect) -> list[Statement]:
     """Split on top-level semicolons and check that each statement parses in `dialect`.
 
-    Parsing is the costly part of rendering, so results are cached by the statement's skeleton
-    (quoted names and strings replaced by placeholders): generating hundreds of pipelines from
-    one template parses its statements once.
+    Parsing is the costly part of rendering, so results are cached by the statement's shape
+    (quoted names replaced by numbered placeholders, strings by one placeholder): generating
+    hundreds of pipelines from one template parses its statements once.
     """
     statements: list[Statement] = []
-    for sql, skeleton in _split(text, dialect):
-        returns_rows, uses_batch = _verdict(skeleton, dialect, sql)
-        statements.append(Statement(sql=sql, returns_rows=returns_rows, uses_batch=uses_batch))
+    for sql, shape, names in _split(text, dialect):
+        verdict = _parsed_shape(shape, dialect)
+        if isinstance(verdict, str):
+            raise TemplateError(f"statement {sql[:120]!r} {verdict}")
+        returns_rows, uses_batch, shape_footprint = verdict
+        statements.append(Statement(sql, returns_rows, uses_batch, names, shape_footprint))
     if not statements:
         raise TemplateError("rendered code contains no SQL statement")
     return statements
 
 
-def _split(text: str, dialect: SqlDialect) -> list[tuple[str, str]]:
-    pieces: list[tuple[str, str]] = []
-    start, skeleton = 0, []
+def scope_refusals(statements: Sequence[Statement], scope: Scope) -> list[str]:
+    """Why these statements may not run for a pipeline with this scope (empty when they may)."""
+    return [
+        f"statement {statement.sql[:80]!r} {problem}"
+        for statement in statements
+        for problem in refusals(statement.footprint, statement.names, scope)
+    ]
+
+
+def _split(text: str, dialect: SqlDialect) -> list[tuple[str, str, tuple[str, ...]]]:
+    pieces: list[tuple[str, str, tuple[str, ...]]] = []
+    start, shape, names = 0, [], []
     cursor = 0
     for match in _SCANNERS[dialect].finditer(text):
-        skeleton.append(text[cursor : match.start()])
+        shape.append(text[cursor : match.start()])
         cursor = match.end()
         if match.lastgroup == "atom":
-            skeleton.append("'s'" if match.group().startswith("'") else '"i"')
+            atom = match.group()
+            if atom.startswith("'"):
+                shape.append("'s'")
+            else:
+                shape.append(f'"{PLACEHOLDER}{len(names)}"')
+                names.append(_unquoted(atom, dialect))
         elif match.lastgroup == "comment":
-            skeleton.append(" ")
+            shape.append(" ")
         else:
-            _keep(pieces, text[start : match.start()], "".join(skeleton))
-            start, skeleton = match.end(), []
-    skeleton.append(text[cursor:])
-    _keep(pieces, text[start:], "".join(skeleton))
+            _keep(pieces, text[start : match.start()], "".join(shape), names)
+            start, shape, names = match.end(), [], []
+    shape.append(text[cursor:])
+    _keep(pieces, text[start:], "".join(shape), names)
     return pieces
 
 
-def _keep(pieces: list[tuple[str, str]], sql: str, skeleton: str) -> None:
-    if skeleton.strip():
-        pieces.append((sql.strip(), " ".join(skeleton.split())))
+def _unquoted(atom: str, dialect: str) -> str:
+    quote, inner = atom[0], atom[1:-1]
+    if dialect == "clickhouse":
+        inner = re.sub(r"\\(.)", r"\1", inner, flags=re.DOTALL)
+    return inner.replace(quote * 2, quote)
+
+
+def _keep(pieces: list[tuple[str, str, tuple[str, ...]]], sql: str, shape: str, names: list[str]) -> None:
+    if shape.strip():
+        pieces.append((sql.strip(), " ".join(shape.split()), tuple(names)))
 
 
 @lru_cache(maxsize=8_192)
-def _parsed_skeleton(skeleton: str, dialect: str) -> tuple[bool, bool] | str:
-    """(returns rows, uses the batch parameter) when it parses; else why it does not."""
+def _parsed_shape(shape: str, dialect: str) -> tuple[bool, bool, Footprint] | str:
+    """(returns rows, uses the batch parameter, footprint) when it parses; else why it does not."""
     read = _SQLGLOT_DIALECT[dialect]
     try:
-        expression = sqlglot.parse_one(skeleton, read=read, error_level=ErrorLevel.RAISE)
+        expression = sqlglot.parse_one(shape, read=read, error_level=ErrorLevel.RAISE)
     except (ParseError, SqlglotError) as error:
         return f"does not parse as {read}: {error}"
     if isinstance(expression, exp.Command):
         return f"is not SQL sqlglot understands as {read}"
-    return isinstance(expression, exp.Query), expression.find(exp.Parameter, exp.Placeholder) is not None
-
-
-def _verdict(skeleton: str, dialect: str, sql: str) -> tuple[bool, bool]:
-    verdict = _parsed_skeleton(skeleton, dialect)
-    if isinstance(verdict, str):
-        raise TemplateError(f"statement {sql[:120]!r} {verdict}")
-    return verdict
+    uses_batch = expression.find(exp.Parameter, exp.Placeholder) is not None
+    return isinstance(expression, exp.Query), uses_batch, footprint(expression, read)
 
 
 def code_digest(code: str) -> str:
