@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from faststream.kafka import KafkaBroker
@@ -35,6 +35,7 @@ class Runtime:
         }
         self._components: dict[str, Any] = {}
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._background: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
 
     async def _ping_kafka(self) -> None:
         if not await self.broker.ping(timeout=2.0):
@@ -49,17 +50,25 @@ class Runtime:
     def on_shutdown(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)
 
+    def run_in_background(self, name: str, job: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """A worker's long-running job (e.g. scheduled model training): started with the consumers,
+        cancelled at shutdown."""
+        self._background.append((name, job))
+
     async def start_consuming(self) -> None:
-        """Start every subscriber, with the consumer-lag gauge beside them."""
+        """Start every subscriber, with the consumer-lag gauge and the workers' background jobs beside."""
         await self.broker.start()
-        lag = asyncio.create_task(record_consumer_lag(self.broker))
+        tasks = [asyncio.create_task(record_consumer_lag(self.broker), name="consumer-lag")]
+        tasks += [asyncio.create_task(job(), name=name) for name, job in self._background]
 
-        async def stop_lag() -> None:
-            lag.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await lag
+        async def stop_tasks() -> None:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
-        self.on_shutdown(stop_lag)
+        self.on_shutdown(stop_tasks)
 
     def clickhouse(self) -> ClickHouse:
         """The process's ClickHouse client (chDB permits one data dir per process); services share it."""
