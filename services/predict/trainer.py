@@ -25,7 +25,8 @@ import structlog
 
 from services.predict.domain import NotAnswerable
 from services.predict.domain import failure as failure_domain
-from services.predict.service import MIN_NEW_RUNS_TO_RETRY, PredictService
+from services.predict.service import MIN_NEW_RUNS_TO_RETRY, PredictService, get_service
+from services.runtime import Runtime
 from shared import metrics
 
 log = structlog.get_logger(__name__)
@@ -151,8 +152,12 @@ class Trainer:
 COMPONENT = "predict.trainer"
 
 
-def start_trainer(service: PredictService) -> Trainer:
-    """The process's trainer, running in the background from the moment the workers consume."""
+def get_trainer(runtime: Runtime) -> Trainer:
+    """The process's trainer (the predict worker's), running in the background once the workers consume."""
+    return runtime.component(COMPONENT, lambda: _start(get_service(runtime)))
+
+
+def _start(service: PredictService) -> Trainer:
     runtime = service.runtime
     trainer = Trainer(service)
 

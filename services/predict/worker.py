@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from services.predict.service import get_service
-from services.predict.trainer import COMPONENT as TRAINER
-from services.predict.trainer import start_trainer
+from services.predict.trainer import get_trainer
 from services.runtime import Runtime
 from shared.bus import BatchConsumer, ServiceRouter
 from shared.events import Event, PipelineRunMetrics, Topic
@@ -24,7 +23,7 @@ BATCH_WAIT_MS = 20
 
 
 def create_router(runtime: Runtime) -> ServiceRouter:
-    runtime.component(TRAINER, lambda: start_trainer(get_service(runtime)))
+    get_trainer(runtime)  # trains and scores in the background while the worker consumes
 
     async def batch(events: Sequence[PipelineRunMetrics]) -> list[Event]:
         service = get_service(runtime)

@@ -386,6 +386,13 @@ def _train_horizon(table: pd.DataFrame, horizon: float, trees: int, seed: int) -
     _require(positives, len(data) - positives, horizon, "stored history")
     train_rows, validation = time_split(data, (1 - VALIDATION_SHARE,), horizon)
     _require(
+        int(train_rows[label].sum()),
+        int(len(train_rows) - train_rows[label].sum()),
+        horizon,
+        f"the training slice (earlier {1 - VALIDATION_SHARE:.0%} of time, before the validation slice)",
+        minimum_positives=1,
+    )
+    _require(
         int(validation[label].sum()),
         int(len(validation) - validation[label].sum()),
         horizon,
