@@ -13,7 +13,7 @@ import asyncio
 import io
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -96,10 +96,28 @@ class ModelNotReady(NotAnswerable):
 
 @dataclass(frozen=True)
 class _PipelineEntry:
+    """A pipeline's latest features, and what each model version made of them (computed once)."""
+
     state: failure_domain.PipelineState
     history_days: float
     as_of: datetime
     loaded_at: float
+    curves: dict[int, failure_domain.SurvivalCurve] = field(default_factory=dict)
+    factors: dict[tuple[int, float], list[failure_domain.Factor]] = field(default_factory=dict)
+
+    def curve(self, version: int, model: failure_domain.FailureModel) -> failure_domain.SurvivalCurve:
+        if version not in self.curves:
+            self.curves.clear()  # only the version in use matters
+            self.curves[version] = model.curve(self.state.latest)
+        return self.curves[version]
+
+    def factors_of(
+        self, version: int, model: failure_domain.FailureModel, horizon_hours: float
+    ) -> list[failure_domain.Factor]:
+        key = (version, model.explaining_model(horizon_hours).horizon_hours)
+        if key not in self.factors:
+            self.factors[key] = model.factors(self.state.latest, self.state.usual, horizon_hours)
+        return self.factors[key]
 
 
 class PredictService:
@@ -116,6 +134,7 @@ class PredictService:
         self._model_lock = asyncio.Lock()
         self._pipelines: dict[tuple[str, str], _PipelineEntry] = {}
         self._alert_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.runs_arrived = asyncio.Event()  # wakes this process's trainer (if it runs one)
 
     @property
     def min_days(self) -> float:
@@ -140,6 +159,7 @@ class PredictService:
         await self.writer.write([run_store.row_of(event, now) for event in events])
         for event in events:
             self._pipelines.pop((event.project_id, event.pipeline_id), None)
+        self.runs_arrived.set()
         return len(events)
 
     # --- the failure model ---
@@ -278,13 +298,13 @@ class PredictService:
                 need=horizon_hours,
                 unit="hours of horizon",
             )
-        state = entry.state
-        probability = model.probability(state.latest, horizon_hours)
-        factors = model.factors(state.latest, state.usual, probability, horizon_hours)
+        curve = entry.curve(version, model)
+        probability = curve.probability(horizon_hours)
+        factors = entry.factors_of(version, model, horizon_hours)
         actions = failure_domain.recommended_actions(factors)
         severity = failure_domain.severity_of(probability)
         description = failure_domain.describe(pipeline_id, probability, horizon_hours, factors)
-        prevention = failure_domain.prevention_window_hours(model, state)
+        prevention = failure_domain.prevention_window_hours(curve, entry.state)
         explained_by = model.explaining_model(horizon_hours)
         metrics.PREDICTIONS.labels(kind="failure").inc()
         factor_bodies = [
@@ -369,7 +389,7 @@ class PredictService:
             version, model = await self.current_model()
         except (NotAnswerable, PipelineNotFound):
             return None
-        probability = model.probability(entry.state.latest, horizon)
+        probability = entry.curve(version, model).probability(horizon)
         await self.outcomes.record(
             project_id, pipeline_id, horizon, entry.as_of, probability, self.config.alert_threshold, version
         )
@@ -403,7 +423,7 @@ class PredictService:
                 clear_margin=self.config.alert_clear_margin,
             )
             if step == "open":
-                factors = model.factors(entry.state.latest, entry.state.usual, probability, horizon)
+                factors = model.factors(entry.state.latest, entry.state.usual, horizon)
                 alert = MaintenanceAlert(
                     project_id=project_id,
                     pipeline_id=pipeline_id,

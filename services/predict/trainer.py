@@ -1,8 +1,9 @@
 """The predict worker's trainer: trains failure models in the background, never in a request.
 
-Every `AIETL_PREDICT_TRAINER_CHECK_SECONDS` it decides whether to train (no model yet; the latest
-is older than `AIETL_PREDICT_RETRAIN_INTERVAL_HOURS`; or `AIETL_PREDICT_RETRAIN_NEW_RUNS_SHARE`
-more runs are stored than it learnt from), then scores predictions whose horizon has passed.
+Every `AIETL_PREDICT_TRAINER_CHECK_SECONDS`, and as soon as new runs stop arriving for a moment,
+it decides whether to train (no model yet; the latest is older than
+`AIETL_PREDICT_RETRAIN_INTERVAL_HOURS`; or `AIETL_PREDICT_RETRAIN_NEW_RUNS_SHARE` more runs are
+stored than it learnt from), then scores predictions whose horizon has passed.
 
 Training runs in a separate process (one worker, spawned: no inherited threads or locks), so the
 event loop this process shares with the gateway under `aietl up` keeps answering; the history
@@ -30,6 +31,7 @@ from services.runtime import Runtime
 from shared import metrics
 
 log = structlog.get_logger(__name__)
+QUIET_SECONDS = 2.0
 
 
 class Trainer:
@@ -46,7 +48,18 @@ class Trainer:
                 raise
             except Exception:  # the next tick tries again; the last good model keeps serving
                 log.exception("predict trainer tick failed")
-            await asyncio.sleep(self.service.config.trainer_check_seconds)
+            await self._next_check()
+
+    async def _next_check(self) -> None:
+        """Until the check interval is over, or runs arrived and then nothing more for a moment
+        (a bulk backfill in several requests is one change, not one training per request)."""
+        arrived = self.service.runs_arrived
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(arrived.wait(), self.service.config.trainer_check_seconds)
+        while arrived.is_set():
+            arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), QUIET_SECONDS)
 
     async def tick(self) -> None:
         await self.train_if_due()

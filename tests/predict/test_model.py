@@ -100,7 +100,7 @@ def test_risk_never_falls_as_the_horizon_grows(sim: Simulation, model: failure_d
         row = failure_domain.pipeline_state(runs.tail(24 * 14)).latest
         curve = [model.probability(row, hours) for hours in (1, 3, 6, 12, 24, 36, 48, 72)]
         assert np.all(np.diff(curve) >= -1e-12), curve
-        assert 0 < model.hours_to_likely_failure(row) <= 24 * 14
+        assert 0 < model.curve(row).median_hours() <= 24 * 14
 
 
 def test_version_metrics_are_time_ordered_and_beside_the_baseline(model: failure_domain.FailureModel) -> None:
@@ -132,8 +132,7 @@ def test_factors_name_an_error_rate_far_past_its_threshold(
     state = failure_domain.pipeline_state(runs.tail(24 * 14))
     error_rate = state.latest[FEATURES.index("error_rate_24h")]
     assert error_rate > 5 * model.horizons[24.0].rules["error_rate_24h"].threshold  # the defect's case
-    probability = model.probability(state.latest, 24)
-    factors = model.factors(state.latest, state.usual, probability, 24)
+    factors = model.factors(state.latest, state.usual, 24)
     assert factors, "a storm with errors far past normal lists no factor"
     error_factors = [f for f in factors if f.factor.startswith("error_rate")]
     assert error_factors and error_factors[0].contribution >= 0.05
@@ -154,7 +153,7 @@ def test_low_risk_pipelines_list_no_drivers_that_lower_risk(
         probability = model.probability(state.latest, 24)
         calm.append((probability, state))
     probability, state = min(calm, key=lambda item: item[0])
-    factors = model.factors(state.latest, state.usual, probability, 24)
+    factors = model.factors(state.latest, state.usual, 24)
     assert len(factors) <= 2, factors  # not ten "main drivers" for the calmest pipeline
     assert all(f.factor != "hours_since_last_failure" for f in factors)  # "no failure in 14 days"
     assert all(f.contribution >= failure_domain.MIN_FACTOR_CONTRIBUTION for f in factors)

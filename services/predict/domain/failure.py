@@ -138,6 +138,34 @@ class HorizonModel:
         return self.calibration(self.forest.scores(matrix))
 
 
+@dataclass(frozen=True)
+class SurvivalCurve:
+    """Cumulative hazard -log(1 - p) at the grid horizons (never decreasing)."""
+
+    grid: tuple[float, ...]
+    hazard: np.ndarray
+
+    def probability(self, horizon_hours: float) -> float:
+        """P(failure within `horizon_hours`): hazard interpolated linearly in time between grid points,
+        constant before the first one."""
+        if horizon_hours <= self.grid[0]:
+            value = self.hazard[0] * horizon_hours / self.grid[0]
+        else:
+            value = float(np.interp(horizon_hours, self.grid, self.hazard))
+        return float(-np.expm1(-value))
+
+    def median_hours(self) -> float:
+        """Median time to failure (P = 0.5); past the grid at the last grid point's constant hazard."""
+        half, grid, hazard = np.log(2), self.grid, self.hazard
+        if hazard[-1] <= 0:
+            return float(HOURS_CAP)
+        if hazard[0] >= half:
+            return float(grid[0] * half / hazard[0])
+        if hazard[-1] < half:
+            return float(min(HOURS_CAP, grid[-1] * half / hazard[-1]))
+        return float(np.interp(half, hazard, grid))
+
+
 @dataclass
 class FailureModel:
     horizons: dict[float, HorizonModel]
@@ -153,47 +181,34 @@ class FailureModel:
     def max_horizon(self) -> float:
         return max(self.horizons)
 
-    def probability(self, row: np.ndarray, horizon_hours: float) -> float:
-        """P(failure within `horizon_hours`) for one feature row, on the survival curve of the grid."""
+    def curve(self, row: np.ndarray) -> SurvivalCurve:
+        """The pipeline's survival curve: P(failure within h) at every grid horizon, one walk each."""
         grid = sorted(self.horizons)
         points = np.array([self.horizons[h].probabilities(row[None, :])[0] for h in grid])
         hazard = np.maximum.accumulate(-np.log1p(-np.minimum(points, 1 - 1e-9)))  # never decreasing in time
-        if horizon_hours <= grid[0]:
-            value = hazard[0] * horizon_hours / grid[0]  # constant hazard before the first grid point
-        else:
-            value = float(np.interp(horizon_hours, grid, hazard))
-        return float(-np.expm1(-value))
+        return SurvivalCurve(tuple(grid), hazard)
 
-    def hours_to_likely_failure(self, row: np.ndarray) -> float:
-        """Median time to failure on the survival curve (P = 0.5); past the grid at constant hazard."""
-        grid = sorted(self.horizons)
-        points = np.array([self.horizons[h].probabilities(row[None, :])[0] for h in grid])
-        hazard = np.maximum.accumulate(-np.log1p(-np.minimum(points, 1 - 1e-9)))
-        half = np.log(2)
-        if hazard[-1] <= 0:
-            return float(HOURS_CAP)
-        if hazard[0] >= half:
-            return float(grid[0] * half / hazard[0])
-        if hazard[-1] < half:
-            return float(min(HOURS_CAP, grid[-1] * half / hazard[-1]))
-        return float(np.interp(half, hazard, grid))
+    def probability(self, row: np.ndarray, horizon_hours: float) -> float:
+        return self.curve(row).probability(horizon_hours)
 
     def explaining_model(self, horizon_hours: float) -> HorizonModel:
         """The grid model whose horizon is the nearest at or above the asked one."""
         return self.horizons[min(h for h in self.horizons if h >= horizon_hours)]
 
-    def factors(
-        self, row: np.ndarray, usual: np.ndarray, probability: float, horizon_hours: float
-    ) -> list[Factor]:
-        """Features that push this pipeline's risk up, largest contribution first."""
+    def factors(self, row: np.ndarray, usual: np.ndarray, horizon_hours: float) -> list[Factor]:
+        """Features that push this pipeline's risk up, largest contribution first.
+
+        From the grid model at or above the horizon: its contributions add up to its probability
+        minus its base probability (what it says before looking at any feature).
+        """
         model = self.explaining_model(horizon_hours)
         score, contributions = model.forest.contributions(row[None, :])
         score, contributions = float(score[0]), contributions[0]
         base_score = model.forest.base_score
+        probability = float(model.calibration(np.array([score]))[0])
         base_probability = float(model.calibration(np.array([base_score]))[0])
-        # Contributions add up to score - base in the forest's units; map them to probability so
-        # that they add up to probability - base probability (the secant of the calibration; its
-        # slope where the two are too close to divide).
+        # Contributions add up to score - base in the forest's units; map them to probability (the
+        # secant of the calibration; its slope where the two are too close to divide).
         if abs(score - base_score) > 1e-3:
             scale = (probability - base_probability) / (score - base_score)
         else:
@@ -478,14 +493,14 @@ def pipeline_state(runs: pd.DataFrame) -> PipelineState:
     )
 
 
-def prevention_window_hours(model: FailureModel, state: PipelineState) -> float:
+def prevention_window_hours(curve: SurvivalCurve, state: PipelineState) -> float:
     """Hours left to act: the median time to failure on the survival curve, sooner if memory runs out first.
 
     Zero only while the pipeline is failing.
     """
     if state.consecutive_failures > 0:
         return 0.0
-    hours = model.hours_to_likely_failure(state.latest)
+    hours = curve.median_hours()
     if np.isfinite(state.memory_hours_to_limit):
         hours = min(hours, state.memory_hours_to_limit)
     return round(float(hours), 1)
