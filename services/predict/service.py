@@ -238,7 +238,11 @@ class PredictService:
 
     # --- pipelines ---
     async def pipeline_history(self, project_id: str, pipeline_id: str, days: float) -> pd.DataFrame:
-        """The pipeline's runs of the last `days` days; 404 if it never ran, 409 if it ran only before."""
+        """The pipeline's runs of the last `days` days; 404 if it never ran, 409 if it ran only before.
+
+        A pipeline whose runs all predate the training window gets the same 409 from every endpoint,
+        whatever history the endpoint reads.
+        """
         now = datetime.now(UTC)
         runs = await self.store.pipeline_runs(project_id, pipeline_id, now - timedelta(days=days))
         if not runs.empty:
@@ -259,17 +263,12 @@ class PredictService:
             unit="days",
         )
 
-    async def _stale_check(self, project_id: str, pipeline_id: str) -> None:
-        """The same answer from every endpoint for a pipeline whose runs all predate the training window."""
-        await self.pipeline_history(project_id, pipeline_id, self.config.training_days)
-
     async def pipeline_entry(self, project_id: str, pipeline_id: str) -> _PipelineEntry:
         """Latest features and usual values of a pipeline, cached until it has a new run here (or 60 s)."""
         key = (project_id, pipeline_id)
         entry = self._pipelines.get(key)
         if entry is not None and time.monotonic() - entry.loaded_at < self.config.pipeline_cache_seconds:
             return entry
-        await self._stale_check(project_id, pipeline_id)
         runs = await self.pipeline_history(project_id, pipeline_id, self.feature_days)
         require_history(runs["started_at"], self.min_days, "a failure prediction")
         entry = _PipelineEntry(
@@ -467,7 +466,6 @@ class PredictService:
     async def resource_forecast(
         self, project_id: str, pipeline_id: str, resource: str, hours: int, capacity: float | None
     ) -> tuple[dict[str, Any], pd.Series, Forecast]:
-        await self._stale_check(project_id, pipeline_id)
         runs = await self.pipeline_history(project_id, pipeline_id, self.config.forecast_history_hours / 24)
         column = RESOURCE_COLUMNS[resource]
         observed = runs.dropna(subset=[column])
