@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from services.gateway.admin import ensure_bootstrap_admin
 from services.gateway.app import create_app
+from services.predict.domain import failure as failure_domain
 from services.predict.service import get_service
 from services.predict.simulator import simulate
 from services.predict.tables import AlertEpisode, PredictionOutcome
@@ -121,13 +122,7 @@ async def test_models_lists_versions_with_time_ordered_validation(
     assert ready["data_hash"] and len(ready["data_hash"]) == 64 and ready["model_bytes"] > 0
     assert ready["training_window"]["start"] < ready["training_window"]["end"]
     day = ready["validation"]["24h"]
-    assert {
-        "roc_auc",
-        "pr_auc",
-        "recall_at_1pct_fpr",
-        "recall_at_5pct_fpr",
-        "recall_at_10pct_fpr",
-    } <= day.keys()
+    assert set(failure_domain.RANKING_FIGURES) <= day.keys()
     assert day["validation_from"] > ready["training_window"]["start"]
     assert (await client.get(f"{BASE}/models")).status_code == 401
 

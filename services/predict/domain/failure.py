@@ -45,6 +45,11 @@ MIN_NEGATIVES = 50
 VALIDATION_SHARE = 0.25
 GRID_HOURS = (6, 24, 72, 168)
 FPR_POINTS = (0.01, 0.05, 0.10)
+RANKING_FIGURES = (
+    "roc_auc",
+    "pr_auc",
+    *(f"recall_at_{point:.0%}_fpr".replace("%", "pct") for point in FPR_POINTS),
+)
 MIN_FACTOR_CONTRIBUTION = 0.01  # a factor must add at least one point of probability
 MAX_FACTORS = 5
 SCORE_EPSILON = 1e-4
@@ -67,8 +72,8 @@ def ranking_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float] 
         "roc_auc": round(float(roc_auc_score(labels, scores)), 4),
         "pr_auc": round(float(average_precision_score(labels, scores)), 4),
     }
-    for point in FPR_POINTS:
-        result[f"recall_at_{point:.0%}_fpr".replace("%", "pct")] = round(float(np.interp(point, fpr, tpr)), 4)
+    for name, point in zip(RANKING_FIGURES[2:], FPR_POINTS, strict=True):
+        result[name] = round(float(np.interp(point, fpr, tpr)), 4)
     result["positive_share"] = round(float(labels.mean()), 4)
     return result
 
