@@ -559,6 +559,10 @@ ACTIONS = {
         "The pipeline fails repeatedly: find the common cause of its failures.",
     ),
     "recent_failures": ("investigate_failures", "Triage the recent failures before the next scheduled runs."),
+    "failure_window_share_7d": (
+        "investigate_failures",
+        "The pipeline fails again and again this week: find the common cause of its failures.",
+    ),
     "consecutive_failures": (
         "investigate_failures",
         "The pipeline is failing now: fix the cause, then replay missed runs.",
@@ -618,6 +622,7 @@ def train_job(runs: pd.DataFrame, horizons: Sequence[float], now: datetime, tree
 FACTOR_LABELS = {
     "failure_rate_24h": "Failures in the last 24 h",
     "failure_rate_7d": "Failures in the last 7 days",
+    "failure_window_share_7d": "Often followed by a failure within a day this week",
     "recent_failures": "Failures among the last 6 runs",
     "consecutive_failures": "Failing now",
     "hours_since_last_success": "Time since the last success",

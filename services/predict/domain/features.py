@@ -33,9 +33,11 @@ FEATURES = (
     "volume_trend_3d",
     "cpu_drift",
     "run_frequency_change",
+    "failure_window_share_7d",
 )
 HOURS_CAP = 24.0 * 14
 LOOKBACK_DAYS = 14  # the longest window any feature looks at
+KNOWN_WINDOW_HOURS = 24
 EPSILON_ERROR_RATE = 1e-3  # errors per 1000 rows: below this, rates count as zero
 
 
@@ -125,10 +127,22 @@ def pipeline_features(runs: pd.DataFrame) -> pd.DataFrame:
             "volume_trend_3d": np.log(mean(rows, "24h").clip(lower=1) / rows_3d_ago.clip(lower=1)),
             "cpu_drift": np.log(mean(cpu, "24h").clip(lower=0.1) / mean(cpu, "7D").clip(lower=0.1)),
             "run_frequency_change": np.log(runs_24h / (runs_7d / span_days)),
+            "failure_window_share_7d": _known_failure_window_share(runs, index),
         },
         index=index,
     )
     return features.replace([np.inf, -np.inf], np.nan).astype(float)
+
+
+def _known_failure_window_share(runs: pd.DataFrame, index: pd.DatetimeIndex) -> np.ndarray:
+    """Share of the pipeline's runs of the past week that were followed by a failure within 24 h,
+    counting only runs whose 24 h are over at t (the pipeline's own recent hazard, no look-ahead)."""
+    labels = failure_labels(runs, KNOWN_WINDOW_HOURS).to_numpy()
+    known_at = pd.Series(np.nan_to_num(labels, nan=0.0), index=index + pd.Timedelta(hours=KNOWN_WINDOW_HOURS))
+    counted = pd.Series(~np.isnan(labels), index=known_at.index).astype(float)
+    share = known_at.rolling("7D").sum() / counted.rolling("7D").sum().replace(0, np.nan)
+    positions = np.searchsorted(known_at.index.asi8, index.asi8, side="right") - 1
+    return np.where(positions >= 0, share.to_numpy()[np.maximum(positions, 0)], np.nan)
 
 
 def failure_labels(runs: pd.DataFrame, horizon_hours: float) -> pd.Series:
