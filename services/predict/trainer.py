@@ -1,6 +1,6 @@
 """The predict worker's trainer: trains failure models in the background, never in a request.
 
-Every `AIETL_PREDICT_TRAINER_CHECK_SECONDS`, and as soon as new runs stop arriving for a moment,
+Every `AIETL_PREDICT_TRAINER_CHECK_SECONDS`, and once new runs have stopped arriving for 10 s,
 it decides whether to train (no model yet; the latest is older than
 `AIETL_PREDICT_RETRAIN_INTERVAL_HOURS`; or `AIETL_PREDICT_RETRAIN_NEW_RUNS_SHARE` more runs are
 stored than it learnt from), then scores predictions whose horizon has passed.
@@ -31,7 +31,7 @@ from services.runtime import Runtime
 from shared import metrics
 
 log = structlog.get_logger(__name__)
-QUIET_SECONDS = 2.0
+QUIET_SECONDS = 10.0  # a backfill in several requests is one change
 
 
 class Trainer:
@@ -157,8 +157,13 @@ class Trainer:
         return self._pool
 
     async def close(self) -> None:
+        """Stop the training process too: a training still running must not hold the shutdown
+        (the executor's exit hook would wait for it)."""
         if self._pool is not None:
+            processes = list(getattr(self._pool, "_processes", {}).values())  # no public handle before 3.14
             self._pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.terminate()
             self._pool = None
 
 
