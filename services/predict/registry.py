@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import undefer
 
 from services.predict.tables import ModelVersion
 from shared.db import Database
@@ -41,11 +40,7 @@ class ModelRegistry:
 
     async def model_bytes(self, version_id: int) -> bytes | None:
         async with self.database.sessions() as session:
-            return await session.scalar(
-                select(ModelVersion.model)
-                .where(ModelVersion.id == version_id)
-                .options(undefer(ModelVersion.model))
-            )
+            return await session.scalar(select(ModelVersion.model).where(ModelVersion.id == version_id))
 
     async def versions(self, limit: int) -> list[ModelVersion]:
         async with self.database.sessions() as session:

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from services.gateway.admin import ensure_bootstrap_admin
 from services.gateway.app import create_app
 from services.predict.domain import failure as failure_domain
-from services.predict.service import get_service
+from services.predict.service import PredictService, get_service
 from services.predict.simulator import simulate
 from services.predict.tables import AlertEpisode, PredictionOutcome
 from services.predict.trainer import get_trainer
@@ -125,6 +125,18 @@ async def test_models_lists_versions_with_time_ordered_validation(
     assert set(failure_domain.RANKING_FIGURES) <= day.keys()
     assert day["validation_from"] > ready["training_window"]["start"]
     assert (await client.get(f"{BASE}/models")).status_code == 401
+
+
+async def test_another_process_serves_the_latest_version_from_the_registry(
+    runtime: Runtime, history: str
+) -> None:
+    """A gateway on its own (no trainer) loads what the worker stored: arrays, never a pickle."""
+    trained_version, trained = await get_service(runtime).current_model()
+    elsewhere = PredictService(runtime)
+    version, model = await elsewhere.current_model()
+    assert version == trained_version and model.data_hash == trained.data_hash
+    answer = await elsewhere.failure(history, "pipeline-001", 24.0)
+    assert answer["model"]["version"] == version
 
 
 async def test_training_runs_off_the_event_loop(
