@@ -366,6 +366,9 @@ class PredictService:
                 "started_at": v.started_at,
                 "finished_at": v.finished_at,
                 "training_seconds": None if v.training_seconds is None else round(v.training_seconds, 2),
+                "training_cpu_seconds": None
+                if v.training_cpu_seconds is None
+                else round(v.training_cpu_seconds, 2),
                 "horizons_hours": v.horizons,
                 "training_window": {"start": v.window_start, "end": v.window_end},
                 "training_runs": v.training_runs,

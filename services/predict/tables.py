@@ -65,7 +65,9 @@ class ModelVersion(Base):
     data_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # why refused or failed
+    # wall time, and CPU time: on a machine busy with other work the wall time is mostly waiting
     training_seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    training_cpu_seconds: Mapped[float | None] = mapped_column(Float, default=None)
     model_bytes: Mapped[int] = mapped_column(Integer, default=0)
     model: Mapped[bytes | None] = deferred(mapped_column(LargeBinary, default=None))
 

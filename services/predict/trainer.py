@@ -112,9 +112,10 @@ class Trainer:
                 )
                 raise
             seconds = float(result["seconds"])
+            timing = {"training_seconds": seconds, "training_cpu_seconds": float(result["cpu_seconds"])}
             metrics.FAILURE_MODEL_TRAINING_SECONDS.observe(seconds)
             if result["status"] == "refused":
-                await registry.finish(version, "refused", detail=result["detail"], training_seconds=seconds)
+                await registry.finish(version, "refused", detail=result["detail"], **timing)
                 log.info("failure model not trained", reason=result["detail"]["message"])
                 return version
             summary = result["summary"]
@@ -129,7 +130,7 @@ class Trainer:
                 positives=summary["positives"],
                 data_hash=summary["data_hash"],
                 metrics=result["metrics"],
-                training_seconds=seconds,
+                **timing,
             )
             model = await asyncio.to_thread(failure_domain.FailureModel.from_bytes, result["model"])
             self.service.use_model(version, model)

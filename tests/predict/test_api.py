@@ -120,6 +120,7 @@ async def test_models_lists_versions_with_time_ordered_validation(
     assert response.status_code == 200, response.text
     ready = next(v for v in response.json()["versions"] if v["status"] == "ready")
     assert ready["data_hash"] and len(ready["data_hash"]) == 64 and ready["model_bytes"] > 0
+    assert ready["training_seconds"] > 0 and ready["training_cpu_seconds"] > 0
     assert ready["training_window"]["start"] < ready["training_window"]["end"]
     day = ready["validation"]["24h"]
     assert set(failure_domain.RANKING_FIGURES) <= day.keys()

@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("metrics", sa.JSON(), nullable=False),
         sa.Column("detail", sa.JSON(), nullable=False),
         sa.Column("training_seconds", sa.Float(), nullable=True),
+        sa.Column("training_cpu_seconds", sa.Float(), nullable=True),
         sa.Column("model_bytes", sa.Integer(), nullable=False),
         sa.Column("model", sa.LargeBinary(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_predict_model_versions"),
