@@ -290,14 +290,17 @@ def contracts(out: Path) -> None:
 
 
 @cli.command("predict-eval")
-@click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--pipelines", type=click.IntRange(4, 500), default=24, show_default=True)
-@click.option("--days", type=click.IntRange(21, 365), default=35, show_default=True)
-def predict_eval(seed: int, pipelines: int, days: int) -> None:
-    """Score the predict service on simulated held-out time and on real series (JSON)."""
+@click.option("--seeds", default="1,2,3", show_default=True, help="Simulated histories (comma-separated).")
+@click.option("--pipelines", type=click.IntRange(4, 500), default=60, show_default=True)
+@click.option("--days", type=click.IntRange(21, 365), default=22, show_default=True)
+@click.option("--compare", is_flag=True, help="Also gradient boosting and the survival view.")
+@click.option("--json", "as_json", is_flag=True, help="Every figure of every seed as JSON.")
+def predict_eval(seeds: str, pipelines: int, days: int, compare: bool, as_json: bool) -> None:
+    """Score the predict service on simulated held-out time, beside baselines, and on real series."""
     from services.predict.evaluate import main as evaluate
 
-    evaluate(["--seed", str(seed), "--pipelines", str(pipelines), "--days", str(days)])
+    arguments = ["--seeds", seeds, "--pipelines", str(pipelines), "--days", str(days)]
+    evaluate(arguments + (["--compare"] if compare else []) + (["--json"] if as_json else []))
 
 
 @cli.command()

@@ -60,6 +60,45 @@ PREDICTIONS = Counter("aietl_predictions_total", "Predictive maintenance: predic
 MAINTENANCE_ALERTS = Counter(
     "aietl_maintenance_alerts_total", "Predictive maintenance: alerts published", ["alert_type", "severity"]
 )
+FAILURE_MODEL_VALIDATION = Gauge(
+    "aietl_failure_model_validation",
+    "Predictive maintenance: validation figure (later time) of the failure model in use, per horizon",
+    ["horizon_hours", "metric"],
+)
+FAILURE_MODEL_TRAINING_SECONDS = Histogram(
+    "aietl_failure_model_training_seconds",
+    "Predictive maintenance: time to train one failure model version (in the worker's training process)",
+    buckets=(1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200),
+)
+PREDICTION_OUTCOMES = Counter(
+    "aietl_prediction_outcomes_total",
+    "Predictive maintenance: alerting predictions scored once their horizon passed, by outcome",
+    ["outcome"],
+)
+PREDICTION_FALSE_POSITIVE_RATE = Gauge(
+    "aietl_prediction_false_positive_rate",
+    "Predictive maintenance: share of predictions above the alert threshold with no failure in their horizon,"
+    " among those without failure (scored in the last AIETL_PREDICT_OUTCOME_WINDOW_DAYS)",
+)
+PREDICTION_FALSE_NEGATIVE_RATE = Gauge(
+    "aietl_prediction_false_negative_rate",
+    "Predictive maintenance: share of failures that came with a prediction below the alert threshold"
+    " (scored in the last AIETL_PREDICT_OUTCOME_WINDOW_DAYS)",
+)
+ALERT_OUTCOMES = Counter(
+    "aietl_alert_outcomes_total",
+    "Predictive maintenance: alerts whose horizon passed, by outcome (prevented: no failure in the window)",
+    ["outcome"],
+)
+PREVENTION_SUCCESS_RATE = Gauge(
+    "aietl_prevention_success_rate",
+    "Predictive maintenance: share of alerts whose pipeline got through the predicted window without failing"
+    " (resolved in the last AIETL_PREDICT_OUTCOME_WINDOW_DAYS)",
+)
+COST_SAVINGS_REALISED = Counter(
+    "aietl_cost_savings_realised_usd_total",
+    "Predictive maintenance: cost of the failure incidents that prevented alerts headed off (USD)",
+)
 VECTOR_QUERY_SECONDS = Histogram(
     "aietl_vector_query_seconds",
     "Vector sink: search latency",

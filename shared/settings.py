@@ -57,7 +57,7 @@ class Settings(BaseSettings):
         default=86_400, ge=1, validation_alias=_env("FEATURE_STORE_TTL_SECONDS")
     )
     prediction_horizon_days: int = Field(default=7, ge=1, validation_alias=_env("PREDICTION_HORIZON_DAYS"))
-    min_historical_days: int = Field(default=7, ge=1, validation_alias=_env("MIN_HISTORICAL_DAYS"))
+    min_historical_days: int = Field(default=14, ge=1, validation_alias=_env("MIN_HISTORICAL_DAYS"))
 
     # --- bus ---
     kafka_partitions: int = Field(default=3, ge=1)

@@ -234,6 +234,59 @@ DASHBOARDS = (
                 (rate_by("aietl_predictions_total", "kind"),),
                 unit="ops",
             ),
+            Panel(
+                "Prediction accuracy: false positive and false negative rates",
+                (
+                    ("max(aietl_prediction_false_positive_rate)", "false positive rate"),
+                    ("max(aietl_prediction_false_negative_rate)", "false negative rate"),
+                ),
+                unit="percentunit",
+                description="Alerting predictions scored once their horizon passed and later runs are known "
+                "(last AIETL_PREDICT_OUTCOME_WINDOW_DAYS): FP / (FP + TN) and FN / (FN + TP).",
+            ),
+            Panel(
+                "Scored predictions in range by outcome",
+                (increase_by("aietl_prediction_outcomes_total", "outcome"),),
+                kind="stat",
+            ),
+            Panel(
+                "Prevention success rate",
+                (("max(aietl_prevention_success_rate)", "prevented"),),
+                unit="percentunit",
+                kind="stat",
+                description="Alerts whose pipeline got through the predicted window without failing "
+                "(includes false alarms: read it beside the false positive rate).",
+            ),
+            Panel(
+                "Cost savings realised in range",
+                (("sum(increase(aietl_cost_savings_realised_usd_total[$__range]))", "USD"),),
+                unit="currencyUSD",
+                kind="stat",
+                description="Per prevented alert: the mean cost of one failure incident of that pipeline.",
+            ),
+            Panel(
+                "Failure model validation (later time) by horizon",
+                (
+                    (
+                        "max by (horizon_hours, metric) (aietl_failure_model_validation)",
+                        "{{horizon_hours}} h {{metric}}",
+                    ),
+                ),
+                unit="short",
+            ),
+            Panel(
+                "Failure model training time (mean in range)",
+                (
+                    (
+                        "sum(increase(aietl_failure_model_training_seconds_sum[$__range]))"
+                        " / sum(increase(aietl_failure_model_training_seconds_count[$__range]))",
+                        "seconds per version",
+                    ),
+                ),
+                unit="s",
+                kind="stat",
+                description="Trained in the predict worker's training process, never in a request.",
+            ),
             *worker_panels("predict", "metrics.ingested"),
         ),
     ),

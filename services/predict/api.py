@@ -6,11 +6,12 @@ import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 
-from services.gateway.deps import ProjectDep, RuntimeDep
-from services.predict.domain import InsufficientHistory
+from services.gateway.deps import PrincipalDep, ProjectDep, RuntimeDep
+from services.predict.domain import NotAnswerable
 from services.predict.domain.window import Blackout, NoAllowedWindow, parse_blackout
 from services.predict.service import PipelineNotFound, PredictService, get_service
 from shared.events import PipelineRunMetrics
@@ -35,20 +36,29 @@ class Ingested(BaseModel):
 
 
 async def _call(work: Any) -> Any:
-    """Await a use case; answer 409 (with how much more history is needed) or 404 instead of raising."""
+    """Await a use case; answer 409 (saying what is missing) or 404 instead of raising."""
     try:
         return await work
-    except InsufficientHistory as error:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail={"message": str(error), "have": error.have, "need": error.need, "unit": error.unit},
-        ) from None
+    except NotAnswerable as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=jsonable_encoder(error.detail)) from None
     except PipelineNotFound as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
 
 
 def _service(runtime: RuntimeDep) -> PredictService:
     return get_service(runtime)
+
+
+def _horizon(service: PredictService, asked: int | None, name: str) -> int:
+    """PREDICTION_HORIZON_DAYS sets the default and the longest horizon."""
+    longest = service.max_horizon_hours
+    if asked is not None and asked > longest:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"{name}: at most {longest} hours (PREDICTION_HORIZON_DAYS="
+            f"{service.settings.prediction_horizon_days})",
+        )
+    return longest if asked is None else asked
 
 
 @router.post("/runs", response_model=Ingested, status_code=status.HTTP_202_ACCEPTED)
@@ -88,13 +98,32 @@ async def failure(
     pipeline_id: str,
     project_id: ProjectDep,
     runtime: RuntimeDep,
-    horizon_hours: Annotated[int, Query(ge=1, le=168)] = 24,
+    horizon_hours: Annotated[
+        int | None, Query(ge=1, description="Default and maximum: PREDICTION_HORIZON_DAYS x 24")
+    ] = None,
 ) -> dict[str, Any]:
-    """Probability that the pipeline fails within the horizon, with the factors behind it."""
-    result: dict[str, Any] = await _call(
-        _service(runtime).failure(project_id, pipeline_id, float(horizon_hours))
-    )
+    """Probability that the pipeline fails within the horizon, with the factors behind it.
+
+    Answered from the latest trained model (milliseconds); 409 while no model is trained yet,
+    saying why and when one is expected.
+    """
+    service = _service(runtime)
+    horizon = _horizon(service, horizon_hours, "horizon_hours")
+    result: dict[str, Any] = await _call(service.failure(project_id, pipeline_id, float(horizon)))
     return result
+
+
+@router.get("/models")
+async def models(
+    _principal: PrincipalDep,
+    runtime: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> dict[str, Any]:
+    """Failure model versions, newest first: status, training window, data hash and validation metrics.
+
+    Models learn across projects; a version shows aggregate figures only, never anyone's runs.
+    """
+    return {"versions": await _service(runtime).model_versions(limit)}
 
 
 @router.get(
@@ -106,12 +135,16 @@ async def resources(
     project_id: ProjectDep,
     runtime: RuntimeDep,
     resource_type: ResourceType = "cpu",
-    forecast_hours: Annotated[int, Query(ge=1, le=336)] = 48,
+    forecast_hours: Annotated[
+        int | None, Query(ge=1, description="Default and maximum: PREDICTION_HORIZON_DAYS x 24")
+    ] = None,
     capacity: Annotated[float | None, Query(gt=0, description="Overrides the stored limit")] = None,
 ) -> dict[str, Any]:
     """Hourly forecast with an 80% interval, the predicted peak and the chance of exceeding capacity."""
+    service = _service(runtime)
+    forecast_hours = _horizon(service, forecast_hours, "forecast_hours")
     body, _, _ = await _call(
-        _service(runtime).resource_forecast(project_id, pipeline_id, resource_type, forecast_hours, capacity)
+        service.resource_forecast(project_id, pipeline_id, resource_type, forecast_hours, capacity)
     )
     body["plot_url"] = (
         f"/api/v1/advanced/predict/resources/{pipeline_id}/plot.png?project_id={project_id}"
@@ -130,12 +163,14 @@ async def resources_plot(
     project_id: ProjectDep,
     runtime: RuntimeDep,
     resource_type: ResourceType = "cpu",
-    forecast_hours: Annotated[int, Query(ge=1, le=336)] = 48,
+    forecast_hours: Annotated[int | None, Query(ge=1)] = None,
     capacity: Annotated[float | None, Query(gt=0)] = None,
 ) -> Response:
     """History, forecast and interval as a PNG image."""
+    service = _service(runtime)
+    forecast_hours = _horizon(service, forecast_hours, "forecast_hours")
     image = await _call(
-        _service(runtime).resource_plot(project_id, pipeline_id, resource_type, forecast_hours, capacity)
+        service.resource_plot(project_id, pipeline_id, resource_type, forecast_hours, capacity)
     )
     return Response(content=image, media_type="image/png")
 

@@ -1,15 +1,19 @@
-"""The predict service's use cases: ingest runs, answer predictions, keep models fresh, raise alerts.
+"""The predict service's use cases: ingest runs, answer predictions from the latest model, raise alerts.
 
-Shared by the worker and the API routes of a process through `Runtime.component`, so the model
-cache and the batch writer are one per process.
+Shared by the worker and the API routes of a process through `Runtime.component`, so the model in
+memory, the pipeline cache and the batch writer are one per process. Models are never trained
+here: the predict worker's trainer (`trainer.py`) trains them in a separate process and stores
+them in the registry; a question uses the latest ready version, or answers 409 saying why there
+is none and when there will be one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,13 +24,15 @@ from sqlalchemy import select
 
 from services.predict import store as run_store
 from services.predict.config import PredictSettings
-from services.predict.domain import InsufficientHistory, history_days, require_history
+from services.predict.domain import InsufficientHistory, NotAnswerable, history_days, require_history
 from services.predict.domain import costs as cost_domain
 from services.predict.domain import failure as failure_domain
 from services.predict.domain import window as window_domain
 from services.predict.domain.alerts import transition
 from services.predict.domain.features import LOOKBACK_DAYS
 from services.predict.domain.forecast import Forecast, forecast
+from services.predict.outcomes import Outcomes
+from services.predict.registry import ModelRegistry
 from services.predict.store import MetricsStore
 from services.predict.tables import AlertEpisode
 from services.runtime import Runtime
@@ -40,10 +46,7 @@ RESOURCE_COLUMNS = {"cpu": "cpu_percent", "memory": "memory_mb", "disk": "disk_m
 RESOURCE_UNITS = {"cpu": "percent", "memory": "MB", "disk": "MB", "network": "MB"}
 COMPONENT = "predict.service"
 MIN_NEW_RUNS_TO_RETRY = 100  # after a refused training, wait for this many new runs (or the interval)
-
-
-class PipelineNotFound(LookupError):
-    pass
+MAX_CACHED_PIPELINES = 10_000
 
 
 class BatchWriter:
@@ -83,10 +86,38 @@ class BatchWriter:
                     future.set_result(None)
 
 
-@dataclass
-class _CachedModel:
-    model: failure_domain.FailureModel
-    runs_seen: int
+class PipelineNotFound(LookupError):
+    pass
+
+
+class ModelNotReady(NotAnswerable):
+    """No failure model has been trained yet (409 with why and when one is expected)."""
+
+
+@dataclass(frozen=True)
+class _PipelineEntry:
+    """A pipeline's latest features, and what each model version made of them (computed once)."""
+
+    state: failure_domain.PipelineState
+    history_days: float
+    as_of: datetime
+    loaded_at: float
+    curves: dict[int, failure_domain.SurvivalCurve] = field(default_factory=dict)
+    factors: dict[tuple[int, float], list[failure_domain.Factor]] = field(default_factory=dict)
+
+    def curve(self, version: int, model: failure_domain.FailureModel) -> failure_domain.SurvivalCurve:
+        if version not in self.curves:
+            self.curves.clear()  # only the version in use matters
+            self.curves[version] = model.curve(self.state.latest)
+        return self.curves[version]
+
+    def factors_of(
+        self, version: int, model: failure_domain.FailureModel, horizon_hours: float
+    ) -> list[failure_domain.Factor]:
+        key = (version, model.explaining_model(horizon_hours).horizon_hours)
+        if key not in self.factors:
+            self.factors[key] = model.factors(self.state.latest, self.state.usual, horizon_hours)
+        return self.factors[key]
 
 
 class PredictService:
@@ -95,12 +126,15 @@ class PredictService:
         self.settings = runtime.settings
         self.config = config or PredictSettings()
         self.store = MetricsStore(runtime.clickhouse())
+        self.registry = ModelRegistry(runtime.database)
+        self.outcomes = Outcomes(self)
         self.writer = BatchWriter(self.store.insert, self.config.insert_batch_max)
-        self._models: dict[float, _CachedModel] = {}
-        self._refusals: dict[float, tuple[datetime, int, InsufficientHistory]] = {}
-        self._training = asyncio.Lock()
-        self._runs_ingested = 0
+        self._model: tuple[int, failure_domain.FailureModel] | None = None
+        self._model_checked = float("-inf")
+        self._model_lock = asyncio.Lock()
+        self._pipelines: dict[tuple[str, str], _PipelineEntry] = {}
         self._alert_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.runs_arrived = asyncio.Event()  # wakes this process's trainer (if it runs one)
 
     @property
     def min_days(self) -> float:
@@ -111,116 +145,259 @@ class PredictService:
         """History a failure prediction reads: what the features look at, or the minimum if longer."""
         return max(float(LOOKBACK_DAYS), self.min_days + 1)
 
+    @property
+    def max_horizon_hours(self) -> int:
+        """PREDICTION_HORIZON_DAYS: the default and the longest horizon of every prediction."""
+        return 24 * self.settings.prediction_horizon_days
+
+    def training_horizons(self) -> tuple[float, ...]:
+        return failure_domain.horizon_grid(self.max_horizon_hours, (self.config.alert_horizon_hours, 24))
+
     # --- ingest ---
     async def ingest(self, events: Sequence[PipelineRunMetrics]) -> int:
         now = datetime.now(UTC)
         await self.writer.write([run_store.row_of(event, now) for event in events])
-        self._runs_ingested += len(events)
+        for event in events:
+            self._pipelines.pop((event.project_id, event.pipeline_id), None)
+        self.runs_arrived.set()
         return len(events)
 
-    # --- failure ---
-    async def model(self, horizon_hours: float) -> failure_domain.FailureModel:
-        """The cached model for this horizon; retrained when old or after enough new runs."""
-        async with self._training:
-            cached = self._models.get(horizon_hours)
-            now = datetime.now(UTC)
-            if cached is not None and not self._stale(cached, now):
-                return cached.model
-            refusal = self._refusals.get(horizon_hours)
-            if cached is None and refusal is not None and not self._worth_retrying(refusal, now):
-                raise refusal[2]  # the data has not changed enough to change the answer
-            runs = await self.store.all_runs(now - timedelta(days=self.config.training_days))
-            seen = self._runs_ingested
-            try:
-                model = await asyncio.to_thread(
-                    failure_domain.fit, runs, horizon_hours, now=now, trees=self.config.forest_trees
-                )
-            except InsufficientHistory as error:
-                self._refusals[horizon_hours] = (now, seen, error)
-                if cached is None:
-                    raise
-                return cached.model  # keep serving the last good model
-            self._models[horizon_hours] = _CachedModel(model, seen)
-            log.info("failure model trained", horizon_hours=horizon_hours, runs=model.training_runs)
-            return model
+    # --- the failure model ---
+    async def current_model(self) -> tuple[int, failure_domain.FailureModel]:
+        """The latest ready model of the registry (checked every `model_refresh_seconds`)."""
+        if self._model is None or time.monotonic() - self._model_checked > self.config.model_refresh_seconds:
+            async with self._model_lock:
+                if (
+                    self._model is None
+                    or time.monotonic() - self._model_checked > self.config.model_refresh_seconds
+                ):
+                    await self._refresh_model()
+        if self._model is None:
+            raise await self._not_ready()
+        return self._model
 
-    def _worth_retrying(self, refusal: tuple[datetime, int, InsufficientHistory], now: datetime) -> bool:
-        at, seen, _ = refusal
-        return (
-            now - at > timedelta(hours=self.config.retrain_interval_hours)
-            or self._runs_ingested - seen >= MIN_NEW_RUNS_TO_RETRY
+    async def _refresh_model(self) -> None:
+        latest = await self.registry.latest_ready_id()
+        self._model_checked = time.monotonic()
+        if latest is None or (self._model is not None and self._model[0] == latest):
+            return
+        blob = await self.registry.model_bytes(latest)
+        if blob is None:
+            return
+        try:
+            model = await asyncio.to_thread(failure_domain.FailureModel.from_bytes, blob)
+        except ValueError as error:  # other features (an older release): the trainer replaces it
+            log.warning("stored failure model not usable", version=latest, error=str(error))
+            return
+        self.use_model(latest, model)
+
+    def use_model(self, version: int, model: failure_domain.FailureModel) -> None:
+        self._model = (version, model)
+        self._model_checked = time.monotonic()
+        for horizon, part in model.horizons.items():
+            for name in ("roc_auc", "pr_auc", "recall_at_5pct_fpr"):
+                if name in part.metrics:
+                    metrics.FAILURE_MODEL_VALIDATION.labels(horizon_hours=f"{horizon:g}", metric=name).set(
+                        float(part.metrics[name])  # type: ignore[arg-type]
+                    )
+
+    async def _not_ready(self) -> ModelNotReady:
+        now = datetime.now(UTC)
+        check = timedelta(seconds=self.config.trainer_check_seconds)
+        running = await self.registry.running(now)
+        if running is not None:
+            last = await self.registry.latest("ready")
+            took = timedelta(seconds=last.training_seconds or 0) if last is not None else None
+            expected = running.started_at + took if took else None
+            return ModelNotReady(
+                "the failure model is being trained (started "
+                f"{running.started_at:%Y-%m-%d %H:%M:%S} UTC)"
+                + (f"; it should be ready by {expected:%H:%M:%S} UTC" if expected else "")
+                + "; ask again then",
+                missing="a trained failure model",
+                training_started_at=running.started_at,
+                expected_ready_at=expected,
+            )
+        attempt = await self.registry.latest()
+        if attempt is not None and attempt.status in ("refused", "failed"):
+            retry_at = (attempt.finished_at or now) + timedelta(hours=self.config.retrain_interval_hours)
+            reason = attempt.detail.get("message", "training failed")
+            return ModelNotReady(
+                f"no failure model yet: {reason}. Training is tried again when "
+                f"{MIN_NEW_RUNS_TO_RETRY} more runs are stored, or at {retry_at:%Y-%m-%d %H:%M} UTC",
+                missing=reason,
+                **{k: v for k, v in attempt.detail.items() if k in ("have", "need", "unit")},
+                next_training_at=retry_at,
+            )
+        return ModelNotReady(
+            "no failure model has been trained yet; the predict worker trains one in the background "
+            f"(it looks every {self.config.trainer_check_seconds:g} s) as soon as run history is stored",
+            missing="a trained failure model",
+            next_training_at=now + check,
         )
 
-    def _stale(self, cached: _CachedModel, now: datetime) -> bool:
-        age = now - cached.model.trained_at
-        new_runs = self._runs_ingested - cached.runs_seen
-        return age > timedelta(hours=self.config.retrain_interval_hours) or (
-            new_runs >= self.config.retrain_new_runs_share * cached.model.training_runs
-        )
-
+    # --- pipelines ---
     async def pipeline_history(self, project_id: str, pipeline_id: str, days: float) -> pd.DataFrame:
-        since = datetime.now(UTC) - timedelta(days=days)
-        runs = await self.store.pipeline_runs(project_id, pipeline_id, since)
-        if runs.empty:
-            raise PipelineNotFound(f"no runs of pipeline {pipeline_id!r} in project {project_id!r}")
-        return runs
+        """The pipeline's runs of the last `days` days; 404 if it never ran, 409 if it ran only before.
 
-    async def failure(self, project_id: str, pipeline_id: str, horizon_hours: float) -> dict[str, Any]:
+        A pipeline whose runs all predate the training window gets the same 409 from every endpoint,
+        whatever history the endpoint reads.
+        """
+        now = datetime.now(UTC)
+        runs = await self.store.pipeline_runs(project_id, pipeline_id, now - timedelta(days=days))
+        if not runs.empty:
+            return runs
+        latest = await self.store.latest_run(project_id, pipeline_id)
+        if latest is None:
+            raise PipelineNotFound(f"no runs of pipeline {pipeline_id!r} in project {project_id!r}")
+        window = (
+            max(days, float(self.config.training_days))
+            if latest < now - timedelta(days=self.config.training_days)
+            else days
+        )
+        raise InsufficientHistory(
+            f"pipeline {pipeline_id!r} has no runs in the last {window:g} days (its latest run started "
+            f"{latest:%Y-%m-%d %H:%M} UTC); predictions read recent history: send its recent runs",
+            have=0,
+            need=self.min_days,
+            unit="days",
+        )
+
+    async def pipeline_entry(self, project_id: str, pipeline_id: str) -> _PipelineEntry:
+        """Latest features and usual values of a pipeline, cached until it has a new run here (or 60 s)."""
+        key = (project_id, pipeline_id)
+        entry = self._pipelines.get(key)
+        if entry is not None and time.monotonic() - entry.loaded_at < self.config.pipeline_cache_seconds:
+            return entry
         runs = await self.pipeline_history(project_id, pipeline_id, self.feature_days)
         require_history(runs["started_at"], self.min_days, "a failure prediction")
-        model = await self.model(horizon_hours)
-        features = failure_domain.latest_features(runs)
-        probability = float(model.probabilities(features)[0])
-        factors = model.factors(features)
-        coverage = min(1.0, history_days(runs["started_at"]) / (2 * self.min_days))
+        entry = _PipelineEntry(
+            state=failure_domain.pipeline_state(runs),
+            history_days=history_days(runs["started_at"]),
+            as_of=runs["started_at"].max().to_pydatetime(),
+            loaded_at=time.monotonic(),
+        )
+        if len(self._pipelines) >= MAX_CACHED_PIPELINES:
+            self._pipelines.pop(next(iter(self._pipelines)))
+        self._pipelines[key] = entry
+        return entry
+
+    def horizon(self, asked: int | None) -> int:
+        return self.max_horizon_hours if asked is None else asked
+
+    # --- failure ---
+    async def failure(self, project_id: str, pipeline_id: str, horizon_hours: float) -> dict[str, Any]:
+        entry = await self.pipeline_entry(project_id, pipeline_id)
+        version, model = await self.current_model()
+        if horizon_hours > model.max_horizon:
+            raise InsufficientHistory(
+                f"the current failure model answers horizons up to {model.max_horizon:g} h; "
+                f"{horizon_hours:g} h needs a longer stored history to validate on",
+                have=model.max_horizon,
+                need=horizon_hours,
+                unit="hours of horizon",
+            )
+        curve = entry.curve(version, model)
+        probability = curve.probability(horizon_hours)
+        factors = entry.factors_of(version, model, horizon_hours)
+        actions = failure_domain.recommended_actions(factors)
+        severity = failure_domain.severity_of(probability)
+        description = failure_domain.describe(pipeline_id, probability, horizon_hours, factors)
+        prevention = failure_domain.prevention_window_hours(curve, entry.state)
+        explained_by = model.explaining_model(horizon_hours)
         metrics.PREDICTIONS.labels(kind="failure").inc()
+        factor_bodies = [
+            {
+                "factor": f.factor,
+                "description": failure_domain.factor_label(f.factor),
+                "current_value": f.current_value,
+                "usual_value": f.usual_value,
+                "threshold": f.threshold,
+                "beyond_threshold": f.beyond_threshold,
+                "severity": f.severity,
+                "contribution": f.contribution,
+            }
+            for f in factors
+        ]
+        probability = round(probability, 6)
         return {
+            "success": True,
+            "prediction": {
+                "type": "failure",
+                "confidence_score": probability,
+                "severity": severity,
+                "description": description,
+                "contributing_factors": [
+                    {key: body[key] for key in ("factor", "current_value", "threshold", "severity")}
+                    for body in factor_bodies
+                ],
+                "recommended_actions": [code for code, _ in actions],
+                "prevention_window_hours": prevention,
+            },
             "pipeline_id": pipeline_id,
             "project_id": project_id,
             "horizon_hours": horizon_hours,
-            "failure_probability": round(probability, 4),
-            "confidence_score": round(model.tree_agreement(features) * coverage, 3),
-            "severity": failure_domain.severity_of(probability),
-            "description": failure_domain.describe(pipeline_id, probability, horizon_hours, factors),
-            "contributing_factors": [
-                {
-                    "factor": f.factor,
-                    "current_value": None if np.isnan(f.current_value) else f.current_value,
-                    "threshold": f.threshold,
-                    "severity": f.severity,
-                    "contribution": f.contribution,
-                }
-                for f in factors
-            ],
-            "recommended_actions": failure_domain.recommended_actions(factors),
-            "prevention_window_hours": failure_domain.prevention_window_hours(
-                probability, horizon_hours, features
-            ),
-            "as_of": runs["started_at"].max().to_pydatetime(),
+            "failure_probability": probability,
+            "confidence_score": probability,
+            "severity": severity,
+            "description": description,
+            "contributing_factors": factor_bodies,
+            "recommended_actions": [sentence for _, sentence in actions],
+            "prevention_window_hours": prevention,
+            "as_of": entry.as_of,
+            "history_days": round(entry.history_days, 2),
             "model": {
+                "version": version,
                 "trained_at": model.trained_at,
                 "training_runs": model.training_runs,
-                "validation_roc_auc": None
-                if model.validation_auc is None
-                else round(model.validation_auc, 3),
+                "explained_by_horizon_hours": explained_by.horizon_hours,
+                "validation": {
+                    key: explained_by.metrics.get(key)
+                    for key in ("roc_auc", "pr_auc", "recall_at_5pct_fpr", "validation_rows")
+                },
             },
         }
+
+    async def model_versions(self, limit: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "version": v.id,
+                "status": v.status,
+                "started_at": v.started_at,
+                "finished_at": v.finished_at,
+                "training_seconds": None if v.training_seconds is None else round(v.training_seconds, 2),
+                "training_cpu_seconds": None
+                if v.training_cpu_seconds is None
+                else round(v.training_cpu_seconds, 2),
+                "horizons_hours": v.horizons,
+                "training_window": {"start": v.window_start, "end": v.window_end},
+                "training_runs": v.training_runs,
+                "positives": v.positives,
+                "data_hash": v.data_hash,
+                "model_bytes": v.model_bytes,
+                "validation": v.metrics,
+                "detail": v.detail or None,
+                "serving": self._model is not None and self._model[0] == v.id,
+            }
+            for v in await self.registry.versions(limit)
+        ]
 
     # --- alerts ---
     async def evaluate_alerts(self, project_id: str, pipeline_id: str) -> MaintenanceAlert | None:
         """Open an episode (alert published once) when risk crosses the threshold; close on a clear drop."""
         horizon = float(self.config.alert_horizon_hours)
         try:
-            runs = await self.pipeline_history(project_id, pipeline_id, self.feature_days)
-            require_history(runs["started_at"], self.min_days, "an alert")
-            model = await self.model(horizon)
-        except (InsufficientHistory, PipelineNotFound):
+            entry = await self.pipeline_entry(project_id, pipeline_id)
+            version, model = await self.current_model()
+        except (NotAnswerable, PipelineNotFound):
             return None
-        features = failure_domain.latest_features(runs)
-        probability = float(model.probabilities(features)[0])
+        probability = entry.curve(version, model).probability(horizon)
+        await self.outcomes.record(
+            project_id, pipeline_id, horizon, entry.as_of, probability, self.config.alert_threshold, version
+        )
         lock = self._alert_locks.setdefault((project_id, pipeline_id), asyncio.Lock())
         async with lock:
-            return await self._apply_transition(project_id, pipeline_id, probability, model, features)
+            return await self._apply_transition(project_id, pipeline_id, probability, model, entry, horizon)
 
     async def _apply_transition(
         self,
@@ -228,7 +405,8 @@ class PredictService:
         pipeline_id: str,
         probability: float,
         model: failure_domain.FailureModel,
-        features: pd.DataFrame,
+        entry: _PipelineEntry,
+        horizon: float,
     ) -> MaintenanceAlert | None:
         threshold = self.config.alert_threshold
         async with self.runtime.database.transaction() as session:
@@ -247,7 +425,7 @@ class PredictService:
                 clear_margin=self.config.alert_clear_margin,
             )
             if step == "open":
-                factors = model.factors(features)
+                factors = model.factors(entry.state.latest, entry.state.usual, horizon)
                 alert = MaintenanceAlert(
                     project_id=project_id,
                     pipeline_id=pipeline_id,
@@ -255,9 +433,7 @@ class PredictService:
                     probability=round(probability, 4),
                     threshold=threshold,
                     severity=failure_domain.severity_of(probability),  # type: ignore[arg-type]
-                    description=failure_domain.describe(
-                        pipeline_id, probability, model.horizon_hours, factors
-                    ),
+                    description=failure_domain.describe(pipeline_id, probability, horizon, factors),
                     episode_started_at=datetime.now(UTC),
                 )
                 episode = AlertEpisode(
@@ -266,6 +442,8 @@ class PredictService:
                     alert_type="failure_risk",
                     peak_probability=probability,
                     alert=alert.model_dump(mode="json"),
+                    as_of=entry.as_of,
+                    horizon_hours=horizon,
                 )
                 session.add(episode)
             elif step == "close" and episode is not None:
@@ -308,7 +486,15 @@ class PredictService:
         peak = int(np.argmax(result.mean))
         exceed = None if capacity is None else result.exceedance_probability(capacity)
         metrics.PREDICTIONS.labels(kind="resources").inc()
+        bottleneck = None if exceed is None else round(float(exceed.max()), 4)
         body = {
+            "success": True,
+            "prediction": {
+                "type": "resource_forecast",
+                "resource_type": resource,
+                "peak_prediction": [times[peak].to_pydatetime(), round(float(result.mean[peak]), 4)],
+                "bottleneck_probability": bottleneck,
+            },
             "pipeline_id": pipeline_id,
             "resource_type": resource,
             "unit": RESOURCE_UNITS[resource],
@@ -330,7 +516,7 @@ class PredictService:
                 "at": times[peak].to_pydatetime(),
             },
             "capacity": capacity,
-            "probability_exceed_capacity": None if exceed is None else round(float(exceed.max()), 4),
+            "probability_exceed_capacity": bottleneck,
             "first_likely_exceedance_at": None
             if exceed is None or not np.any(exceed >= 0.5)
             else times[int(np.argmax(exceed >= 0.5))].to_pydatetime(),
@@ -347,45 +533,65 @@ class PredictService:
 
     # --- costs ---
     async def costs(self, project_id: str) -> dict[str, Any]:
+        """Outlook, anomalies over the whole stored history (both directions, per pipeline and for
+        the project) and savings; the detection runs off the event loop."""
         now = datetime.now(UTC)
-        runs = await self.store.project_runs(project_id, now - timedelta(days=self.config.training_days))
-        runs = runs[runs["cost_usd"].notna()] if not runs.empty else runs
-        if runs.empty:
+        daily = await self.store.daily_costs(project_id)
+        if daily.empty:
             raise InsufficientHistory(
                 f"cost predictions need {self.min_days:g} days of runs with cost_usd; none are stored",
                 have=0,
                 need=self.min_days,
                 unit="days",
             )
-        require_history(runs["started_at"], self.min_days, "a cost prediction")
-        daily = cost_domain.daily_costs(runs)
-        daily = daily[daily["day"] < pd.Timestamp(now).normalize()]  # today is not over yet
+        latest = daily["day"].max()
+        if latest < pd.Timestamp(now) - pd.Timedelta(days=self.config.training_days):
+            raise InsufficientHistory(
+                f"project {project_id!r} has no runs with cost_usd in the last {self.config.training_days} "
+                f"days (latest on {latest:%Y-%m-%d}); predictions read recent history: send recent runs",
+                have=0,
+                need=self.min_days,
+                unit="days",
+            )
+        require_history(daily["day"], self.min_days, "a cost prediction")
+        today = pd.Timestamp(now).normalize()
+        daily = cost_domain.fill_days(daily[daily["day"] < today])  # today is not over yet
         if daily.empty:
             raise InsufficientHistory("no complete day of costs yet", have=0, need=1, unit="days")
-        found = cost_domain.anomalies(daily)
-        current, monthly, (low, high) = cost_domain.project_outlook(daily)
+        found, (current, monthly, (low, high)) = await asyncio.to_thread(
+            lambda: (cost_domain.anomalies(daily), cost_domain.project_outlook(daily))
+        )
         saving = cost_domain.savings(daily, found)
         metrics.PREDICTIONS.labels(kind="costs").inc()
+        estimated = round(sum(s.amount_usd for s in saving), 2)
         return {
+            "success": True,
+            "prediction": {
+                "type": "cost",
+                "current_daily_cost": round(current, 2),
+                "predicted_monthly_cost": round(monthly, 2),
+                "estimated_savings": estimated,
+            },
             "project_id": project_id,
             "currency": "USD",
             "current_daily_cost": round(current, 2),
             "as_of_day": daily["day"].max().date(),
+            "history_days": int(daily["day"].nunique()),
             "predicted_monthly_cost": round(monthly, 2),
             "predicted_monthly_interval_80": [round(low, 2), round(high, 2)],
             "anomalies": [
                 {
+                    "scope": a.scope,
                     "pipeline_id": a.pipeline_id,
                     "date": a.day,
+                    "kind": a.kind,
                     "cost_usd": a.cost_usd,
                     "expected_usd": a.expected_usd,
-                    "robust_z": a.robust_z,
-                    "isolation_forest": a.isolation_forest,
-                    "detected_by": list(a.detected_by),
+                    "score": a.score,
                 }
                 for a in found
             ],
-            "estimated_savings": round(sum(s.amount_usd for s in saving), 2),
+            "estimated_savings": estimated,
             "savings": [{"amount_usd": s.amount_usd, "reasoning": s.reasoning} for s in saving],
         }
 
@@ -403,6 +609,10 @@ class PredictService:
             next_start += timedelta(days=7)
         metrics.PREDICTIONS.labels(kind="maintenance_window").inc()
         return {
+            "success": True,
+            "prediction": {"type": "maintenance_window", "confidence_score": chosen.confidence},
+            "day_name": window_domain.DAY_NAMES_LONG[chosen.start_hour_of_week // 24],
+            "time_window": chosen.time_window,
             "pipeline_id": pipeline_id,
             "window": chosen.label,
             "start_hour_of_week": chosen.start_hour_of_week,

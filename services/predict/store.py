@@ -96,19 +96,47 @@ class MetricsStore:
             {"project": project_id, "pipeline": pipeline_id, "since": since},
         )
 
-    async def project_runs(self, project_id: str, since: datetime) -> pd.DataFrame:
-        return await self._runs(
-            "project_id = {project:String} AND started_at >= {since:DateTime64(3)}",
-            {"project": project_id, "since": since},
+    async def daily_costs(self, project_id: str) -> pd.DataFrame:
+        """Cost and failed-run cost per pipeline per UTC day over the project's whole stored history
+        (aggregated by ClickHouse: one row per pipeline-day, however many runs)."""
+        await self.ensure_schema()
+        frame = await self.clickhouse.query_df(
+            "SELECT pipeline_id, toStartOfDay(started_at) AS day, sum(cost_usd) AS cost,"
+            " sumIf(cost_usd, status = 'failed') AS failed_cost"
+            f" FROM {TABLE} FINAL WHERE project_id = {{project:String}} AND cost_usd IS NOT NULL"
+            " GROUP BY pipeline_id, day ORDER BY pipeline_id, day",
+            {"project": project_id},
         )
+        if frame.empty:
+            return pd.DataFrame(columns=["pipeline_id", "day", "cost", "failed_cost"])
+        frame["day"] = pd.to_datetime(frame["day"], utc=True)
+        return frame.astype({"cost": float, "failed_cost": float})
 
     async def all_runs(self, since: datetime) -> pd.DataFrame:
         """Every project's runs: the failure model learns across pipelines (it returns no one's data)."""
         return await self._runs("started_at >= {since:DateTime64(3)}", {"since": since})
 
-    async def count_runs(self) -> int:
+    async def latest_run(self, project_id: str, pipeline_id: str) -> datetime | None:
+        """Start of the pipeline's latest run, however old (None if it never ran)."""
         await self.ensure_schema()
-        rows = await self.clickhouse.query(f"SELECT count() FROM {TABLE} FINAL")
+        rows = await self.clickhouse.query(
+            f"SELECT count(), max(started_at) FROM {TABLE}"
+            " WHERE project_id = {project:String} AND pipeline_id = {pipeline:String}",
+            {"project": project_id, "pipeline": pipeline_id},
+        )
+        if not rows or not rows[0][0]:
+            return None
+        latest = pd.Timestamp(rows[0][1])
+        return (
+            latest.tz_localize("UTC") if latest.tzinfo is None else latest.tz_convert("UTC")
+        ).to_pydatetime()
+
+    async def count_runs_since(self, since: datetime) -> int:
+        await self.ensure_schema()
+        rows = await self.clickhouse.query(
+            f"SELECT count() FROM {TABLE} WHERE started_at >= {{since:DateTime64(3)}}",
+            {"since": since},
+        )
         return int(rows[0][0])
 
     async def _runs(self, where: str, parameters: dict[str, object]) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""Predict worker: `metrics.ingested` in (batched into ClickHouse), `maintenance.alerts` out.
+"""Predict worker: `metrics.ingested` in (batched into ClickHouse), `maintenance.alerts` out, and the
+trainer that keeps the failure model fresh in the background (`trainer.py`).
 
 It consumes in batches (`shared.bus.BatchConsumer`): one ClickHouse insert per batch, then the
 alert episodes of each pipeline the batch touched are re-evaluated once. Storing is idempotent by
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from services.predict.service import get_service
+from services.predict.trainer import get_trainer
 from services.runtime import Runtime
 from shared.bus import BatchConsumer, ServiceRouter
 from shared.events import Event, PipelineRunMetrics, Topic
@@ -21,6 +23,8 @@ BATCH_WAIT_MS = 20
 
 
 def create_router(runtime: Runtime) -> ServiceRouter:
+    get_trainer(runtime)  # trains and scores in the background while the worker consumes
+
     async def batch(events: Sequence[PipelineRunMetrics]) -> list[Event]:
         service = get_service(runtime)
         await service.ingest(events)

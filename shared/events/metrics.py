@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, ValidationInfo, field_validator
 
 from shared.events.base import Event, Name, Topic
 
@@ -37,6 +38,16 @@ class PipelineRunMetrics(Event):
     network_mb: float | None = Field(default=None, ge=0)
     cost_usd: float | None = Field(default=None, ge=0)
     error_message: str | None = Field(default=None, max_length=4_000)
+
+    @field_validator("ended_at")
+    @classmethod
+    def _ends_after_start(cls, ended_at: datetime, info: ValidationInfo) -> datetime:
+        started_at = info.data.get("started_at")
+        if started_at is not None and ended_at < started_at:
+            raise ValueError(
+                f"ended_at ({ended_at.isoformat()}) is before started_at ({started_at.isoformat()})"
+            )
+        return ended_at
 
     def partition_key(self) -> str:
         return self.pipeline_id

@@ -30,11 +30,19 @@ RUN_COLUMNS = (
 )
 
 
-class InsufficientHistory(Exception):
+class NotAnswerable(Exception):
+    """A question that cannot be answered honestly yet (HTTP 409); `detail` says what is missing."""
+
+    def __init__(self, message: str, **detail: object) -> None:
+        super().__init__(message)
+        self.detail: dict[str, object] = {"message": message, **detail}
+
+
+class InsufficientHistory(NotAnswerable):
     """Not enough data to answer honestly; says how much more is needed."""
 
     def __init__(self, message: str, *, have: float, need: float, unit: str) -> None:
-        super().__init__(message)
+        super().__init__(message, have=have, need=need, unit=unit)
         self.have, self.need, self.unit = have, need, unit
 
 

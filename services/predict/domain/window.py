@@ -19,6 +19,7 @@ HOURS_PER_WEEK = 168
 FAILURE_WEIGHT = 1.0  # a failed hour costs its work twice: the run and its re-run
 SHRINKAGE = 10.0  # pseudo-observations pulling sparse failure rates towards the broader rate
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+DAY_NAMES_LONG = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,12 @@ class Window:
         day, hour = divmod(self.start_hour_of_week, 24)
         end_day, end_hour = divmod((self.start_hour_of_week + self.duration_hours) % HOURS_PER_WEEK, 24)
         return f"{DAY_NAMES[day]} {hour:02d}:00 - {DAY_NAMES[end_day]} {end_hour:02d}:00 UTC"
+
+    @property
+    def time_window(self) -> str:
+        """The specification's `time_window`: clock hours of the window, UTC (`02:00-04:00`)."""
+        start = self.start_hour_of_week % 24
+        return f"{start:02d}:00-{(start + self.duration_hours) % 24:02d}:00"
 
 
 class NoAllowedWindow(ValueError):
