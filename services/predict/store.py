@@ -112,6 +112,13 @@ class MetricsStore:
         frame["day"] = pd.to_datetime(frame["day"], utc=True)
         return frame.astype({"cost": float, "failed_cost": float})
 
+    async def project_runs(self, project_id: str, since: datetime) -> pd.DataFrame:
+        """A project's runs of every pipeline (the console's run summary)."""
+        return await self._runs(
+            "project_id = {project:String} AND started_at >= {since:DateTime64(3)}",
+            {"project": project_id, "since": since},
+        )
+
     async def all_runs(self, since: datetime) -> pd.DataFrame:
         """Every project's runs: the failure model learns across pipelines (it returns no one's data)."""
         return await self._runs("started_at >= {since:DateTime64(3)}", {"since": since})

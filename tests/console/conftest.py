@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -137,7 +138,9 @@ async def _ok(response: httpx.Response, *codes: int) -> Any:
 
 
 @pytest.fixture(scope="session")
-async def seeded(client: httpx.AsyncClient, auth: dict[str, str], runtime: Runtime) -> Seeded:
+async def seeded(
+    client: httpx.AsyncClient, auth: dict[str, str], runtime: Runtime, warehouse_url: str
+) -> Seeded:
     member = await new_member(client, auth, "console")
     project, username, headers = member.project, member.username, member.headers
     suffix = project.rsplit("-", 1)[1]
@@ -201,7 +204,17 @@ async def seeded(client: httpx.AsyncClient, auth: dict[str, str], runtime: Runti
         await client.post(f"{features}/write", params=params, json={"features": values}, headers=headers)
     )
 
-    # templates: a control table entry (its source object carries markup)
+    # templates: a control table entry (its source object carries markup), reading a table of the
+    # warehouse connection the pipeline runs on (instantiate checks that the source exists)
+    source_table = f"orders{HOSTILE_SCRIPT}"
+    warehouse = await asyncpg.connect(warehouse_url.replace("+asyncpg", ""))
+    try:
+        quoted = '"' + source_table.replace('"', '""') + '"'
+        await warehouse.execute(
+            f"CREATE TABLE IF NOT EXISTS public.{quoted} (id bigint PRIMARY KEY, amount numeric, seq bigint)"
+        )
+    finally:
+        await warehouse.close()
     templates = "/api/v1/advanced/templates"
     entry = await _ok(
         await client.post(
@@ -209,8 +222,8 @@ async def seeded(client: httpx.AsyncClient, auth: dict[str, str], runtime: Runti
             params=params,
             json={
                 "source_system": "crm",
-                "source_object": f"public.orders{HOSTILE_SCRIPT}",
-                "target_system": "platform",
+                "source_object": f"public.{source_table}",
+                "target_system": "warehouse",
                 "target_object": f"dw_{suffix}.orders",
                 "template_id": "incremental_postgres",
                 "load_type": "incremental",

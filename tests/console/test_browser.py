@@ -152,7 +152,7 @@ async def test_sign_in_by_keyboard_then_walk_the_navigation(
         ("Overview", "Overview"),
     ]:
         await page.get_by_role("navigation", name="Main").get_by_role("link", name=label).click()
-        await page.wait_for_function("h => document.querySelector('main h1').textContent === h", arg=heading)
+        await page.wait_for_function("h => document.querySelector('main h1')?.textContent === h", arg=heading)
         assert await page.get_attribute(f"nav a:text-is('{label}')", "aria-current") == "page"
 
     # signing out and in again gives a new session whose forms work at once (no stale CSRF token)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sys
+import time
 import uuid
 from collections.abc import Sequence
 from typing import ClassVar
@@ -348,3 +350,58 @@ async def _gauge(name: str, topic: str, group: str) -> dict[str, float] | None:
         if sample.labels["topic"] == topic and sample.labels["group"] == group
     }
     return values or None
+
+
+ABANDONED_MEMBER = """
+import asyncio, sys
+from aiokafka import AIOKafkaConsumer
+
+async def main():
+    servers, topics = sys.argv[1], sys.argv[2:]
+    consumers = [
+        AIOKafkaConsumer(topic, bootstrap_servers=servers, group_id=f"test-{topic}", session_timeout_ms=6000)
+        for topic in topics
+    ]
+    await asyncio.gather(*(consumer.start() for consumer in consumers))
+    print("joined", flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+async def test_subscribers_whose_groups_lost_a_member_start_together(migrated: Settings) -> None:
+    """After a crash each group waits for the dead member's session to end (about 6 s) before it
+    assigns partitions; the subscribers start at once, so a restart waits that long once, not once
+    per subscriber."""
+    topics = [(await topics_for(migrated, f"restart{index}"))[0] for index in range(4)]
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        ABANDONED_MEMBER,
+        migrated.kafka_bootstrap_servers,
+        *topics,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    assert await asyncio.wait_for(child.stdout.readline(), 60) == b"joined\n"
+    child.kill()  # SIGKILL: its members never leave their groups
+    await child.wait()
+    broker = create_broker(migrated)
+    for topic in topics:
+        router = ServiceRouter(broker, migrated, group_id=f"test-{topic}")
+        router.consumes(topic)(_ignore)
+        broker.include_router(router)
+    started = time.monotonic()
+    try:
+        await broker.start()
+        elapsed = time.monotonic() - started
+        assigned = {tp.topic for sub in broker.subscribers for tp in sub.consumer.assignment()}
+    finally:
+        await broker.stop()
+    assert assigned == set(topics)
+    assert elapsed < 3 * migrated.kafka_session_timeout_ms / 1000, f"{elapsed:.1f}s: one group after another"
+
+
+async def _ignore(event: Note) -> None:
+    del event

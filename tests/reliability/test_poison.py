@@ -96,9 +96,9 @@ async def platform(stack: Stack) -> AsyncIterator[Platform]:
         await asyncio.to_thread(process.wait_listening)
         async with httpx.AsyncClient(base_url=process.url, timeout=30) as http:
             deadline = time.monotonic() + 90
-            while (await http.get("/ready")).json()["status"] != "ready":
+            while (ready := await http.get("/ready")).json()["status"] != "ready":
                 assert process.process.poll() is None, process.output()
-                assert time.monotonic() < deadline, f"aietl up not ready:\n{process.output()}"
+                assert time.monotonic() < deadline, f"aietl up not ready: {ready.text}\n{process.output()}"
                 await asyncio.sleep(0.2)
             login = {"username": "admin", "password": ADMIN_PASSWORD}
             token = (await http.post("/api/v1/auth/login", json=login)).json()["access_token"]
