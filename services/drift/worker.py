@@ -17,19 +17,23 @@ Per-event transactions would cap the worker at the round-trip rate of the databa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
+import structlog
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.drift import service, store
-from services.drift.domain import Column, columns_of
+from services.drift.domain import Column, InvalidSchemaError, columns_of
 from services.runtime import Runtime
-from shared.bus import BatchConsumer, ServiceRouter
+from shared.bus import BatchConsumer, ServiceRouter, describe_error
 from shared.db import ProcessedEvent, process_once
 from shared.events import DriftDetected, SchemaObserved, Topic
 from shared.events.base import utc_now
 
+log = structlog.get_logger(__name__)
 GROUP = "drift"
 ACTOR = "worker:drift"
 MAX_BATCH = 500
@@ -91,10 +95,30 @@ async def process_one(runtime: Runtime, event: SchemaObserved) -> DriftDetected 
     return output
 
 
+class UnprocessableObservation(ValueError):
+    """An observation that can never be processed; the message names its table and the field."""
+
+
+def _table_of(body: bytes) -> str:
+    """`connector/table` as far as the body says (best effort: it may be malformed)."""
+    try:
+        data = json.loads(body)
+        return f"{data.get('connector_id', '?')}/{data.get('table_name', '?')}"[:520]
+    except (ValueError, AttributeError):
+        return "?/?"
+
+
 def parse(body: bytes) -> tuple[SchemaObserved, list[Column]]:
-    """The event and its parsed columns; raises for input that can never be processed."""
-    event = SchemaObserved.model_validate_json(body)
-    return event, columns_of(event.columns, event.dialect)  # InvalidSchemaError names the field
+    """The event and its parsed columns; raises for input that can never be processed (it goes to
+    the dead-letter topic with a reason that names the table, and the log says so too)."""
+    try:
+        event = SchemaObserved.model_validate_json(body)
+        return event, columns_of(event.columns, event.dialect)  # InvalidSchemaError names the field
+    except (ValidationError, InvalidSchemaError) as error:
+        table = _table_of(body)
+        reason = f"table {table}: {describe_error(error)}"
+        log.warning("schema.observed refused", table=table, reason=reason)
+        raise UnprocessableObservation(reason) from None
 
 
 def create_router(runtime: Runtime) -> ServiceRouter:

@@ -29,6 +29,12 @@ class ObservedColumn(Contract):
     nullable: bool = True
     primary_key: bool = False
     sample_values: list[SampleValue] = Field(default_factory=list, max_length=100)
+    distinct_ratio: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Distinct values / rows of a sample (evidence for renames)."
+    )
+    null_ratio: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="NULL values / rows of a sample (evidence for renames)."
+    )
 
 
 class SchemaObserved(Event):
@@ -66,6 +72,14 @@ class SuggestedMapping(Contract):
     dialect: Dialect = "generic"
 
 
+class Evidence(Contract):
+    """One piece of what a rename decision rested on: a feature of the pair and its share of the
+    decision (log-odds; positive speaks for a rename, negative against)."""
+
+    kind: str
+    weight: float
+
+
 class Drift(Contract):
     drift_type: DriftType
     column_name: str
@@ -79,6 +93,10 @@ class Drift(Contract):
     confidence_score: float = Field(ge=0.0, le=1.0)
     suggested_mapping: SuggestedMapping | None = None
     description: str = ""
+    evidence: list[Evidence] = Field(
+        default_factory=list,
+        description="For a rename, or a new/removed column that could have been one: what decided it.",
+    )
 
 
 class DriftDetected(Event):

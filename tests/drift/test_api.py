@@ -145,11 +145,10 @@ async def test_unblock_and_policies(client: httpx.AsyncClient, project_user):
 async def test_bad_input_is_422_naming_the_field(client: httpx.AsyncClient, project_user):
     _, headers = project_user
     table = f"t_{uuid.uuid4().hex[:8]}"
-    unknown = await client.post(
+    unknown = await client.post(  # an unknown type is an opaque name, never refused
         f"{API}/detect", json=_body(table, [{"name": "a", "type": "definitely_not_a_type"}]), headers=headers
     )
-    assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"][-1] == "type"
-    assert "unknown type 'definitely_not_a_type'" in unknown.text
+    assert unknown.status_code == 200 and unknown.json()["baseline_created"] is True
     duplicate = await client.post(
         f"{API}/detect",
         json=_body(table, [{"name": "a", "type": "int"}, {"name": "a", "type": "int"}]),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.drift.domain import UnknownTypeError, classify, normalise, parse_type
+from services.drift.domain import classify, normalise, parse_type
 
 SAME_TYPES = [
     [
@@ -105,8 +105,11 @@ def test_unsigned_and_array_classification() -> None:
 
 
 @pytest.mark.parametrize(
-    ("type_string", "dialect"), [("bogus_type", "postgres"), ("", "generic"), ("int int", "mysql")]
+    ("type_string", "dialect"), [("bogus_type", "postgres"), ("my_enum", "generic"), ("int int", "mysql")]
 )
-def test_unknown_types_raise_a_clear_error(type_string: str, dialect: str) -> None:
-    with pytest.raises(UnknownTypeError, match=f"unknown type .* for dialect {dialect}"):
-        normalise(type_string, dialect)
+def test_unknown_types_are_opaque_names_never_refused(type_string: str, dialect: str) -> None:
+    parsed = normalise(type_string, dialect)
+    assert parsed.family == "opaque" and parsed.detail == type_string
+    assert classify(parsed, normalise(type_string, dialect)) == "same"
+    assert classify(parsed, normalise("other_type", dialect)) == "incompatible"
+    assert classify(parsed, normalise("text", dialect)) == "widening"  # every value has a text form
