@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import func, select, text
 
 from bench.foundation import _drop, _postgres_database
@@ -76,6 +77,25 @@ def _wide_tables() -> tuple[list[ObservedColumn], list[ObservedColumn]]:
     observed[6] = observed[6].model_copy(update={"nullable": True})
     del observed[500]
     observed += [ObservedColumn(name="added_a", type="text"), ObservedColumn(name="added_b", type="int")]
+    return base, observed
+
+
+def wide_renamed_tables(width: int, renames: int) -> tuple[list[ObservedColumn], list[ObservedColumn]]:
+    """`width` columns named from a small vocabulary (so names share words, as real ones do);
+    the observation renames `renames` of them (a word changed), spread through the table."""
+    words = ["customer", "order", "amount", "price", "status", "created", "updated", "name", "email"]
+    words += ["phone", "address", "city", "country", "region", "code", "total", "tax", "discount"]
+    base = [
+        ObservedColumn(
+            name=f"{words[i % len(words)]}_{words[(i * 7) % len(words)]}_{i}", type=TYPES[i % len(TYPES)]
+        )
+        for i in range(width)
+    ]
+    observed = list(base)
+    step = width // renames
+    for k in range(renames):
+        i = k * step + 3
+        observed[i] = observed[i].model_copy(update={"name": f"{observed[i].name}_renamed"})
     return base, observed
 
 
@@ -261,8 +281,64 @@ async def worker_figures(database_url: str) -> dict[str, Any]:
     }
 
 
+WIDE_RENAMES_COLUMNS = 10_000
+WIDE_RENAMES = 500
+HTTP_TABLE_COLUMNS = 50
+HTTP_REQUESTS = 300
+
+
+def wide_renames_ms() -> dict[str, Any]:
+    """Issue 16's bound: 10,000 columns of which 500 renamed, parsed and detected in-process."""
+    base, observed = wide_renamed_tables(WIDE_RENAMES_COLUMNS, WIDE_RENAMES)
+    baseline = columns_of(base, "postgres")
+    timings, renames = [], 0
+    for _ in range(3):
+        started = time.perf_counter()
+        drifts = detect(baseline, columns_of(observed, "postgres"), "postgres")
+        timings.append((time.perf_counter() - started) * 1_000)
+        renames = sum(1 for d in drifts if d.drift_type == "renamed_column")
+    return {"detect_10000_columns_500_renames_ms": round(min(timings)), "detect_renames_found": renames}
+
+
+def detect_http_latency() -> dict[str, Any]:
+    """`POST /detect` over HTTP on an embedded platform (`aietl up`: SQLite + tansu), a 50-column
+    table: every other request adds a nullable column (adapted: a new version is written and
+    `drift.detected` published), the others repeat the current schema (nothing to write)."""
+    from services.demo import embedded_platform
+
+    columns = [
+        {"name": f"c{i}", "type": TYPES[i % len(TYPES)], "nullable": i > 0, "primary_key": i == 0}
+        for i in range(HTTP_TABLE_COLUMNS)
+    ]
+    latencies: dict[str, list[float]] = {"changed": [], "unchanged": []}
+    with embedded_platform(lambda _: None) as (url, username, password), httpx.Client(base_url=url) as http:
+        token = http.post("/api/v1/auth/login", json={"username": username, "password": password})
+        http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        body = {"connector_id": "bench", "table_name": "t50", "dialect": "postgres"}
+        for n in range(HTTP_REQUESTS + 20):
+            if n % 2:
+                columns.append({"name": f"added_{n}", "type": "text"})
+            started = time.perf_counter()
+            response = http.post(
+                "/api/v1/advanced/schema-drift/detect", json={**body, "current_schema": {"columns": columns}}
+            )
+            elapsed = (time.perf_counter() - started) * 1_000
+            response.raise_for_status()
+            if n >= 20:  # warm-up
+                latencies["changed" if n % 2 else "unchanged"].append(elapsed)
+    every = sorted(latencies["changed"] + latencies["unchanged"])
+    figures = {
+        "detect_http_p50_ms": round(every[len(every) // 2], 2),
+        "detect_http_p99_ms": round(every[int(len(every) * 0.99) - 1], 2),
+    }
+    for kind, values in latencies.items():
+        values.sort()
+        figures[f"detect_http_{kind}_p50_ms"] = round(values[len(values) // 2], 2)
+    return figures | {"load_average_1m": round(os.getloadavg()[0], 2)}
+
+
 def run() -> dict[str, Any]:
-    figures: dict[str, Any] = detection_ms()
+    figures: dict[str, Any] = detection_ms() | wide_renames_ms() | detect_http_latency()
     name, url = _postgres_database()
     try:
         figures |= asyncio.run(worker_figures(url))

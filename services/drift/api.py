@@ -12,7 +12,6 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from services.drift import analyser, observer, plot, service, store
-from services.drift.domain import InvalidSchemaError, columns_of
 from services.drift.tables import Detection
 from services.gateway.deps import AdminDep, PrincipalDep, ProjectDep, RuntimeDep, SessionDep
 from shared.bus import publish_event
@@ -31,12 +30,6 @@ def _unprocessable(location: list[str | int], message: str) -> HTTPException:
     return HTTPException(
         status.HTTP_422_UNPROCESSABLE_CONTENT,
         detail=[{"loc": ["body", *location], "msg": message, "type": "value_error"}],
-    )
-
-
-def _schema_error(error: InvalidSchemaError, prefix: list[str | int]) -> HTTPException:
-    return _unprocessable(
-        [*prefix, *error.field.replace("[", ".").replace("]", "").split(".")], error.message
     )
 
 
@@ -78,10 +71,13 @@ async def detect(
     body: DetectRequest, project_id: ProjectDep, principal: PrincipalDep, runtime: RuntimeDep
 ) -> Any:
     """Compare the schema with the table's baseline and decide by policy; the first call sets version 1."""
-    try:
-        columns_of(body.current_schema.columns, body.dialect)
-    except InvalidSchemaError as error:
-        raise _schema_error(error, ["current_schema"]) from None
+    seen: set[str] = set()
+    for index, column in enumerate(body.current_schema.columns):
+        if column.name in seen:
+            raise _unprocessable(
+                ["current_schema", "columns", str(index), "name"], f"duplicate column name {column.name!r}"
+            )
+        seen.add(column.name)
     event = SchemaObserved(
         project_id=project_id,
         connector_id=body.connector_id,
@@ -406,20 +402,30 @@ class ObserveRequest(BaseModel):
     url: str | None = Field(
         default=None,
         max_length=2_000,
-        description="postgresql:// or sqlite:/// URL; omit to read the platform's own ClickHouse.",
+        description="postgresql://, mysql:// (or mariadb://) or sqlite:/// URL; omit to read the "
+        "platform's own ClickHouse.",
     )
     samples: int = Field(default=0, ge=0, le=100, description="distinct sample values per column")
+
+
+class NotObserved(BaseModel):
+    table: str
+    reason: str
 
 
 class ObserveResponse(BaseModel):
     event_ids: list[uuid.UUID]
     tables: list[str]
+    failed: list[NotObserved] = Field(
+        default_factory=list, description="Tables that could not be read, with the reason."
+    )
 
 
 @router.post("/observe", response_model=ObserveResponse, status_code=status.HTTP_202_ACCEPTED)
 async def observe(body: ObserveRequest, project_id: ProjectDep, admin: AdminDep, runtime: RuntimeDep) -> Any:
     """Read the live schema of tables and publish `schema.observed` for each (administrators only:
-    the gateway connects to the URL given)."""
+    the gateway connects to the URL given). Tables that cannot be read are listed in `failed`; when
+    none can, the answer is a 422 naming them."""
     if body.url is None:
         dialect: Dialect = "clickhouse"
         reader = observer.clickhouse_reader(runtime.clickhouse())
@@ -432,7 +438,7 @@ async def observe(body: ObserveRequest, project_id: ProjectDep, admin: AdminDep,
             raise _unprocessable(["url"], "omit url to read the platform's ClickHouse")
         reader = observer.sql_reader(body.url)
     try:
-        events = await observer.observe_once(
+        published = await observer.observe_once(
             runtime.broker,
             reader,
             dialect=dialect,
@@ -445,4 +451,11 @@ async def observe(body: ObserveRequest, project_id: ProjectDep, admin: AdminDep,
     except observer.ObserveError as error:
         field, _, message = str(error).partition(": ")
         raise _unprocessable([field], message) from None
-    return ObserveResponse(event_ids=[e.event_id for e in events], tables=[e.table_name for e in events])
+    failed = [NotObserved(table=table, reason=reason) for table, reason in published.failed.items()]
+    if not published.events:
+        raise _unprocessable(["tables"], "; ".join(f"{f.table}: {f.reason}" for f in failed))
+    return ObserveResponse(
+        event_ids=[e.event_id for e in published.events],
+        tables=[e.table_name for e in published.events],
+        failed=failed,
+    )

@@ -6,6 +6,7 @@ effects it records commit together.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -243,29 +244,35 @@ async def observe(session: AsyncSession, event: SchemaObserved, actor: str) -> O
 
 
 async def observe_many(
-    session: AsyncSession,
-    events: Sequence[SchemaObserved],
-    default_actor: str,
-    parsed: Sequence[list[Column]] | None = None,
+    session: AsyncSession, events: Sequence[SchemaObserved], default_actor: str
 ) -> list[Outcome]:
     """Compare observations with their baselines, decide by policy, record everything, in order.
 
     A handful of queries load the state of every table involved and one `INSERT` per table writes
     the rows of all of them, whatever the number of events; the caller's transaction commits them.
-    `parsed` are the events' columns when the caller already parsed them (the worker does, to
-    validate). Raises `InvalidSchemaError` (naming the field) for a schema that cannot be understood."""
-    if parsed is None:
-        parsed = [columns_of(event.columns, event.dialect) for event in events]
-    digests = [schema_hash(columns) for columns in parsed]
+    Parsing and detection run in a worker thread, so a 10,000-column table does not stall the event
+    loop (the gateway's other requests, the worker's heartbeats). Raises `InvalidSchemaError`
+    (naming the field) for a schema that cannot be understood."""
+    parsed, digests = await asyncio.to_thread(_parse_all, events)
     states = await _load_states(session, events, digests)
     writes = _Writes()
-    outcomes = []
-    for event, columns, digest in zip(events, parsed, digests, strict=True):
-        state = states[(event.project_id, event.connector_id, event.table_name)]
-        actor = event.observed_by or default_actor
-        outcomes.append(_observe(writes, event, columns, digest, actor, state))
+
+    def decide_all() -> list[Outcome]:
+        outcomes = []
+        for event, columns, digest in zip(events, parsed, digests, strict=True):
+            state = states[(event.project_id, event.connector_id, event.table_name)]
+            actor = event.observed_by or default_actor
+            outcomes.append(_observe(writes, event, columns, digest, actor, state))
+        return outcomes
+
+    outcomes = await asyncio.to_thread(decide_all)
     await writes.insert(session)
     return outcomes
+
+
+def _parse_all(events: Sequence[SchemaObserved]) -> tuple[list[list[Column]], list[str]]:
+    parsed = [columns_of(event.columns, event.dialect) for event in events]
+    return parsed, [schema_hash(columns) for columns in parsed]
 
 
 def _observe(

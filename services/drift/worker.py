@@ -26,7 +26,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.drift import service, store
-from services.drift.domain import Column, InvalidSchemaError, columns_of
 from services.runtime import Runtime
 from shared.bus import BatchConsumer, ServiceRouter, describe_error
 from shared.db import ProcessedEvent, process_once
@@ -40,12 +39,8 @@ MAX_BATCH = 500
 BATCH_WAIT_MS = 10  # take what has arrived: a busy topic fills batches anyway, a quiet one is not delayed
 
 
-async def process_batch(
-    runtime: Runtime, events: Sequence[SchemaObserved], parsed: Sequence[list[Column]] | None = None
-) -> list[DriftDetected]:
-    """Record every event once in one transaction; return what to publish (new and stored outputs).
-
-    `parsed` are the events' columns when validation already parsed them."""
+async def process_batch(runtime: Runtime, events: Sequence[SchemaObserved]) -> list[DriftDetected]:
+    """Record every event once in one transaction; return what to publish (new and stored outputs)."""
     ids = [str(event.event_id) for event in events]
     async with runtime.database.transaction() as session:
         rows = await session.execute(
@@ -58,9 +53,8 @@ async def process_batch(
         for index, event_id in enumerate(ids):
             if event_id not in done:
                 fresh.setdefault(event_id, index)
-        columns = [parsed[index] for index in fresh.values()] if parsed is not None else None
         batch = [events[index] for index in fresh.values()]
-        outcomes = await service.observe_many(session, batch, ACTOR, columns) if batch else []
+        outcomes = await service.observe_many(session, batch, ACTOR) if batch else []
         produced = dict(zip(fresh, (outcome.output() for outcome in outcomes), strict=True))
         processed_at = utc_now()  # the batch commits as one
         markers = [
@@ -108,13 +102,13 @@ def _table_of(body: bytes) -> str:
         return "?/?"
 
 
-def parse(body: bytes) -> tuple[SchemaObserved, list[Column]]:
-    """The event and its parsed columns; raises for input that can never be processed (it goes to
-    the dead-letter topic with a reason that names the table, and the log says so too)."""
+def parse(body: bytes) -> SchemaObserved:
+    """The event; raises for input that can never be processed (it goes to the dead-letter topic
+    with a reason that names the table, and the log says so too). Its columns are parsed with the
+    detection, off the event loop: every type is accepted, duplicate names the contract refuses."""
     try:
-        event = SchemaObserved.model_validate_json(body)
-        return event, columns_of(event.columns, event.dialect)  # InvalidSchemaError names the field
-    except (ValidationError, InvalidSchemaError) as error:
+        return SchemaObserved.model_validate_json(body)
+    except ValidationError as error:
         table = _table_of(body)
         reason = f"table {table}: {describe_error(error)}"
         log.warning("schema.observed refused", table=table, reason=reason)
@@ -124,11 +118,11 @@ def parse(body: bytes) -> tuple[SchemaObserved, list[Column]]:
 def create_router(runtime: Runtime) -> ServiceRouter:
     """The drift subscriber consumes batches (`shared.bus.BatchConsumer`)."""
 
-    async def batch(items: Sequence[tuple[SchemaObserved, list[Column]]]) -> list[DriftDetected]:
-        return await process_batch(runtime, [event for event, _ in items], [columns for _, columns in items])
+    async def batch(events: Sequence[SchemaObserved]) -> list[DriftDetected]:
+        return await process_batch(runtime, events)
 
-    async def one(item: tuple[SchemaObserved, list[Column]]) -> list[DriftDetected]:
-        output = await process_one(runtime, item[0])
+    async def one(event: SchemaObserved) -> list[DriftDetected]:
+        output = await process_one(runtime, event)
         return [] if output is None else [output]
 
     BatchConsumer(

@@ -143,4 +143,7 @@ def substitution(left: str, right: str) -> float:
     a, b = "".join(left_only), "".join(right_only)
     if _is_abbreviation(a, b) or _is_abbreviation(b, a) or a in b or b in a:
         return 0.0
-    return 1.0 if SequenceMatcher(None, a, b).ratio() < 0.7 else 0.0
+    matcher = SequenceMatcher(None, a, b, autojunk=False)
+    if matcher.real_quick_ratio() < 0.7 or matcher.quick_ratio() < 0.7:  # upper bounds: no need
+        return 1.0
+    return 1.0 if matcher.ratio() < 0.7 else 0.0

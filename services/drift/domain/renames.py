@@ -34,7 +34,7 @@ from services.drift.domain.types import classify
 MODEL_FILE = Path(__file__).with_name("rename_model.json")
 EXHAUSTIVE_PAIRS = 400  # a table with fewer removed x added pairs has every pair scored
 NEAR_PLACES = 2  # besides shared words: added columns this close to the removed one's place
-MAX_CANDIDATES_PER_COLUMN = 12  # the cheap pre-score keeps this many partners per column
+MAX_CANDIDATES_PER_COLUMN = 6  # the cheap pre-score keeps this many partners per column
 SAMPLE_INDEX_LIMIT = 20  # sample values per column used to find partners by data
 EXACT_ASSIGNMENT_LIMIT = 60  # columns on one side of a linked group paired exactly (Hungarian)
 
