@@ -156,7 +156,8 @@ DASHBOARDS = (
     Dashboard(
         uid="aietl-schema-drift",
         title="AI-ETL / Schema drift events",
-        description="Drifts detected by type, severity and the strategy applied.",
+        description="Drifts detected by type, severity and the strategy applied; auto-adaptation rate "
+        "and time to resolution.",
         panels=(
             Panel(
                 "Drifts in range by type",
@@ -180,6 +181,46 @@ DASHBOARDS = (
                 "Drifts / s by type and severity",
                 (rate_by("aietl_drift_events_total", "drift_type, severity"),),
                 unit="ops",
+                width=24,
+            ),
+            Panel(
+                "Drifts detected per day by type and severity",
+                (
+                    (
+                        "sum by (drift_type, severity) (increase(aietl_drift_events_total[1d]))",
+                        "{{drift_type}} {{severity}}",
+                    ),
+                ),
+                description="Each point: the drifts detected in the day before it.",
+                width=12,
+            ),
+            Panel(
+                "Auto-adaptation rate",
+                (
+                    (
+                        'sum(increase(aietl_drift_detections_total{status="adapted", decided_by="policy"}'
+                        "[$__range])) / sum(increase(aietl_drift_detections_total"
+                        '{decided_by="policy"}[$__range]))',
+                        "adapted by policy",
+                    ),
+                ),
+                unit="percentunit",
+                kind="stat",
+                description="Detections the policy adapted at once, of all detections (the spec's "
+                "auto-resolution of schema changes).",
+                width=6,
+            ),
+            Panel(
+                "Decisions in range by status",
+                (increase_by("aietl_drift_detections_total", "status, decided_by"),),
+                kind="stat",
+                width=6,
+            ),
+            Panel(
+                "Time to resolution (detection to decision)",
+                latency_quantiles("aietl_drift_resolution_seconds", "strategy"),
+                unit="s",
+                description="0 s for detections the policy adapts; a person's adapt or unblock otherwise.",
                 width=24,
             ),
             *worker_panels("drift", "schema.observed"),

@@ -45,7 +45,7 @@ async def _publish(runtime: Any, event: DriftDetected) -> None:
 
 
 class CurrentSchema(BaseModel):
-    columns: list[ObservedColumn] = Field(min_length=1, max_length=10_000)
+    columns: list[ObservedColumn] = Field(min_length=0, max_length=10_000)
 
 
 class DetectRequest(BaseModel):
@@ -136,7 +136,7 @@ async def detections(
     connector_id: Annotated[str | None, Query(max_length=255)] = None,
     table_name: Annotated[str | None, Query(max_length=255)] = None,
     status_: Annotated[
-        str | None, Query(alias="status", pattern="^(adapted|pending|alerted|blocked)$")
+        str | None, Query(alias="status", pattern="^(adapted|pending|alerted|blocked|unblocked)$")
     ] = None,
     limit: Limit = 100,
 ) -> list[DetectionOut]:
@@ -190,6 +190,7 @@ async def adapt(
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
     except ValueError as error:
         raise _unprocessable(["drift_indexes"], str(error)) from None
+    service.record_decision(row, body.strategy)
     if accepted is not None:
         await _publish(runtime, accepted)
     return DetectionOut.of(row)
@@ -227,11 +228,13 @@ async def unblock(
     """Let a blocked source flow again without accepting its change (accept it with /adapt instead)."""
     try:
         async with runtime.database.transaction() as session:
-            await service.unblock(
+            closed = await service.unblock(
                 session, project_id, body.connector_id, body.table_name, f"user:{principal.username}"
             )
     except service.NotFoundError as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
+    for detection in closed:
+        service.record_decision(detection, "unblock")
 
 
 # --- baselines and history -----------------------------------------------------------------------

@@ -11,7 +11,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -354,9 +354,13 @@ def _observe(
 
 
 def record_metrics(outcome: Outcome) -> None:
-    """Count drifts once, after their detection has committed."""
+    """Count drifts and the detection once, after it has committed; a detection the policy adapts
+    is resolved at once (0 s to resolution)."""
     if outcome.detection is None or not outcome.is_new:
         return
+    metrics.DRIFT_DETECTIONS.labels(status=outcome.detection.status, decided_by="policy").inc()
+    if outcome.detection.status == "adapted":
+        metrics.DRIFT_RESOLUTION_SECONDS.labels(strategy="auto_adapt").observe(0.0)
     for drift in outcome.drifts:
         metrics.DRIFT_EVENTS.labels(
             drift_type=drift.drift_type, severity=drift.severity, strategy=outcome.detection.strategy
@@ -430,7 +434,9 @@ async def adapt(
             SchemaVersion,
             [_version_row(detection, latest.version + 1, after_hash, columns, detection.observed_event_id)],
         )
-        await store.clear_block(session, project_id, detection.connector_id, detection.table_name)
+        if await store.clear_block(session, project_id, detection.connector_id, detection.table_name):
+            table = TableRef(project_id, detection.connector_id, detection.table_name)
+            await _close_blocked(session, table, actor, keep=detection.id)
     elif strategy == "fail":
         await store.set_block(session, project_id, detection.connector_id, detection.table_name, detection.id)
     detection.strategy = strategy
@@ -454,17 +460,46 @@ async def adapt(
 
 async def unblock(
     session: AsyncSession, project_id: str, connector_id: str, table_name: str, actor: str
-) -> None:
-    """Let a blocked source flow again without accepting its change (the baseline stays)."""
+) -> list[Detection]:
+    """Let a blocked source flow again without accepting its change (the baseline stays).
+
+    The table's blocked detections are closed (status `unblocked`): a change observed again is
+    decided anew by the policy, not answered with the old `fail`. Returns them (for the metrics)."""
     if not await store.clear_block(session, project_id, connector_id, table_name):
         raise NotFoundError(f"{connector_id}/{table_name} is not blocked")
+    closed = await _close_blocked(session, TableRef(project_id, connector_id, table_name), actor)
     await _audit(
         session,
         TableRef(project_id, connector_id, table_name),
         "unblocked",
         actor,
-        detail="unblocked without accepting the change",
+        detail=f"unblocked without accepting the change; {len(closed)} blocked detection(s) closed",
     )
+    return closed
+
+
+async def _close_blocked(
+    session: AsyncSession, table: TableRef, actor: str, keep: str | None = None
+) -> list[Detection]:
+    """Close the table's blocked detections (but `keep`): their changes are decided anew."""
+    closed = []
+    for detection in await store.blocked_detections(
+        session, table.project_id, table.connector_id, table.table_name
+    ):
+        if detection.id != keep:
+            detection.status, detection.decided_by = "unblocked", actor
+            closed.append(detection)
+    return closed
+
+
+def record_decision(detection: Detection, strategy: str) -> None:
+    """A person's decision (or an unblock), once committed: its status and time to resolution."""
+    metrics.DRIFT_DETECTIONS.labels(status=detection.status, decided_by="person").inc()
+    created = detection.created_at
+    if created.tzinfo is None:  # SQLite gives back naive UTC
+        created = created.replace(tzinfo=UTC)
+    waited = max(0.0, (utc_now() - created).total_seconds())
+    metrics.DRIFT_RESOLUTION_SECONDS.labels(strategy=strategy).observe(waited)
 
 
 async def set_policy(

@@ -45,7 +45,7 @@ class SchemaObserved(Event):
     connector_id: Name
     table_name: Name
     dialect: Dialect = "generic"
-    columns: list[ObservedColumn] = Field(min_length=1, max_length=10_000)
+    columns: list[ObservedColumn] = Field(min_length=0, max_length=10_000)
     observed_by: str | None = Field(default=None, max_length=255)
 
     @model_validator(mode="after")
