@@ -38,6 +38,7 @@ from shared.events import DriftDetected, SchemaObserved, Topic
 from shared.events.schema import ObservedColumn
 from shared.migrate import upgrade_async
 from shared.settings import Settings
+from tests.drift.wide_tables import wide_renamed_tables
 
 WIDE_COLUMNS = 1_000
 DETECTION_RUNS = 30
@@ -77,25 +78,6 @@ def _wide_tables() -> tuple[list[ObservedColumn], list[ObservedColumn]]:
     observed[6] = observed[6].model_copy(update={"nullable": True})
     del observed[500]
     observed += [ObservedColumn(name="added_a", type="text"), ObservedColumn(name="added_b", type="int")]
-    return base, observed
-
-
-def wide_renamed_tables(width: int, renames: int) -> tuple[list[ObservedColumn], list[ObservedColumn]]:
-    """`width` columns named from a small vocabulary (so names share words, as real ones do);
-    the observation renames `renames` of them (a word changed), spread through the table."""
-    words = ["customer", "order", "amount", "price", "status", "created", "updated", "name", "email"]
-    words += ["phone", "address", "city", "country", "region", "code", "total", "tax", "discount"]
-    base = [
-        ObservedColumn(
-            name=f"{words[i % len(words)]}_{words[(i * 7) % len(words)]}_{i}", type=TYPES[i % len(TYPES)]
-        )
-        for i in range(width)
-    ]
-    observed = list(base)
-    step = width // renames
-    for k in range(renames):
-        i = k * step + 3
-        observed[i] = observed[i].model_copy(update={"name": f"{observed[i].name}_renamed"})
     return base, observed
 
 

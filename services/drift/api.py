@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, HTTPException, Query, status
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
 from services.drift import analyser, observer, plot, service, store
@@ -23,6 +24,7 @@ router = APIRouter(prefix="/advanced/schema-drift", tags=["schema-drift"])
 log = structlog.get_logger(__name__)
 TableName = Annotated[str, Query(min_length=1, max_length=255)]
 Limit = Annotated[int, Query(ge=1, le=1_000)]
+SERIALISE_IN_THREAD = 50  # drifts in a /detect answer from which it is serialised off the event loop
 
 
 def _unprocessable(location: list[str | int], message: str) -> HTTPException:
@@ -39,6 +41,21 @@ async def _publish(runtime: Any, event: DriftDetected) -> None:
         await publish_event(runtime.broker, event)
     except Exception as error:
         log.warning("drift.detected not published", error=type(error).__name__)
+
+
+_PUBLISHING: set[asyncio.Task[None]] = set()  # strong references until each publish is done
+
+
+def _publish_after_answer(runtime: Any, outcome: service.Outcome) -> None:
+    """`drift.detected` goes out beside the answer, not before it: the decision is committed and
+    readable over REST already, and waiting for the broker's acknowledgement would double a
+    small request's latency. A failed publish is logged (as when it was awaited)."""
+    event = outcome.output()
+    if event is None:
+        return
+    task = asyncio.create_task(_publish(runtime, event))
+    _PUBLISHING.add(task)
+    task.add_done_callback(_PUBLISHING.discard)
 
 
 # --- detect --------------------------------------------------------------------------------------
@@ -91,17 +108,21 @@ async def detect(
     service.record_metrics(outcome)
     detection = outcome.detection
     if detection is not None and outcome.is_new:
-        await _publish(runtime, service.to_event(detection))
-    return DetectResponse(
+        _publish_after_answer(runtime, outcome)
+    answer = DetectResponse.model_construct(  # built from validated parts: no second validation
         drifts_detected=len(outcome.drifts),
         drifts=outcome.drifts,
         baseline_version=outcome.baseline_version,
         new_version=detection.new_version if detection else None,
         baseline_created=outcome.created_baseline,
         detection_id=detection.id if detection else None,
-        strategy=detection.strategy if detection else None,  # type: ignore[arg-type]
+        strategy=detection.strategy if detection else None,
         status=detection.status if detection else None,
     )
+    if len(outcome.drifts) < SERIALISE_IN_THREAD:
+        return Response(answer.model_dump_json(), media_type="application/json")
+    # hundreds of drifts take tens of milliseconds to serialise: not on the event loop
+    return Response(await asyncio.to_thread(answer.model_dump_json), media_type="application/json")
 
 
 # --- detections and decisions --------------------------------------------------------------------
