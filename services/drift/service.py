@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +34,8 @@ from shared import metrics
 from shared.events import DriftDetected, SchemaObserved
 from shared.events.base import utc_now
 from shared.events.schema import Drift, Severity, Strategy
+
+T = TypeVar("T")
 
 
 class NotFoundError(LookupError):
@@ -250,10 +252,10 @@ async def observe_many(
 
     A handful of queries load the state of every table involved and one `INSERT` per table writes
     the rows of all of them, whatever the number of events; the caller's transaction commits them.
-    Parsing and detection run in a worker thread, so a 10,000-column table does not stall the event
-    loop (the gateway's other requests, the worker's heartbeats). Raises `InvalidSchemaError`
-    (naming the field) for a schema that cannot be understood."""
-    parsed, digests = await asyncio.to_thread(_parse_all, events)
+    Parsing and detection of large observations run in a worker thread, so a 10,000-column table
+    does not stall the event loop (the gateway's other requests, the worker's heartbeats).
+    Raises `InvalidSchemaError` (naming the field) for a schema that cannot be understood."""
+    parsed, digests = await _off_the_loop_if_large(events, _parse_all, events)
     states = await _load_states(session, events, digests)
     writes = _Writes()
 
@@ -265,9 +267,20 @@ async def observe_many(
             outcomes.append(_observe(writes, event, columns, digest, actor, state))
         return outcomes
 
-    outcomes = await asyncio.to_thread(decide_all)
+    outcomes = await _off_the_loop_if_large(events, decide_all)
     await writes.insert(session)
     return outcomes
+
+
+INLINE_COLUMNS = 2_000  # fewer columns in a call are handled on the loop: a thread hop costs more
+
+
+async def _off_the_loop_if_large(events: Sequence[SchemaObserved], work: Callable[..., T], *args: Any) -> T:
+    """`work(*args)` in a worker thread when the events are large, so that the event loop keeps
+    serving; inline for small ones (a hop to a thread and back costs more than they do)."""
+    if sum(len(event.columns) for event in events) < INLINE_COLUMNS:
+        return work(*args)
+    return await asyncio.to_thread(work, *args)
 
 
 def _parse_all(events: Sequence[SchemaObserved]) -> tuple[list[list[Column]], list[str]]:
