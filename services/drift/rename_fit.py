@@ -39,7 +39,7 @@ from services.drift.evaluate import (
 REGULARISATION_C = 1.0
 # The synthetic corpus is small beside the real histories; weighted up so that its cases (renames
 # in tables whose columns are listed in another order, look-alike columns in place) count too.
-SYNTHETIC_WEIGHT = 3.0
+SYNTHETIC_WEIGHT = 5.0
 SIBLING_PROJECTS = 2  # a pair of words one project happens to use side by side is not enough
 COOCCURRING = FEATURES.index("cooccurring_swapped")
 NO_SIBLINGS: frozenset[tuple[str, str]] = frozenset()
