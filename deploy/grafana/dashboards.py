@@ -35,11 +35,14 @@ class Dashboard:
     tags: tuple[str, ...] = field(default=("aietl",))
 
 
-def latency_quantiles(metric: str, by: str, selector: str = "") -> tuple[tuple[str, str], ...]:
-    """p50/p95/p99 of a histogram, one series per `by` label value."""
+def latency_quantiles(
+    metric: str, by: str, selector: str = "", window: str = WINDOW
+) -> tuple[tuple[str, str], ...]:
+    """p50/p95/p99 of a histogram, one series per `by` label value (over `window`: a day for rare
+    events, whose rate over minutes is mostly empty)."""
     return tuple(
         (
-            f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket{selector}[{WINDOW}])))",
+            f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket{selector}[{window}])))",
             f"p{round(q * 100)} {{{{{by}}}}}",
         )
         for q in QUANTILES
@@ -195,7 +198,7 @@ DASHBOARDS = (
                 width=12,
             ),
             Panel(
-                "Auto-adaptation rate",
+                "Auto-adaptation success rate",
                 (
                     (
                         'sum(increase(aietl_drift_detections_total{status="adapted", decided_by="policy"}'
@@ -218,9 +221,10 @@ DASHBOARDS = (
             ),
             Panel(
                 "Time to resolution (detection to decision)",
-                latency_quantiles("aietl_drift_resolution_seconds", "strategy"),
+                latency_quantiles("aietl_drift_resolution_seconds", "strategy", window="1d"),
                 unit="s",
-                description="0 s for detections the policy adapts; a person's adapt or unblock otherwise.",
+                description="Over the day before each point. 0 s for detections the policy adapts; "
+                "a person's adapt or unblock otherwise.",
                 width=24,
             ),
             *worker_panels("drift", "schema.observed"),

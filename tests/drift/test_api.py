@@ -224,6 +224,7 @@ async def test_a_change_seen_while_blocked_is_decided_again_after_unblock(
     assert {d["id"] for d in closed.json()} == {blocked["detection_id"], while_blocked["detection_id"]}
 
 
+SPEC_DEPLOYMENT_CHECK = {"connector_id": "test", "table_name": "test", "current_schema": {"columns": []}}
 SPEC_BASELINE = {  # the specification's example table before the email column
     "connector_id": "uuid",
     "table_name": "customers",
@@ -242,21 +243,19 @@ SPEC_DETECT = {  # section 2 of the specification, as written
 
 
 async def test_the_specifications_example_works_as_written(client: httpx.AsyncClient, project_user):
-    _, headers = project_user
-    smoke = {
-        "connector_id": "test",
-        "table_name": f"test_{uuid.uuid4().hex[:6]}",
-        "current_schema": {"columns": []},
-    }
-    assert (
-        await client.post(f"{API}/detect", json=smoke, headers=headers)
-    ).status_code == 200  # deployment check
+    _, headers = project_user  # a fresh project: the specification's own names cannot collide
+    check = await client.post(f"{API}/detect", json=SPEC_DEPLOYMENT_CHECK, headers=headers)
+    assert check.status_code == 200, check.text
+    assert check.json()["drifts_detected"] == 0 and check.json()["baseline_created"] is True
+    again = await client.post(f"{API}/detect", json=SPEC_DEPLOYMENT_CHECK, headers=headers)
+    assert again.json()["drifts_detected"] == 0 and again.json()["baseline_created"] is False
     baseline = await client.post(f"{API}/detect", json=SPEC_BASELINE, headers=headers)
     assert baseline.status_code == 200, baseline.text
     response = await client.post(f"{API}/detect", json=SPEC_DETECT, headers=headers)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["drifts_detected"] == 1
+    assert body["status"] == "adapted" and body["new_version"] == 2  # the project's own fields beside
     drift = body["drifts"][0]
     assert drift["drift_type"] == "new_column" and drift["severity"] == "low"
     assert drift["column_name"] == "email" and 0.0 <= drift["confidence_score"] <= 1.0
