@@ -59,6 +59,11 @@ def increase_by(metric: str, by: str, selector: str = "") -> tuple[str, str]:
     return f"sum by ({by}) (increase({metric}{selector}[$__range]))", legend
 
 
+def totals_in_range(title: str, metric: str, by: str, width: int = 12) -> Panel:
+    """A stat panel: how many of `metric` in the dashboard's time range, one value per `by` label."""
+    return Panel(title, (increase_by(metric, by),), kind="stat", width=width)
+
+
 def worker_panels(group: str, topic: str) -> tuple[Panel, ...]:
     """What every worker dashboard shows about its consumer group: throughput, latency, failures."""
     selector = f'{{group="{group}"}}'
@@ -162,24 +167,9 @@ DASHBOARDS = (
         description="Drifts detected by type, severity and the strategy applied; auto-adaptation rate "
         "and time to resolution.",
         panels=(
-            Panel(
-                "Drifts in range by type",
-                (increase_by("aietl_drift_events_total", "drift_type"),),
-                kind="stat",
-                width=8,
-            ),
-            Panel(
-                "Drifts in range by severity",
-                (increase_by("aietl_drift_events_total", "severity"),),
-                kind="stat",
-                width=8,
-            ),
-            Panel(
-                "Drifts in range by strategy",
-                (increase_by("aietl_drift_events_total", "strategy"),),
-                kind="stat",
-                width=8,
-            ),
+            totals_in_range("Drifts in range by type", "aietl_drift_events_total", "drift_type", width=8),
+            totals_in_range("Drifts in range by severity", "aietl_drift_events_total", "severity", width=8),
+            totals_in_range("Drifts in range by strategy", "aietl_drift_events_total", "strategy", width=8),
             Panel(
                 "Drifts / s by type and severity",
                 (rate_by("aietl_drift_events_total", "drift_type, severity"),),
@@ -213,11 +203,8 @@ DASHBOARDS = (
                 "auto-resolution of schema changes).",
                 width=6,
             ),
-            Panel(
-                "Decisions in range by status",
-                (increase_by("aietl_drift_detections_total", "status, decided_by"),),
-                kind="stat",
-                width=6,
+            totals_in_range(
+                "Decisions in range by status", "aietl_drift_detections_total", "status, decided_by", width=6
             ),
             Panel(
                 "Time to resolution (detection to decision)",
@@ -235,16 +222,8 @@ DASHBOARDS = (
         title="AI-ETL / Predictive maintenance alerts",
         description="Alerts published on maintenance.alerts and predictions served.",
         panels=(
-            Panel(
-                "Alerts in range by type",
-                (increase_by("aietl_maintenance_alerts_total", "alert_type"),),
-                kind="stat",
-            ),
-            Panel(
-                "Alerts in range by severity",
-                (increase_by("aietl_maintenance_alerts_total", "severity"),),
-                kind="stat",
-            ),
+            totals_in_range("Alerts in range by type", "aietl_maintenance_alerts_total", "alert_type"),
+            totals_in_range("Alerts in range by severity", "aietl_maintenance_alerts_total", "severity"),
             Panel(
                 "Alerts / s by type and severity",
                 (rate_by("aietl_maintenance_alerts_total", "alert_type, severity"),),
