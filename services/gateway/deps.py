@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.gateway.security import Principal, TokenVerifier
 from services.runtime import Runtime
+from shared.events.base import ProjectId
 
 _bearer = HTTPBearer(auto_error=False, description="JWT from POST /api/v1/auth/login")
 
@@ -84,7 +85,8 @@ def project_scope(principal: Principal, project_id: str | None = None) -> str:
 async def _project_dependency(
     principal: PrincipalDep,
     project_id: Annotated[
-        str | None, Query(description="Project to act in; defaults to the caller's only project.")
+        ProjectId | None,
+        Query(description="Project to act in; defaults to the caller's only project."),
     ] = None,
 ) -> str:
     return project_scope(principal, project_id)

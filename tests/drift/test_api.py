@@ -168,6 +168,17 @@ async def test_bad_input_is_422_naming_the_field(client: httpx.AsyncClient, proj
     assert missing.status_code == 404
 
 
+async def test_a_malformed_project_id_is_422_even_for_the_administrator(client: httpx.AsyncClient, auth):
+    """The administrator may name any project, so the name itself must be checked before an event is
+    built from it (the OpenAPI fuzz test found a 500 here)."""
+    body = _body(f"t_{uuid.uuid4().hex[:8]}", [{"name": "a", "type": "int"}])
+    answer = await client.post(
+        f"{API}/detect", params={"project_id": "bad project\x01"}, json=body, headers=auth
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["loc"] == ["query", "project_id"]
+
+
 async def test_other_projects_see_nothing(client: httpx.AsyncClient, project_user, auth):
     _, headers = project_user
     table = f"t_{uuid.uuid4().hex[:8]}"
