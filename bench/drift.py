@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import func, select
 
 from bench import Scale
@@ -33,6 +34,7 @@ from bench.processes import ROOT, aietl
 from bench.sides import quantile
 from services.drift import worker as drift_worker
 from services.drift.domain import columns_of, detect, schema_hash
+from services.drift.domain.names import name_similarity, tokens
 from services.drift.domain.types import parse_type
 from services.runtime import Runtime
 from shared.bus import ServiceRouter, ensure_topics, publish_event
@@ -42,6 +44,7 @@ from shared.events import DriftDetected, SchemaObserved, Topic
 from shared.events.schema import ObservedColumn
 from shared.migrate import upgrade_async
 from shared.settings import Settings
+from tests.drift.wide_tables import wide_renamed_tables
 
 WIDE_COLUMNS = 1_000
 LATENCY_RATE_PER_SECOND = 100
@@ -257,7 +260,65 @@ async def worker_figures(scale: Scale) -> dict[str, Any]:
     }
 
 
+HTTP_TABLE_COLUMNS = 50
+HTTP_WARM_UP = 20
+
+
+def wide_renames_ms(columns: int, renamed: int) -> dict[str, Any]:
+    """Issue 16's bound (at full size 10,000 columns of which 500 renamed), parsed and detected in-process."""
+    base, observed = wide_renamed_tables(columns, renamed)
+    baseline = columns_of(base, "postgres")
+    timings, renames = [], 0
+    for _ in range(3):
+        tokens.cache_clear()  # names seen for the first time, as a new table's are
+        name_similarity.cache_clear()
+        started = time.perf_counter()
+        drifts = detect(baseline, columns_of(observed, "postgres"), "postgres")
+        timings.append((time.perf_counter() - started) * 1_000)
+        renames = sum(1 for d in drifts if d.drift_type == "renamed_column")
+    return {"detect_10000_columns_500_renames_ms": round(min(timings)), "detect_renames_found": renames}
+
+
+def detect_http_latency(requests: int) -> dict[str, Any]:
+    """`POST /detect` over HTTP on an embedded platform (`aietl up`: SQLite + tansu), a 50-column
+    table: every other request adds a nullable column (adapted: a new version is written and
+    `drift.detected` published), the others repeat the current schema (nothing to write)."""
+    from services.demo import embedded_platform
+
+    columns = [
+        {"name": f"c{i}", "type": TYPES[i % len(TYPES)], "nullable": i > 0, "primary_key": i == 0}
+        for i in range(HTTP_TABLE_COLUMNS)
+    ]
+    latencies: dict[str, list[float]] = {"changed": [], "unchanged": []}
+    with embedded_platform(lambda _: None) as (url, username, password), httpx.Client(base_url=url) as http:
+        token = http.post("/api/v1/auth/login", json={"username": username, "password": password})
+        http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        body = {"connector_id": "bench", "table_name": "t50", "dialect": "postgres"}
+        for n in range(requests + HTTP_WARM_UP):
+            if n % 2:
+                columns.append({"name": f"added_{n}", "type": "text"})
+            started = time.perf_counter()
+            response = http.post(
+                "/api/v1/advanced/schema-drift/detect", json={**body, "current_schema": {"columns": columns}}
+            )
+            elapsed = (time.perf_counter() - started) * 1_000
+            response.raise_for_status()
+            if n >= HTTP_WARM_UP:
+                latencies["changed" if n % 2 else "unchanged"].append(elapsed)
+    every = sorted(latencies["changed"] + latencies["unchanged"])
+    figures = {
+        "detect_http_p50_ms": round(every[len(every) // 2], 2),
+        "detect_http_p99_ms": round(every[int(len(every) * 0.99) - 1], 2),
+    }
+    for kind, values in latencies.items():
+        values.sort()
+        figures[f"detect_http_{kind}_p50_ms"] = round(values[len(values) // 2], 2)
+    return figures | {"load_average_1m": round(os.getloadavg()[0], 2)}
+
+
 def run(scale: Scale) -> dict[str, Any]:
     figures: dict[str, Any] = detection_ms(scale.count(30, smoke=3))
+    figures |= wide_renames_ms(scale.count(10_000, smoke=500), scale.count(500, smoke=25))
+    figures |= detect_http_latency(scale.count(300, smoke=10))
     figures |= asyncio.run(worker_figures(scale))
     return figures

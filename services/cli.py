@@ -303,6 +303,33 @@ def predict_eval(seeds: str, pipelines: int, days: int, compare: bool, as_json: 
     evaluate(arguments + (["--compare"] if compare else []) + (["--json"] if as_json else []))
 
 
+@cli.command("drift-eval")
+@click.option(
+    "--history",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Real schema changes (default: tests/data/drift_history.jsonl.gz of the checkout).",
+)
+@click.option(
+    "--synthetic",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="The synthetic corpus (default: tests/data/drift_corpus.jsonl of the checkout).",
+)
+@click.option("--no-lopo", is_flag=True, help="Skip leave-one-project-out (it re-fits once per project).")
+def drift_eval(history: Path | None, synthetic: Path | None, no_lopo: bool) -> None:
+    """Score drift detection on labelled corpora: per-type P/R/F1, renames, exact cases, leave-one-
+    project-out, beside the plain name diff that infers no renames (needs scikit-learn to re-fit)."""
+    from services.drift import evaluate
+
+    history = history or evaluate.HISTORY
+    synthetic = synthetic or evaluate.SYNTHETIC
+    for path in (history, synthetic):
+        if not path.exists():
+            raise click.ClickException(f"{path} not found: pass --history/--synthetic")
+    click.echo(evaluate.report(history, synthetic, lopo=not no_lopo))
+
+
 @cli.command()
 @click.option("--url", default=None, help="A running platform (default: start one in a temporary folder).")
 @click.option("--username", default="admin", show_default=True, help="With --url.")

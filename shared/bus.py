@@ -572,7 +572,7 @@ async def dead_letter(
         original_offset=record.offset,
         original_value_b64=base64.b64encode(body).decode(),
         consumer_group=group_id,
-        error_type=type(error).__name__,
+        error_type=getattr(error, "dead_letter_type", type(error).__name__),
         reason=reason,
         attempts=attempts,
     )

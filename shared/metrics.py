@@ -56,6 +56,18 @@ FEATURE_NEWEST_VALUE = Gauge(
 DRIFT_EVENTS = Counter(
     "aietl_drift_events_total", "Schema drift: drifts detected", ["drift_type", "severity", "strategy"]
 )
+DRIFT_DETECTIONS = Counter(
+    "aietl_drift_detections_total",
+    "Schema drift: detections by the status they were given and who decided (policy at detection, "
+    "person later); auto-adaptation rate = status adapted by policy / all by policy",
+    ["status", "decided_by"],
+)
+DRIFT_RESOLUTION_SECONDS = Histogram(
+    "aietl_drift_resolution_seconds",
+    "Schema drift: time from a detection to its decision (0 when the policy adapts it at once)",
+    ["strategy"],
+    buckets=(1, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400),
+)
 PREDICTIONS = Counter("aietl_predictions_total", "Predictive maintenance: predictions served", ["kind"])
 MAINTENANCE_ALERTS = Counter(
     "aietl_maintenance_alerts_total", "Predictive maintenance: alerts published", ["alert_type", "severity"]

@@ -35,11 +35,14 @@ class Dashboard:
     tags: tuple[str, ...] = field(default=("aietl",))
 
 
-def latency_quantiles(metric: str, by: str, selector: str = "") -> tuple[tuple[str, str], ...]:
-    """p50/p95/p99 of a histogram, one series per `by` label value."""
+def latency_quantiles(
+    metric: str, by: str, selector: str = "", window: str = WINDOW
+) -> tuple[tuple[str, str], ...]:
+    """p50/p95/p99 of a histogram, one series per `by` label value (over `window`: a day for rare
+    events, whose rate over minutes is mostly empty)."""
     return tuple(
         (
-            f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket{selector}[{WINDOW}])))",
+            f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket{selector}[{window}])))",
             f"p{round(q * 100)} {{{{{by}}}}}",
         )
         for q in QUANTILES
@@ -54,6 +57,11 @@ def rate_by(metric: str, by: str, selector: str = "") -> tuple[str, str]:
 def increase_by(metric: str, by: str, selector: str = "") -> tuple[str, str]:
     legend = " ".join(f"{{{{{label.strip()}}}}}" for label in by.split(","))
     return f"sum by ({by}) (increase({metric}{selector}[$__range]))", legend
+
+
+def totals_in_range(title: str, metric: str, by: str, width: int = 12) -> Panel:
+    """A stat panel: how many of `metric` in the dashboard's time range, one value per `by` label."""
+    return Panel(title, (increase_by(metric, by),), kind="stat", width=width)
 
 
 def worker_panels(group: str, topic: str) -> tuple[Panel, ...]:
@@ -180,30 +188,54 @@ DASHBOARDS = (
     Dashboard(
         uid="aietl-schema-drift",
         title="AI-ETL / Schema drift events",
-        description="Drifts detected by type, severity and the strategy applied.",
+        description="Drifts detected by type, severity and the strategy applied; auto-adaptation rate "
+        "and time to resolution.",
         panels=(
-            Panel(
-                "Drifts in range by type",
-                (increase_by("aietl_drift_events_total", "drift_type"),),
-                kind="stat",
-                width=8,
-            ),
-            Panel(
-                "Drifts in range by severity",
-                (increase_by("aietl_drift_events_total", "severity"),),
-                kind="stat",
-                width=8,
-            ),
-            Panel(
-                "Drifts in range by strategy",
-                (increase_by("aietl_drift_events_total", "strategy"),),
-                kind="stat",
-                width=8,
-            ),
+            totals_in_range("Drifts in range by type", "aietl_drift_events_total", "drift_type", width=8),
+            totals_in_range("Drifts in range by severity", "aietl_drift_events_total", "severity", width=8),
+            totals_in_range("Drifts in range by strategy", "aietl_drift_events_total", "strategy", width=8),
             Panel(
                 "Drifts / s by type and severity",
                 (rate_by("aietl_drift_events_total", "drift_type, severity"),),
                 unit="ops",
+                width=24,
+            ),
+            Panel(
+                "Drifts detected per day by type and severity",
+                (
+                    (
+                        "sum by (drift_type, severity) (increase(aietl_drift_events_total[1d]))",
+                        "{{drift_type}} {{severity}}",
+                    ),
+                ),
+                description="Each point: the drifts detected in the day before it.",
+                width=12,
+            ),
+            Panel(
+                "Auto-adaptation success rate",
+                (
+                    (
+                        'sum(increase(aietl_drift_detections_total{status="adapted", decided_by="policy"}'
+                        "[$__range])) / sum(increase(aietl_drift_detections_total"
+                        '{decided_by="policy"}[$__range]))',
+                        "adapted by policy",
+                    ),
+                ),
+                unit="percentunit",
+                kind="stat",
+                description="Detections the policy adapted at once, of all detections (the spec's "
+                "auto-resolution of schema changes).",
+                width=6,
+            ),
+            totals_in_range(
+                "Decisions in range by status", "aietl_drift_detections_total", "status, decided_by", width=6
+            ),
+            Panel(
+                "Time to resolution (detection to decision)",
+                latency_quantiles("aietl_drift_resolution_seconds", "strategy", window="1d"),
+                unit="s",
+                description="Over the day before each point. 0 s for detections the policy adapts; "
+                "a person's adapt or unblock otherwise.",
                 width=24,
             ),
             *worker_panels("drift", "schema.observed"),
@@ -214,16 +246,8 @@ DASHBOARDS = (
         title="AI-ETL / Predictive maintenance alerts",
         description="Alerts published on maintenance.alerts and predictions served.",
         panels=(
-            Panel(
-                "Alerts in range by type",
-                (increase_by("aietl_maintenance_alerts_total", "alert_type"),),
-                kind="stat",
-            ),
-            Panel(
-                "Alerts in range by severity",
-                (increase_by("aietl_maintenance_alerts_total", "severity"),),
-                kind="stat",
-            ),
+            totals_in_range("Alerts in range by type", "aietl_maintenance_alerts_total", "alert_type"),
+            totals_in_range("Alerts in range by severity", "aietl_maintenance_alerts_total", "severity"),
             Panel(
                 "Alerts / s by type and severity",
                 (rate_by("aietl_maintenance_alerts_total", "alert_type, severity"),),

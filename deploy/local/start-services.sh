@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start the local servers the tests need when they are down: PostgreSQL (trust on loopback) and Redis.
+# Start the local servers the tests need when they are down: PostgreSQL (trust on loopback), Redis and
+# MariaDB (a live source for the drift observer).
 # Kafka (tansu), ClickHouse (chDB) and Milvus Lite need no server: they come with the Python packages.
 set -euo pipefail
 
@@ -48,3 +49,28 @@ if [ ! -x /usr/bin/chromium ]; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium >/dev/null
 fi
 echo "Chromium: ok"
+
+# MariaDB (Debian's mariadb-server): a live source for the drift observer's tests. A loopback-only
+# server with a local user `aietl` (password `aietl`) that may create databases.
+mariadb_answers() {
+  command -v mariadb >/dev/null &&
+    mariadb -h 127.0.0.1 -P 3306 -u aietl -paietl -e "SELECT 1" >/dev/null 2>&1
+}
+
+if ! mariadb_answers; then
+  command -v mariadbd >/dev/null || apt_install mariadb-server mariadb-client
+  if ! port_open 3306; then
+    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+    [ -d /var/lib/mysql/mysql ] || as_root mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
+    (as_root mariadbd --user=mysql --bind-address=127.0.0.1 --port=3306 \
+      --socket=/run/mysqld/mysqld.sock >/var/log/mariadb-aietl.log 2>&1 &)
+    for _ in $(seq 1 60); do port_open 3306 && break; sleep 0.5; done
+  fi
+  as_root mariadb --socket=/run/mysqld/mysqld.sock -u root -e \
+    "CREATE USER IF NOT EXISTS 'aietl'@'127.0.0.1' IDENTIFIED BY 'aietl';
+     CREATE USER IF NOT EXISTS 'aietl'@'localhost' IDENTIFIED BY 'aietl';
+     GRANT ALL PRIVILEGES ON *.* TO 'aietl'@'127.0.0.1'; GRANT ALL PRIVILEGES ON *.* TO 'aietl'@'localhost';"
+  for _ in $(seq 1 20); do mariadb_answers && break; sleep 0.5; done
+  mariadb_answers || { echo "MariaDB did not come up on 127.0.0.1:3306" >&2; exit 1; }
+fi
+echo "MariaDB: ok"

@@ -9,11 +9,10 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, HTTPException, Query, status
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
 from services.drift import analyser, observer, plot, service, store
-from services.drift.domain import InvalidSchemaError, columns_of
 from services.drift.tables import Detection
 from services.gateway.deps import AdminDep, PrincipalDep, ProjectDep, RuntimeDep, SessionDep
 from shared.bus import publish_event
@@ -26,6 +25,7 @@ router = APIRouter(prefix="/advanced/schema-drift", tags=["schema-drift"])
 log = structlog.get_logger(__name__)
 TableName = Annotated[str, Query(min_length=1, max_length=255)]
 Limit = Annotated[int, Query(ge=1, le=1_000)]
+SERIALISE_IN_THREAD = 50  # drifts in a /detect answer from which it is serialised off the event loop
 
 
 def _unprocessable(location: list[str | int], message: str) -> HTTPException:
@@ -33,12 +33,6 @@ def _unprocessable(location: list[str | int], message: str) -> HTTPException:
     return HTTPException(
         status.HTTP_422_UNPROCESSABLE_CONTENT,
         detail=[{"loc": ["body", *location], "msg": message, "type": "value_error"}],
-    )
-
-
-def _schema_error(error: InvalidSchemaError, prefix: list[str | int]) -> HTTPException:
-    return _unprocessable(
-        [*prefix, *error.field.replace("[", ".").replace("]", "").split(".")], error.message
     )
 
 
@@ -50,11 +44,26 @@ async def _publish(runtime: Any, event: DriftDetected) -> None:
         log.warning("drift.detected not published", error=type(error).__name__)
 
 
+_PUBLISHING: set[asyncio.Task[None]] = set()  # strong references until each publish is done
+
+
+def _publish_after_answer(runtime: Any, outcome: service.Outcome) -> None:
+    """`drift.detected` goes out beside the answer, not before it: the decision is committed and
+    readable over REST already, and waiting for the broker's acknowledgement would double a
+    small request's latency. A failed publish is logged (as when it was awaited)."""
+    event = outcome.output()
+    if event is None:
+        return
+    task = asyncio.create_task(_publish(runtime, event))
+    _PUBLISHING.add(task)
+    task.add_done_callback(_PUBLISHING.discard)
+
+
 # --- detect --------------------------------------------------------------------------------------
 
 
 class CurrentSchema(BaseModel):
-    columns: list[ObservedColumn] = Field(min_length=1, max_length=10_000)
+    columns: list[ObservedColumn] = Field(min_length=0, max_length=10_000)
 
 
 class DetectRequest(BaseModel):
@@ -80,10 +89,13 @@ async def detect(
     body: DetectRequest, project_id: ProjectDep, principal: PrincipalDep, runtime: RuntimeDep
 ) -> Any:
     """Compare the schema with the table's baseline and decide by policy; the first call sets version 1."""
-    try:
-        columns_of(body.current_schema.columns, body.dialect)
-    except InvalidSchemaError as error:
-        raise _schema_error(error, ["current_schema"]) from None
+    seen: set[str] = set()
+    for index, column in enumerate(body.current_schema.columns):
+        if column.name in seen:
+            raise _unprocessable(
+                ["current_schema", "columns", str(index), "name"], f"duplicate column name {column.name!r}"
+            )
+        seen.add(column.name)
     event = SchemaObserved(
         project_id=project_id,
         connector_id=body.connector_id,
@@ -97,17 +109,21 @@ async def detect(
     service.record_metrics(outcome)
     detection = outcome.detection
     if detection is not None and outcome.is_new:
-        await _publish(runtime, service.to_event(detection))
-    return DetectResponse(
+        _publish_after_answer(runtime, outcome)
+    answer = DetectResponse.model_construct(  # built from validated parts: no second validation
         drifts_detected=len(outcome.drifts),
         drifts=outcome.drifts,
         baseline_version=outcome.baseline_version,
         new_version=detection.new_version if detection else None,
         baseline_created=outcome.created_baseline,
         detection_id=detection.id if detection else None,
-        strategy=detection.strategy if detection else None,  # type: ignore[arg-type]
+        strategy=detection.strategy if detection else None,
         status=detection.status if detection else None,
     )
+    if len(outcome.drifts) < SERIALISE_IN_THREAD:
+        return Response(answer.model_dump_json(), media_type="application/json")
+    # hundreds of drifts take tens of milliseconds to serialise: not on the event loop
+    return Response(await asyncio.to_thread(answer.model_dump_json), media_type="application/json")
 
 
 # --- detections and decisions --------------------------------------------------------------------
@@ -142,7 +158,7 @@ async def detections(
     connector_id: Annotated[str | None, Query(max_length=255)] = None,
     table_name: Annotated[str | None, Query(max_length=255)] = None,
     status_: Annotated[
-        str | None, Query(alias="status", pattern="^(adapted|pending|alerted|blocked)$")
+        str | None, Query(alias="status", pattern="^(adapted|pending|alerted|blocked|unblocked)$")
     ] = None,
     limit: Limit = 100,
 ) -> list[DetectionOut]:
@@ -200,6 +216,7 @@ async def adapt(
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
     except ValueError as error:
         raise _unprocessable(["drift_indexes"], str(error)) from None
+    service.record_decision(row, body.strategy)
     if accepted is not None:
         await _publish(runtime, accepted)
     return DetectionOut.of(row)
@@ -241,11 +258,13 @@ async def unblock(
     """Let a blocked source flow again without accepting its change (accept it with /adapt instead)."""
     try:
         async with runtime.database.transaction() as session:
-            await service.unblock(
+            closed = await service.unblock(
                 session, project_id, body.connector_id, body.table_name, f"user:{principal.username}"
             )
     except service.NotFoundError as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
+    for detection in closed:
+        service.record_decision(detection, "unblock")
 
 
 # --- baselines and history -----------------------------------------------------------------------
@@ -416,20 +435,30 @@ class ObserveRequest(BaseModel):
     url: str | None = Field(
         default=None,
         max_length=2_000,
-        description="postgresql:// or sqlite:/// URL; omit to read the platform's own ClickHouse.",
+        description="postgresql://, mysql:// (or mariadb://) or sqlite:/// URL; omit to read the "
+        "platform's own ClickHouse.",
     )
     samples: int = Field(default=0, ge=0, le=100, description="distinct sample values per column")
+
+
+class NotObserved(BaseModel):
+    table: str
+    reason: str
 
 
 class ObserveResponse(BaseModel):
     event_ids: list[uuid.UUID]
     tables: list[str]
+    failed: list[NotObserved] = Field(
+        default_factory=list, description="Tables that could not be read, with the reason."
+    )
 
 
 @router.post("/observe", response_model=ObserveResponse, status_code=status.HTTP_202_ACCEPTED)
 async def observe(body: ObserveRequest, project_id: ProjectDep, admin: AdminDep, runtime: RuntimeDep) -> Any:
     """Read the live schema of tables and publish `schema.observed` for each (administrators only:
-    the gateway connects to the URL given)."""
+    the gateway connects to the URL given). Tables that cannot be read are listed in `failed`; when
+    none can, the answer is a 422 naming them."""
     if body.url is None:
         dialect: Dialect = "clickhouse"
         reader = observer.clickhouse_reader(runtime.clickhouse())
@@ -447,7 +476,7 @@ async def observe(body: ObserveRequest, project_id: ProjectDep, admin: AdminDep,
             raise _unprocessable(["url"], str(error)) from None
         reader = observer.sql_reader(url)
     try:
-        events = await observer.observe_once(
+        published = await observer.observe_once(
             runtime.broker,
             reader,
             dialect=dialect,
@@ -460,4 +489,11 @@ async def observe(body: ObserveRequest, project_id: ProjectDep, admin: AdminDep,
     except observer.ObserveError as error:
         field, _, message = str(error).partition(": ")
         raise _unprocessable([field], message) from None
-    return ObserveResponse(event_ids=[e.event_id for e in events], tables=[e.table_name for e in events])
+    failed = [NotObserved(table=table, reason=reason) for table, reason in published.failed.items()]
+    if not published.events:
+        raise _unprocessable(["tables"], "; ".join(f"{f.table}: {f.reason}" for f in failed))
+    return ObserveResponse(
+        event_ids=[e.event_id for e in published.events],
+        tables=[e.table_name for e in published.events],
+        failed=failed,
+    )

@@ -1,18 +1,24 @@
 """Live introspection: read real table schemas and publish them as `schema.observed`.
 
-PostgreSQL and SQLite are read with SQLAlchemy's inspector (types compiled in the source's own
-dialect, so `numeric(10,2)` stays `NUMERIC(10, 2)`); ClickHouse with `system.columns`. Optional
-sample values (a few distinct values per column) give the rename detector more evidence.
+Each database is read from its own catalog, so the type is what the database itself reports and
+no type is lost on the way: PostgreSQL `pg_attribute` with `format_type` (enums, domains,
+`tsvector`, `citext`, PostGIS `geometry(Point,4326)`, arrays), MySQL/MariaDB
+`information_schema.COLUMNS.COLUMN_TYPE` (`tinyint(1)`, `int(10) unsigned`, `enum('a','b')`),
+SQLite `PRAGMA table_info` (the declared type), ClickHouse `system.columns`. Every event carries
+the source's real dialect. With `samples`, a bounded sample of rows (`samples` x 5) gives each
+column a few distinct values, its distinct ratio and its null ratio: evidence for renames.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from faststream.kafka import KafkaBroker
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -22,7 +28,9 @@ from shared.events import SchemaObserved
 from shared.events.schema import Dialect, ObservedColumn, SampleValue
 from shared.settings import Settings
 
-SAMPLE_LIMIT = 100
+log = structlog.get_logger(__name__)
+SAMPLE_ROWS_PER_VALUE = 5  # rows read per distinct value asked for: the bounded sample
+SQLITE_UNTYPED = "BLOB"  # a column declared without a type has BLOB affinity in SQLite
 
 
 class ObserveError(ValueError):
@@ -33,18 +41,25 @@ def dialect_of(url: str) -> Dialect:
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
     if scheme in ("postgresql", "postgres"):
         return "postgres"
+    if scheme in ("mysql", "mariadb"):
+        return "mysql"
     if scheme == "sqlite":
         return "sqlite"
     if scheme in ("clickhouse", "clickhousedb", "chdb", "http", "https"):
         return "clickhouse"
-    raise ObserveError(f"url: unsupported scheme {scheme!r} (postgresql, sqlite, clickhouse or chdb)")
+    raise ObserveError(
+        f"url: unsupported scheme {scheme!r} (postgresql, mysql, mariadb, sqlite, clickhouse or chdb)"
+    )
 
 
 def _async_url(url: str) -> str:
-    """Users write `postgresql://` and `sqlite:///`; the async drivers are asyncpg and aiosqlite."""
+    """Users write `postgresql://`, `mysql://` and `sqlite:///`; the async drivers are asyncpg,
+    aiomysql and aiosqlite."""
     for plain, driver in (
         ("postgresql://", "postgresql+asyncpg://"),
         ("postgres://", "postgresql+asyncpg://"),
+        ("mysql://", "mysql+aiomysql://"),
+        ("mariadb://", "mysql+aiomysql://"),
     ):
         if url.startswith(plain):
             return driver + url[len(plain) :]
@@ -55,70 +70,137 @@ def _sample(value: Any) -> SampleValue:
     return value if isinstance(value, str | int | float | bool) or value is None else str(value)
 
 
-def _samples_by_column(
+@dataclass
+class _Evidence:
+    values: list[SampleValue] = field(default_factory=list)
+    distinct_ratio: float | None = None
+    null_ratio: float | None = None
+
+
+def _evidence_by_column(
     names: Sequence[str], rows: Sequence[Sequence[Any]], limit: int
-) -> dict[str, list[SampleValue]]:
-    found: dict[str, list[SampleValue]] = {name: [] for name in names}
-    for row in rows:
-        for name, value in zip(names, row, strict=False):
-            sample = _sample(value)
-            if sample is not None and sample not in found[name] and len(found[name]) < limit:
-                found[name].append(sample)
+) -> dict[str, _Evidence]:
+    """A few distinct values per column, and the distinct and null ratios of the sampled rows."""
+    found = {name: _Evidence() for name in names}
+    if not rows:
+        return found
+    for position, name in enumerate(names):
+        column = [_sample(row[position]) for row in rows if position < len(row)]
+        present = [value for value in column if value is not None]
+        distinct = list(dict.fromkeys(present))
+        found[name] = _Evidence(
+            values=distinct[:limit],
+            distinct_ratio=round(len(distinct) / len(column), 4) if column else None,
+            null_ratio=round(1 - len(present) / len(column), 4) if column else None,
+        )
     return found
 
 
-def _read_sql_table(connection: Connection, table: str, samples: int) -> list[ObservedColumn]:
+def _observed(
+    name: str, type_name: str, nullable: bool, primary_key: bool, evidence: _Evidence | None
+) -> ObservedColumn:
+    evidence = evidence or _Evidence()
+    return ObservedColumn(
+        name=name,
+        type=type_name or SQLITE_UNTYPED,
+        nullable=nullable and not primary_key,
+        primary_key=primary_key,
+        sample_values=evidence.values,
+        distinct_ratio=evidence.distinct_ratio,
+        null_ratio=evidence.null_ratio,
+    )
+
+
+CATALOG = {
+    "postgresql": """
+        SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
+               coalesce(a.attnum = ANY(i.indkey), false)
+        FROM pg_attribute a
+        JOIN pg_class c ON c.oid = a.attrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+        WHERE c.relname = :table AND n.nspname = coalesce(:schema, current_schema())
+          AND a.attnum > 0 AND NOT a.attisdropped
+        ORDER BY a.attnum""",
+    "mysql": """
+        SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE = 'YES', COLUMN_KEY = 'PRI'
+        FROM information_schema.COLUMNS
+        WHERE TABLE_NAME = :table AND TABLE_SCHEMA = coalesce(:schema, DATABASE())
+        ORDER BY ORDINAL_POSITION""",
+}
+
+
+def _catalog_rows(connection: Connection, table: str) -> list[tuple[str, str, bool, bool]]:
+    """(name, type as the database reports it, nullable, in the primary key), in column order."""
     schema, _, name = table.rpartition(".")
-    inspector = inspect(connection)
-    if not inspector.has_table(name, schema=schema or None):
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        if schema:
+            raise ObserveError(f"tables: {table!r}: SQLite tables have no schema prefix")
+        quoted = connection.dialect.identifier_preparer.quote(name)
+        rows = connection.execute(text(f"PRAGMA table_info({quoted})")).fetchall()
+        return [(row[1], row[2], not row[3], bool(row[5])) for row in rows]
+    rows = connection.execute(text(CATALOG[dialect]), {"table": name, "schema": schema or None}).fetchall()
+    return [(row[0], row[1], bool(row[2]), bool(row[3])) for row in rows]
+
+
+def _read_sql_table(connection: Connection, table: str, samples: int) -> list[ObservedColumn]:
+    rows = _catalog_rows(connection, table)
+    if not rows:
         raise ObserveError(f"tables: {table!r} does not exist")
-    key = set(inspector.get_pk_constraint(name, schema=schema or None).get("constrained_columns") or [])
-    columns = inspector.get_columns(name, schema=schema or None)
-    values: dict[str, list[SampleValue]] = {}
+    evidence: dict[str, _Evidence] = {}
     if samples:
         preparer = connection.dialect.identifier_preparer
         quoted = ".".join(preparer.quote(part) for part in table.split("."))
-        rows = connection.execute(text(f"SELECT * FROM {quoted} LIMIT {int(samples) * 5}")).fetchall()
-        values = _samples_by_column([c["name"] for c in columns], rows, samples)
+        limit = int(samples) * SAMPLE_ROWS_PER_VALUE
+        data = connection.execute(text(f"SELECT * FROM {quoted} LIMIT {limit}")).fetchall()
+        evidence = _evidence_by_column([row[0] for row in rows], data, samples)
     return [
-        ObservedColumn(
-            name=column["name"],
-            type=column["type"].compile(dialect=connection.dialect),
-            nullable=bool(column["nullable"]) and column["name"] not in key,
-            primary_key=column["name"] in key,
-            sample_values=values.get(column["name"], []),
-        )
-        for column in columns
+        _observed(name, type_name, nullable, key, evidence.get(name))
+        for name, type_name, nullable, key in rows
     ]
 
 
-async def read_sql_tables(
-    url: str, tables: Sequence[str], samples: int = 0
-) -> dict[str, list[ObservedColumn]]:
-    """Columns of `tables` in a PostgreSQL or SQLite database."""
+@dataclass
+class Observation:
+    """What one read of a source gave: each table's columns, and why the others could not be read."""
+
+    columns: dict[str, list[ObservedColumn]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+async def read_sql_tables(url: str, tables: Sequence[str], samples: int = 0) -> Observation:
+    """Columns of `tables` in a PostgreSQL, MySQL/MariaDB or SQLite database; a table that cannot
+    be read is reported in `failed` (the others are read all the same)."""
     try:
         engine = create_async_engine(_async_url(url))
     except Exception as error:
         raise ObserveError(f"url: cannot use it ({type(error).__name__})") from None
+    observation = Observation()
     try:
         async with engine.connect() as connection:
-            return {
-                table: await connection.run_sync(lambda sync, t=table: _read_sql_table(sync, t, samples))
-                for table in tables
-            }
-    except ObserveError:
-        raise
+            for table in tables:
+                try:
+                    observation.columns[table] = await connection.run_sync(
+                        lambda sync, t=table: _read_sql_table(sync, t, samples)
+                    )
+                except ObserveError as error:
+                    observation.failed[table] = str(error).removeprefix("tables: ")
+                except Exception as error:
+                    await connection.rollback()
+                    observation.failed[table] = f"cannot read it ({type(error).__name__})"
     except Exception as error:
         raise ObserveError(f"url: cannot read the database ({type(error).__name__})") from None
     finally:
         await engine.dispose()
+    return observation
 
 
 async def read_clickhouse_tables(
     clickhouse: ClickHouse, tables: Sequence[str], samples: int = 0
-) -> dict[str, list[ObservedColumn]]:
+) -> Observation:
     """Columns of `tables` (`db.table` or `table` in the current database) from `system.columns`."""
-    result = {}
+    observation = Observation()
     for table in tables:
         database, _, name = table.rpartition(".")
         rows = await clickhouse.query(
@@ -128,26 +210,28 @@ async def read_clickhouse_tables(
             {"db": database, "t": name},
         )
         if not rows:
-            raise ObserveError(f"tables: {table!r} does not exist")
-        values: dict[str, list[SampleValue]] = {}
+            observation.failed[table] = f"{table!r} does not exist"
+            continue
+        evidence: dict[str, _Evidence] = {}
         if samples:
             quoted = ".".join(f"`{part.replace('`', '')}`" for part in table.split("."))
-            data = await clickhouse.query(f"SELECT * FROM {quoted} LIMIT {int(samples) * 5}")
-            values = _samples_by_column([r[0] for r in rows], data, samples)
-        result[table] = [
-            ObservedColumn(
-                name=column,
-                type=type_name,
-                nullable=type_name.replace("LowCardinality(", "").startswith("Nullable("),
-                primary_key=bool(in_key),
-                sample_values=values.get(column, []),
+            limit = int(samples) * SAMPLE_ROWS_PER_VALUE
+            data = await clickhouse.query(f"SELECT * FROM {quoted} LIMIT {limit}")
+            evidence = _evidence_by_column([r[0] for r in rows], data, samples)
+        observation.columns[table] = [
+            _observed(
+                column,
+                type_name,
+                type_name.replace("LowCardinality(", "").startswith("Nullable("),
+                bool(in_key),
+                evidence.get(column),
             )
             for column, type_name, in_key in rows
         ]
-    return result
+    return observation
 
 
-TableReader = Callable[[Sequence[str], int], Awaitable[dict[str, list[ObservedColumn]]]]
+TableReader = Callable[[Sequence[str], int], Awaitable[Observation]]
 
 
 def sql_reader(url: str) -> TableReader:
@@ -156,6 +240,12 @@ def sql_reader(url: str) -> TableReader:
 
 def clickhouse_reader(clickhouse: ClickHouse) -> TableReader:
     return lambda tables, samples: read_clickhouse_tables(clickhouse, tables, samples)
+
+
+@dataclass
+class Published:
+    events: list[SchemaObserved]
+    failed: dict[str, str]  # table -> why it was not observed
 
 
 async def observe_once(
@@ -168,9 +258,10 @@ async def observe_once(
     tables: Sequence[str],
     samples: int = 0,
     observed_by: str = "observer",
-) -> list[SchemaObserved]:
-    """Read every table once and publish one `schema.observed` per table."""
-    schemas = await reader(tables, samples)
+) -> Published:
+    """Read every table once and publish one `schema.observed` per table that could be read; the
+    others are returned with the reason (and logged), never dropped silently."""
+    observation = await reader(tables, samples)
     events = [
         SchemaObserved(
             project_id=project_id,
@@ -180,11 +271,13 @@ async def observe_once(
             columns=columns,
             observed_by=observed_by,
         )
-        for table, columns in schemas.items()
+        for table, columns in observation.columns.items()
     ]
+    for table, reason in observation.failed.items():
+        log.warning("table not observed", connector_id=connector_id, table=table, reason=reason)
     for event in events:
         await publish_event(broker, event)
-    return events
+    return Published(events, observation.failed)
 
 
 async def run(
@@ -207,7 +300,7 @@ async def run(
     try:
         while True:
             try:
-                events = await observe_once(
+                published = await observe_once(
                     broker,
                     reader,
                     dialect=dialect,
@@ -216,8 +309,12 @@ async def run(
                     tables=tables,
                     samples=samples,
                 )
-                names = ", ".join(event.table_name for event in events)
-                report(f"published {len(events)} schema.observed event(s): {names}")
+                names = ", ".join(event.table_name for event in published.events)
+                report(f"published {len(published.events)} schema.observed event(s): {names}")
+                for table, reason in published.failed.items():
+                    report(f"not observed: {table}: {reason}")
+                if published.failed and not published.events and interval_seconds is None:
+                    raise ObserveError(f"tables: none could be read ({'; '.join(published.failed.values())})")
             except ObserveError as error:
                 if interval_seconds is None:
                     raise

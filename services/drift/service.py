@@ -6,12 +6,13 @@ effects it records commit together.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +34,8 @@ from shared import metrics
 from shared.events import DriftDetected, SchemaObserved
 from shared.events.base import utc_now
 from shared.events.schema import Drift, Severity, Strategy
+
+T = TypeVar("T")
 
 
 class NotFoundError(LookupError):
@@ -243,29 +246,46 @@ async def observe(session: AsyncSession, event: SchemaObserved, actor: str) -> O
 
 
 async def observe_many(
-    session: AsyncSession,
-    events: Sequence[SchemaObserved],
-    default_actor: str,
-    parsed: Sequence[list[Column]] | None = None,
+    session: AsyncSession, events: Sequence[SchemaObserved], default_actor: str
 ) -> list[Outcome]:
     """Compare observations with their baselines, decide by policy, record everything, in order.
 
     A handful of queries load the state of every table involved and one `INSERT` per table writes
     the rows of all of them, whatever the number of events; the caller's transaction commits them.
-    `parsed` are the events' columns when the caller already parsed them (the worker does, to
-    validate). Raises `InvalidSchemaError` (naming the field) for a schema that cannot be understood."""
-    if parsed is None:
-        parsed = [columns_of(event.columns, event.dialect) for event in events]
-    digests = [schema_hash(columns) for columns in parsed]
+    Parsing and detection of large observations run in a worker thread, so a 10,000-column table
+    does not stall the event loop (the gateway's other requests, the worker's heartbeats).
+    Raises `InvalidSchemaError` (naming the field) for a schema that cannot be understood."""
+    parsed, digests = await _off_the_loop_if_large(events, _parse_all, events)
     states = await _load_states(session, events, digests)
     writes = _Writes()
-    outcomes = []
-    for event, columns, digest in zip(events, parsed, digests, strict=True):
-        state = states[(event.project_id, event.connector_id, event.table_name)]
-        actor = event.observed_by or default_actor
-        outcomes.append(_observe(writes, event, columns, digest, actor, state))
+
+    def decide_all() -> list[Outcome]:
+        outcomes = []
+        for event, columns, digest in zip(events, parsed, digests, strict=True):
+            state = states[(event.project_id, event.connector_id, event.table_name)]
+            actor = event.observed_by or default_actor
+            outcomes.append(_observe(writes, event, columns, digest, actor, state))
+        return outcomes
+
+    outcomes = await _off_the_loop_if_large(events, decide_all)
     await writes.insert(session)
     return outcomes
+
+
+INLINE_COLUMNS = 2_000  # fewer columns in a call are handled on the loop: a thread hop costs more
+
+
+async def _off_the_loop_if_large(events: Sequence[SchemaObserved], work: Callable[..., T], *args: Any) -> T:
+    """`work(*args)` in a worker thread when the events are large, so that the event loop keeps
+    serving; inline for small ones (a hop to a thread and back costs more than they do)."""
+    if sum(len(event.columns) for event in events) < INLINE_COLUMNS:
+        return work(*args)
+    return await asyncio.to_thread(work, *args)
+
+
+def _parse_all(events: Sequence[SchemaObserved]) -> tuple[list[list[Column]], list[str]]:
+    parsed = [columns_of(event.columns, event.dialect) for event in events]
+    return parsed, [schema_hash(columns) for columns in parsed]
 
 
 def _observe(
@@ -347,9 +367,13 @@ def _observe(
 
 
 def record_metrics(outcome: Outcome) -> None:
-    """Count drifts once, after their detection has committed."""
+    """Count drifts and the detection once, after it has committed; a detection the policy adapts
+    is resolved at once (0 s to resolution)."""
     if outcome.detection is None or not outcome.is_new:
         return
+    metrics.DRIFT_DETECTIONS.labels(status=outcome.detection.status, decided_by="policy").inc()
+    if outcome.detection.status == "adapted":
+        metrics.DRIFT_RESOLUTION_SECONDS.labels(strategy="auto_adapt").observe(0.0)
     for drift in outcome.drifts:
         metrics.DRIFT_EVENTS.labels(
             drift_type=drift.drift_type, severity=drift.severity, strategy=outcome.detection.strategy
@@ -423,7 +447,9 @@ async def adapt(
             SchemaVersion,
             [_version_row(detection, latest.version + 1, after_hash, columns, detection.observed_event_id)],
         )
-        await store.clear_block(session, project_id, detection.connector_id, detection.table_name)
+        if await store.clear_block(session, project_id, detection.connector_id, detection.table_name):
+            table = TableRef(project_id, detection.connector_id, detection.table_name)
+            await _close_blocked(session, table, actor, keep=detection.id)
     elif strategy == "fail":
         await store.set_block(session, project_id, detection.connector_id, detection.table_name, detection.id)
     detection.strategy = strategy
@@ -447,17 +473,46 @@ async def adapt(
 
 async def unblock(
     session: AsyncSession, project_id: str, connector_id: str, table_name: str, actor: str
-) -> None:
-    """Let a blocked source flow again without accepting its change (the baseline stays)."""
+) -> list[Detection]:
+    """Let a blocked source flow again without accepting its change (the baseline stays).
+
+    The table's blocked detections are closed (status `unblocked`): a change observed again is
+    decided anew by the policy, not answered with the old `fail`. Returns them (for the metrics)."""
     if not await store.clear_block(session, project_id, connector_id, table_name):
         raise NotFoundError(f"{connector_id}/{table_name} is not blocked")
+    closed = await _close_blocked(session, TableRef(project_id, connector_id, table_name), actor)
     await _audit(
         session,
         TableRef(project_id, connector_id, table_name),
         "unblocked",
         actor,
-        detail="unblocked without accepting the change",
+        detail=f"unblocked without accepting the change; {len(closed)} blocked detection(s) closed",
     )
+    return closed
+
+
+async def _close_blocked(
+    session: AsyncSession, table: TableRef, actor: str, keep: str | None = None
+) -> list[Detection]:
+    """Close the table's blocked detections (but `keep`): their changes are decided anew."""
+    closed = []
+    for detection in await store.blocked_detections(
+        session, table.project_id, table.connector_id, table.table_name
+    ):
+        if detection.id != keep:
+            detection.status, detection.decided_by = "unblocked", actor
+            closed.append(detection)
+    return closed
+
+
+def record_decision(detection: Detection, strategy: str) -> None:
+    """A person's decision (or an unblock), once committed: its status and time to resolution."""
+    metrics.DRIFT_DETECTIONS.labels(status=detection.status, decided_by="person").inc()
+    created = detection.created_at
+    if created.tzinfo is None:  # SQLite gives back naive UTC
+        created = created.replace(tzinfo=UTC)
+    waited = max(0.0, (utc_now() - created).total_seconds())
+    metrics.DRIFT_RESOLUTION_SECONDS.labels(strategy=strategy).observe(waited)
 
 
 async def set_policy(

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.drift.tables import AuditRecord, Block, Detection, Policy, SchemaVersion
 
-OPEN_STATUSES = ("pending", "alerted", "blocked")
+OPEN_STATUSES = ("pending", "alerted", "blocked")  # "unblocked": closed by /unblock, decided anew
 # Rendered as literals: the partial index `ix_drift_detections_open` applies only when the planner
 # sees these very values.
 _OPEN = bindparam("open_statuses", OPEN_STATUSES, expanding=True, literal_execute=True)
@@ -209,6 +209,18 @@ async def set_block(
                 detection_id=detection_id,
             )
         )
+
+
+async def blocked_detections(
+    session: AsyncSession, project_id: str, connector_id: str, table_name: str
+) -> list[Detection]:
+    """The table's detections still waiting in status `blocked`."""
+    rows = await session.scalars(
+        select(Detection).where(
+            *_table(Detection, project_id, connector_id, table_name), Detection.status == "blocked"
+        )
+    )
+    return list(rows)
 
 
 async def clear_block(session: AsyncSession, project_id: str, connector_id: str, table_name: str) -> bool:

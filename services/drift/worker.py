@@ -17,31 +17,30 @@ Per-event transactions would cap the worker at the round-trip rate of the databa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
+import structlog
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.drift import service, store
-from services.drift.domain import Column, columns_of
 from services.runtime import Runtime
-from shared.bus import BatchConsumer, ServiceRouter
+from shared.bus import BatchConsumer, ServiceRouter, describe_error
 from shared.db import ProcessedEvent, process_once
 from shared.events import DriftDetected, SchemaObserved, Topic
 from shared.events.base import utc_now
 
+log = structlog.get_logger(__name__)
 GROUP = "drift"
 ACTOR = "worker:drift"
 MAX_BATCH = 500
 BATCH_WAIT_MS = 10  # take what has arrived: a busy topic fills batches anyway, a quiet one is not delayed
 
 
-async def process_batch(
-    runtime: Runtime, events: Sequence[SchemaObserved], parsed: Sequence[list[Column]] | None = None
-) -> list[DriftDetected]:
-    """Record every event once in one transaction; return what to publish (new and stored outputs).
-
-    `parsed` are the events' columns when validation already parsed them."""
+async def process_batch(runtime: Runtime, events: Sequence[SchemaObserved]) -> list[DriftDetected]:
+    """Record every event once in one transaction; return what to publish (new and stored outputs)."""
     ids = [str(event.event_id) for event in events]
     async with runtime.database.transaction() as session:
         rows = await session.execute(
@@ -54,9 +53,8 @@ async def process_batch(
         for index, event_id in enumerate(ids):
             if event_id not in done:
                 fresh.setdefault(event_id, index)
-        columns = [parsed[index] for index in fresh.values()] if parsed is not None else None
         batch = [events[index] for index in fresh.values()]
-        outcomes = await service.observe_many(session, batch, ACTOR, columns) if batch else []
+        outcomes = await service.observe_many(session, batch, ACTOR) if batch else []
         produced = dict(zip(fresh, (outcome.output() for outcome in outcomes), strict=True))
         processed_at = utc_now()  # the batch commits as one
         markers = [
@@ -91,20 +89,43 @@ async def process_one(runtime: Runtime, event: SchemaObserved) -> DriftDetected 
     return output
 
 
-def parse(body: bytes) -> tuple[SchemaObserved, list[Column]]:
-    """The event and its parsed columns; raises for input that can never be processed."""
-    event = SchemaObserved.model_validate_json(body)
-    return event, columns_of(event.columns, event.dialect)  # InvalidSchemaError names the field
+class UnprocessableObservation(ValueError):
+    """An observation that can never be processed; the message names its table and the field. Its
+    dead letter says `ValidationError`, as every service's contract violations do."""
+
+    dead_letter_type = "ValidationError"
+
+
+def _table_of(body: bytes) -> str:
+    """`connector/table` as far as the body says (best effort: it may be malformed)."""
+    try:
+        data = json.loads(body)
+        return f"{data.get('connector_id', '?')}/{data.get('table_name', '?')}"[:520]
+    except (ValueError, AttributeError):
+        return "?/?"
+
+
+def parse(body: bytes) -> SchemaObserved:
+    """The event; raises for input that can never be processed (it goes to the dead-letter topic
+    with a reason that names the table, and the log says so too). Its columns are parsed with the
+    detection, off the event loop: every type is accepted, duplicate names the contract refuses."""
+    try:
+        return SchemaObserved.model_validate_json(body)
+    except ValidationError as error:
+        table = _table_of(body)
+        reason = f"table {table}: {describe_error(error)}"
+        log.warning("schema.observed refused", table=table, reason=reason)
+        raise UnprocessableObservation(reason) from None
 
 
 def create_router(runtime: Runtime) -> ServiceRouter:
     """The drift subscriber consumes batches (`shared.bus.BatchConsumer`)."""
 
-    async def batch(items: Sequence[tuple[SchemaObserved, list[Column]]]) -> list[DriftDetected]:
-        return await process_batch(runtime, [event for event, _ in items], [columns for _, columns in items])
+    async def batch(events: Sequence[SchemaObserved]) -> list[DriftDetected]:
+        return await process_batch(runtime, events)
 
-    async def one(item: tuple[SchemaObserved, list[Column]]) -> list[DriftDetected]:
-        output = await process_one(runtime, item[0])
+    async def one(event: SchemaObserved) -> list[DriftDetected]:
+        output = await process_one(runtime, event)
         return [] if output is None else [output]
 
     BatchConsumer(

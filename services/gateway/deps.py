@@ -24,6 +24,7 @@ from services.gateway.accounts import Authenticator, NotAuthenticated
 from services.gateway.roles import Role
 from services.gateway.security import Principal
 from services.runtime import Runtime
+from shared.events.base import ProjectId
 
 _bearer = HTTPBearer(auto_error=False, description="JWT from POST /api/v1/auth/login")
 
@@ -212,7 +213,8 @@ def project_with_role(minimum: Role | None = None) -> Callable[..., Awaitable[st
         request: Request,
         principal: PrincipalDep,
         project_id: Annotated[
-            str | None, Query(description="Project to act in; defaults to the caller's only project.")
+            ProjectId | None,
+            Query(description="Project to act in; defaults to the caller's only project."),
         ] = None,
     ) -> str:
         return project_scope(principal, project_id, minimum or minimum_role_for(request.method))

@@ -29,6 +29,12 @@ class ObservedColumn(Contract):
     nullable: bool = True
     primary_key: bool = False
     sample_values: list[SampleValue] = Field(default_factory=list, max_length=100)
+    distinct_ratio: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Distinct values / rows of a sample (evidence for renames)."
+    )
+    null_ratio: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="NULL values / rows of a sample (evidence for renames)."
+    )
 
 
 class SchemaObserved(Event):
@@ -39,7 +45,7 @@ class SchemaObserved(Event):
     connector_id: Name
     table_name: Name
     dialect: Dialect = "generic"
-    columns: list[ObservedColumn] = Field(min_length=1, max_length=10_000)
+    columns: list[ObservedColumn] = Field(min_length=0, max_length=10_000)
     observed_by: str | None = Field(default=None, max_length=255)
 
     @model_validator(mode="after")
@@ -66,6 +72,14 @@ class SuggestedMapping(Contract):
     dialect: Dialect = "generic"
 
 
+class Evidence(Contract):
+    """One piece of what a rename decision rested on: a feature of the pair and its share of the
+    decision (log-odds; positive speaks for a rename, negative against)."""
+
+    kind: str
+    weight: float
+
+
 class Drift(Contract):
     drift_type: DriftType
     column_name: str
@@ -79,6 +93,10 @@ class Drift(Contract):
     confidence_score: float = Field(ge=0.0, le=1.0)
     suggested_mapping: SuggestedMapping | None = None
     description: str = ""
+    evidence: list[Evidence] = Field(
+        default_factory=list,
+        description="For a rename, or a new/removed column that could have been one: what decided it.",
+    )
 
 
 class DriftDetected(Event):

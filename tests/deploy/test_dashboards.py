@@ -78,3 +78,24 @@ def test_dashboards_have_unique_uids_and_panel_ids() -> None:
     for path in DASHBOARD_FILES:
         ids = [panel["id"] for panel in json.loads(Path(path).read_text())["panels"]]
         assert len(ids) == len(set(ids))
+
+
+def test_the_drift_dashboard_shows_the_specifications_key_metrics() -> None:
+    """The specification's "Key Metrics to Track" for schema drift, each on a panel that queries the
+    metric measuring it: drifts per day by type and severity, auto-adaptation success rate, and
+    time to resolution (detection to decision)."""
+    drift = json.loads((GRAFANA / "dashboards" / "aietl-schema-drift.json").read_text())
+    queries = {panel["title"]: " ".join(t["expr"] for t in panel["targets"]) for panel in drift["panels"]}
+
+    def panel(words: str) -> str:
+        found = [expr for title, expr in queries.items() if words in title.lower()]
+        assert found, f"no panel titled like {words!r} in {sorted(queries)}"
+        return found[0]
+
+    per_day = panel("per day")
+    assert "aietl_drift_events_total" in per_day and "[1d]" in per_day
+    assert parse_promql(per_day)[1] >= {"drift_type", "severity"}
+    rate = panel("auto-adaptation success rate")
+    assert 'status="adapted"' in rate and "aietl_drift_detections_total" in rate and " / " in rate
+    resolution = panel("time to resolution")
+    assert "histogram_quantile" in resolution and "aietl_drift_resolution_seconds_bucket" in resolution

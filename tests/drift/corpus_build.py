@@ -212,6 +212,9 @@ class Builder:
                     "nullable": c["nullable"], "primary_key": c["pk"]}  # fmt: skip
             if c.get("samples"):
                 item["sample_values"] = c["samples"]
+            for statistic in ("distinct_ratio", "null_ratio"):
+                if statistic in c:
+                    item[statistic] = c[statistic]
             out.append(item)
         return out
 
@@ -388,7 +391,50 @@ def build() -> list[dict[str, Any]]:
         expected = [{"drift_type": "new_column", "column_name": new},
                     {"drift_type": "removed_column", "column_name": old}]  # fmt: skip
         b.add("datanonrename", before, after, expected)
+    _moved_data(b)
     return b.cases
+
+
+def _moved_data(b: Builder) -> None:
+    """9. A column copied into a new one and dropped (ADD new; UPDATE new = old; DROP old): the new
+    column comes last, its values and statistics are the old one's, so it is one column renamed.
+    Beside it, look-alike columns added last whose values or statistics differ. Observers send
+    `distinct_ratio` and `null_ratio` with samples; some cases carry only those."""
+    r = b.random
+    for index, (old, new) in enumerate(SEMANTIC_RENAMES + RENAMES[:: len(RENAMES) // 16]):
+        table = _table(_find_table(old))
+        before = [dict(c) for c in table]
+        after = [dict(c) for c in table if c["name"] != old]
+        moved = dict(next(c for c in table if c["name"] == old), name=new, pk=False)
+        after.append(moved)
+        distinct, nulls = round(r.uniform(0.05, 1.0), 2), round(r.uniform(0.0, 0.4), 2)
+        source = next(c for c in before if c["name"] == old)
+        source.update(distinct_ratio=distinct, null_ratio=nulls)
+        moved.update(distinct_ratio=distinct, null_ratio=nulls)
+        if index % 3:  # values too
+            values = [f"{r.randrange(10**6):06d}" for _ in range(12)]
+            source["samples"], moved["samples"] = values, values[r.randrange(4) :]
+        expected = [{"drift_type": "renamed_column", "column_name": new, "previous_name": old}]
+        if source["pk"]:
+            expected.append({"drift_type": "primary_key_change", "column_name": new})
+        b.add("movedrename", before, after, expected)
+    for old, new, _ in NON_RENAMES:
+        table = _table(_find_table(old))
+        before = [dict(c) for c in table]
+        after = [dict(c) for c in table if c["name"] != old]
+        added = dict(next(c for c in table if c["name"] == old), name=new, pk=False)
+        after.append(added)
+        source = next(c for c in before if c["name"] == old)
+        for column in (source, added):  # drawn independently: sometimes alike by chance
+            column.update(
+                distinct_ratio=round(r.uniform(0.05, 1.0), 2), null_ratio=round(r.uniform(0.0, 0.4), 2)
+            )
+        if r.random() < 0.5:
+            source["samples"] = [f"x{i}" for i in range(10)]
+            added["samples"] = [f"y{i}" for i in range(10)]
+        expected = [{"drift_type": "new_column", "column_name": new},
+                    {"drift_type": "removed_column", "column_name": old}]  # fmt: skip
+        b.add("movednonrename", before, after, expected)
 
 
 def main() -> None:

@@ -64,7 +64,8 @@ def test_the_same_schema_in_another_dialect_is_not_drift() -> None:
 
 
 def test_new_and_removed_columns_with_severity() -> None:
-    after = [*changed(note=None, created_at=None), {"name": "region", "type": "text"}]
+    kept = changed(note=None, created_at=None)
+    after = [kept[0], {"name": "region", "type": "text"}, *kept[1:]]
     after.append({"name": "tenant", "type": "int", "nullable": False})
     assert kinds(detect(cols(BASE), cols(after), "postgres")) == [
         ("new_column", "region", "low"),
@@ -105,19 +106,30 @@ def test_rename_detected_with_calibrated_confidence_and_mapping() -> None:
     )
 
 
-def test_unrelated_columns_are_not_paired() -> None:
-    after = changed(note={"name": "fax"})
+def test_a_drop_and_an_add_are_not_paired() -> None:
+    """`note` dropped and `fax` added: a database appends the new column, a rename keeps its place."""
+    after = [*changed(note=None), {"name": "fax", "type": "text"}]
     drifts = detect(cols(BASE), cols(after), "postgres")
     assert sorted(d.drift_type for d in drifts) == ["new_column", "removed_column"]
     assert all(d.confidence_score < 1.0 for d in drifts)  # the alternative (a rename) was considered
 
 
 def test_sample_values_tip_an_ambiguous_pair() -> None:
-    before = [*BASE, {"name": "ref", "type": "text", "sample_values": ["a1", "a2", "a3", "a4"]}]
-    after = [*BASE, {"name": "booking_code", "type": "text", "sample_values": ["a4", "a3", "a2", "a1"]}]
-    without = detect(cols([*BASE, {**before[-1], "sample_values": []}]), cols([*BASE, after[-1]]), "postgres")
+    """`ref` gone from the middle, `booking_code` appended: two columns by name and place, one by
+    their values; the rename says that the samples decided it."""
+    values = [f"BK-{i:04d}" for i in range(12)]
+    ref = {"name": "ref", "type": "text", "sample_values": values}
+    code = {"name": "booking_code", "type": "text", "sample_values": list(reversed(values))}
+    before, after = [BASE[0], ref, *BASE[1:]], [*BASE, code]
+    without = detect(
+        cols([BASE[0], {**ref, "sample_values": []}, *BASE[1:]]),
+        cols([*BASE, {**code, "sample_values": []}]),
+        "postgres",
+    )
     with_samples = detect(cols(before), cols(after), "postgres")
     assert [d.drift_type for d in with_samples] == ["renamed_column"]
+    assert with_samples[0].evidence[0].kind == "samples_overlap" and with_samples[0].evidence[0].weight > 0
+    assert "samples_overlap" in with_samples[0].description
     assert "renamed_column" not in [d.drift_type for d in without]
 
 
@@ -137,9 +149,6 @@ def test_every_mapping_is_valid_sql_in_the_target_dialect(dialect) -> None:
 
 
 def test_invalid_schemas_name_the_field() -> None:
-    with pytest.raises(InvalidSchemaError) as error:
-        cols([{"name": "a", "type": "int"}, {"name": "b", "type": "nonsense_type"}])
-    assert error.value.field == "columns[1].type"
     with pytest.raises(InvalidSchemaError) as error:
         columns_of([ObservedColumn(name="a", type="int"), ObservedColumn(name="a", type="int")], "generic")
     assert error.value.field == "columns[1].name"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from services.drift.domain import columns_of, detect
+from services.drift.evaluate import SYNTHETIC, load_cases
 from services.runtime import Runtime
 from shared.events.schema import ObservedColumn
-from tests.drift.corpus import load_cases
 
 SAMPLE_VALUES = {  # a literal per family that survives widening and narrowing casts of the corpus
     "integer": "42",
@@ -25,7 +25,9 @@ SAMPLE_VALUES = {  # a literal per family that survives widening and narrowing c
 
 
 async def test_postgres_mappings_execute_on_a_sample(runtime: Runtime) -> None:
-    cases = [c for c in load_cases() if c["before"]["dialect"] == c["after"]["dialect"] == "postgres"]
+    cases = [
+        c for c in load_cases(SYNTHETIC) if c["before"]["dialect"] == c["after"]["dialect"] == "postgres"
+    ]
     executed = 0
     async with runtime.database.engine.connect() as connection:
         for case in cases:

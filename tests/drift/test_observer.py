@@ -35,7 +35,7 @@ async def test_reads_a_postgres_table(runtime: Runtime) -> None:
         )
         await session.execute(text(f"INSERT INTO {table} (amount, name) VALUES (1.5, 'a'), (2.5, 'b')"))
     url = runtime.settings.resolved_database_url
-    columns = _by_name((await observer.read_sql_tables(url, [table], samples=5))[table])
+    columns = _by_name((await observer.read_sql_tables(url, [table], samples=5)).columns[table])
     canonical = {name: normalise(c.type, "postgres").canonical for name, c in columns.items()}
     assert canonical == {
         "id": "int64",
@@ -46,6 +46,7 @@ async def test_reads_a_postgres_table(runtime: Runtime) -> None:
     }
     assert columns["id"].primary_key and not columns["id"].nullable and not columns["amount"].nullable
     assert sorted(columns["name"].sample_values) == ["a", "b"]
+    assert columns["name"].distinct_ratio == 1.0 and columns["seen"].null_ratio == 1.0
 
 
 async def test_reads_a_sqlite_table_and_the_rest_trigger_publishes(
@@ -56,7 +57,7 @@ async def test_reads_a_sqlite_table_and_the_rest_trigger_publishes(
         connection.execute(
             "CREATE TABLE items (id INTEGER PRIMARY KEY, label VARCHAR(20) NOT NULL, price REAL)"
         )
-    columns = _by_name((await observer.read_sql_tables(f"sqlite:///{path}", ["items"]))["items"])
+    columns = _by_name((await observer.read_sql_tables(f"sqlite:///{path}", ["items"])).columns["items"])
     assert normalise(columns["label"].type, "sqlite").canonical == "string(20)" and columns["id"].primary_key
 
     connector = f"lite_{uuid.uuid4().hex[:6]}"
@@ -73,6 +74,12 @@ async def test_reads_a_sqlite_table_and_the_rest_trigger_publishes(
         "/api/v1/advanced/schema-drift/observe", json={**body, "tables": ["nope"]}, headers=auth
     )
     assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "tables"]
+    assert "nope" in missing.json()["detail"][0]["msg"]
+    partly = await client.post(  # one table read, the other reported: never dropped silently
+        "/api/v1/advanced/schema-drift/observe", json={**body, "tables": ["items", "nope"]}, headers=auth
+    )
+    assert partly.status_code == 202 and partly.json()["tables"] == ["items"]
+    assert partly.json()["failed"] == [{"table": "nope", "reason": "'nope' does not exist"}]
     bad = await client.post(
         "/api/v1/advanced/schema-drift/observe", json={**body, "url": "ftp://x"}, headers=auth
     )
@@ -88,9 +95,8 @@ async def test_reads_a_clickhouse_table(runtime: Runtime) -> None:
         "at DateTime64(3, 'UTC'), price Decimal(12, 2)) ENGINE = MergeTree ORDER BY id"
     )
     await clickhouse.command(f"INSERT INTO drift.{table} VALUES (1, 'x', 'k', now64(3), 9.5)")
-    columns = _by_name(
-        (await observer.read_clickhouse_tables(clickhouse, [f"drift.{table}"], samples=3))[f"drift.{table}"]
-    )
+    observation = await observer.read_clickhouse_tables(clickhouse, [f"drift.{table}"], samples=3)
+    columns = _by_name(observation.columns[f"drift.{table}"])
     assert columns["id"].primary_key and not columns["id"].nullable and columns["name"].nullable
     assert normalise(columns["at"].type, "clickhouse").canonical == "timestamptz"
     assert normalise(columns["price"].type, "clickhouse").canonical == "decimal(12,2)"

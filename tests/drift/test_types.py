@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.drift.domain import UnknownTypeError, classify, normalise, parse_type
+from services.drift.domain import classify, normalise, parse_type
 
 SAME_TYPES = [
     [
@@ -105,8 +105,86 @@ def test_unsigned_and_array_classification() -> None:
 
 
 @pytest.mark.parametrize(
-    ("type_string", "dialect"), [("bogus_type", "postgres"), ("", "generic"), ("int int", "mysql")]
+    ("type_string", "dialect"), [("bogus_type", "postgres"), ("my_enum", "generic"), ("int int", "mysql")]
 )
-def test_unknown_types_raise_a_clear_error(type_string: str, dialect: str) -> None:
-    with pytest.raises(UnknownTypeError, match=f"unknown type .* for dialect {dialect}"):
-        normalise(type_string, dialect)
+def test_unknown_types_are_opaque_names_never_refused(type_string: str, dialect: str) -> None:
+    parsed = normalise(type_string, dialect)
+    assert parsed.family == "opaque" and parsed.detail == type_string
+    assert classify(parsed, normalise(type_string, dialect)) == "same"
+    assert classify(parsed, normalise("other_type", dialect)) == "incompatible"
+    assert classify(parsed, normalise("text", dialect)) == "widening"  # every value has a text form
+
+
+ACCEPTED = {  # (dialect, spelling) -> canonical: every type the databases report is understood
+    ("postgres", "tsvector"): "opaque:tsvector",
+    ("postgres", "tsquery"): "opaque:tsquery",
+    ("postgres", "hstore"): "map:hstore",
+    ("postgres", "citext"): "string:citext",
+    ("postgres", "ltree"): "opaque:ltree",
+    ("postgres", "cidr"): "network:cidr",
+    ("postgres", "macaddr"): "opaque:macaddr",
+    ("postgres", "money"): "decimal(19,4)",
+    ("postgres", "interval day to second"): "interval",
+    ("postgres", "bit(3)"): "bits(3)",
+    ("postgres", "bit varying(5)"): "bits(5):varying",
+    ("postgres", "xml"): "xml",
+    ("postgres", "tsvector[]"): "array<opaque:tsvector>",
+    ("postgres", "hstore[]"): "array<map:hstore>",
+    ("postgres", "int4range"): "range:int4range",
+    ("postgres", "geometry(Point,4326)"): "geometry:geometry(point,4326)",
+    ("postgres", "geography"): "geometry:geography",
+    ("postgres", "my_enum"): "opaque:my_enum",
+    ("postgres", "public.my_domain"): "opaque:public.my_domain",
+    ("mysql", "set('a','b')"): "enum:'a','b'",
+    ("mysql", "int(10) unsigned zerofill"): "uint32",
+    ("mysql", "linestring"): "geometry:linestring",
+    ("clickhouse", "Map(String, UInt64)"): "map:map(string, uint64)",
+    ("clickhouse", "Tuple(a String, b Int32)"): "struct:tuple(a string, b int32)",
+    ("clickhouse", "Enum8('a' = 1, 'b' = 2)"): "enum:'a' = 1,'b' = 2",
+    ("clickhouse", "Array(LowCardinality(Nullable(String)))"): "array<string>",
+    ("sqlite", "UNSIGNED BIG INT"): "int64",
+    ("sqlite", "FLOATING POINT"): "int64",  # SQLite's own rule: it contains INT
+    ("sqlite", "anything goes"): "decimal",  # NUMERIC affinity
+}
+
+
+@pytest.mark.parametrize(("key", "canonical"), ACCEPTED.items(), ids=lambda v: str(v))
+def test_every_reported_type_is_accepted(key: tuple[str, str], canonical: str) -> None:
+    dialect, spelling = key
+    assert normalise(spelling, dialect).canonical == canonical
+
+
+@pytest.mark.parametrize(
+    ("spelling", "canonical"),
+    [
+        ("UInt64", "uint64"),  # ClickHouse's CamelCase
+        ("Nullable(String)", "string"),
+        ("Int8", "int8"),  # ClickHouse's 8-bit integer ...
+        ("int8", "int64"),  # ... and PostgreSQL's (and DuckDB's) bigint
+        ("INT8", "int64"),
+        ("float8", "float64"),
+        ("text[]", "array<string>"),
+        ("tsvector", "opaque:tsvector"),
+        ("tinyint(1)", "boolean"),
+        ("int(10) unsigned", "uint32"),
+        ("float", "float32"),
+        ("double", "float64"),
+    ],
+)
+def test_generic_reads_each_dialects_unambiguous_spelling(spelling: str, canonical: str) -> None:
+    assert normalise(spelling, "generic").canonical == canonical
+
+
+def test_only_an_outer_nullable_makes_the_column_nullable() -> None:
+    assert parse_type("Nullable(Int64)", "clickhouse").nullable_wrapper
+    assert not parse_type("Array(Nullable(Int64))", "clickhouse").nullable_wrapper
+    assert not parse_type("Map(String, Nullable(Int64))", "clickhouse").nullable_wrapper
+
+
+def test_classification_of_the_newer_families() -> None:
+    assert classify(normalise("text", "postgres"), normalise("citext", "postgres")) == "widening"
+    assert classify(normalise("inet", "postgres"), normalise("cidr", "postgres")) == "narrowing"
+    assert classify(normalise("bit(3)", "postgres"), normalise("varbit(5)", "postgres")) == "widening"
+    assert classify(normalise("hstore", "postgres"), normalise("jsonb", "postgres")) == "widening"
+    assert classify(normalise("tsvector", "postgres"), normalise("text", "postgres")) == "widening"
+    assert classify(normalise("text", "postgres"), normalise("tsvector", "postgres")) == "incompatible"

@@ -9,7 +9,7 @@ from services.drift.domain.schema import (
     columns_of,
     schema_hash,
 )
-from services.drift.domain.types import SqlType, UnknownTypeError, classify, normalise, parse_type
+from services.drift.domain.types import SqlType, classify, normalise, parse_type
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -18,7 +18,6 @@ __all__ = [
     "Column",
     "InvalidSchemaError",
     "SqlType",
-    "UnknownTypeError",
     "classify",
     "columns_from_stored",
     "columns_of",

@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from services.drift.domain.mapping import mapping
-from services.drift.domain.renames import candidates, pair_renames
+from services.drift.domain.renames import Candidate, RenameModel, candidates, pair_renames
 from services.drift.domain.schema import Column
 from services.drift.domain.types import classify
-from shared.events.schema import Dialect, Drift, Severity
+from shared.events.schema import Dialect, Drift, Evidence, Severity
 
 SEVERITY_ORDER: tuple[Severity, ...] = ("low", "medium", "high", "critical")
 
@@ -45,38 +45,58 @@ class _Matched:
     new: Column
 
 
-def detect(baseline: Sequence[Column], observed: Sequence[Column], dialect: Dialect) -> list[Drift]:
-    """Every drift from `baseline` to `observed`; column order alone is not drift."""
+def detect(
+    baseline: Sequence[Column],
+    observed: Sequence[Column],
+    dialect: Dialect,
+    *,
+    model: RenameModel | None = None,
+    infer_renames: bool = True,
+) -> list[Drift]:
+    """Every drift from `baseline` to `observed`; column order alone is not drift.
+
+    `infer_renames=False` is the plain name diff (a rename reads as a removed and a new column)."""
     old_by_name = {c.name: c for c in baseline}
-    new_by_name = {c.name: c for c in observed}
-    removed = [c for c in baseline if c.name not in new_by_name]
-    added = [c for c in observed if c.name not in old_by_name]
-    scored = candidates(removed, added) if removed and added else []
-    renames = pair_renames(scored)
-    renamed_old = {r.removed.name for r in renames}
-    renamed_new = {r.added.name for r in renames}
-    best_rename = {}
+    change, scored = candidates(baseline, observed, model) if infer_renames else (None, [])
+    renames = pair_renames(scored, model)
+    renamed_old = {r.removed.name: r for r in renames}
+    renamed_new = {r.added.name: r for r in renames}
+    best: dict[tuple[str, str], Candidate] = {}
     for candidate in scored:  # most likely first
-        best_rename.setdefault(candidate.removed.name, candidate.probability)
-        best_rename.setdefault(candidate.added.name, candidate.probability)
+        best.setdefault(("-", candidate.removed.name), candidate)
+        best.setdefault(("+", candidate.added.name), candidate)
+    new_names = {c.name for c in observed}
+    removed = change.removed if change else [c for c in baseline if c.name not in new_names]
+    added = change.added if change else [c for c in observed if c.name not in old_by_name]
 
     drifts: list[Drift] = []
     for column in added:
         if column.name not in renamed_new:
-            drifts.append(_new_column(column, 1.0 - best_rename.get(column.name, 0.0), dialect))
+            drifts.append(_new_column(column, best.get(("+", column.name)), dialect, model))
     for column in removed:
         if column.name not in renamed_old:
-            drifts.append(_removed_column(column, 1.0 - best_rename.get(column.name, 0.0), dialect))
+            drifts.append(_removed_column(column, best.get(("-", column.name)), dialect, model))
     pairs = [_Matched(old_by_name[c.name], c) for c in observed if c.name in old_by_name]
     for rename in renames:
-        drifts.append(_renamed_column(rename.removed, rename.added, rename.probability, dialect))
+        drifts.append(_renamed_column(rename, dialect, model))
         pairs.append(_Matched(rename.removed, rename.added))
     for pair in pairs:
         drifts.extend(_attribute_changes(pair.old, pair.new, dialect))
     return drifts
 
 
-def _new_column(column: Column, confidence: float, dialect: Dialect) -> Drift:
+def _evidence(candidate: Candidate | None, model: RenameModel | None) -> list[Evidence]:
+    if candidate is None:
+        return []
+    return [Evidence(kind=kind, weight=round(weight, 3)) for kind, weight in candidate.evidence(model)]
+
+
+def _not_renamed(candidate: Candidate | None) -> float:
+    """Confidence that a new or removed column is not half of a rename: 1 - its best pair's."""
+    return round(1.0 - (candidate.probability if candidate else 0.0), 4)
+
+
+def _new_column(column: Column, best: Candidate | None, dialect: Dialect, model: RenameModel | None) -> Drift:
     severity: Severity = "high" if column.primary_key else ("low" if column.nullable else "medium")
     return Drift(
         drift_type="new_column",
@@ -84,7 +104,7 @@ def _new_column(column: Column, confidence: float, dialect: Dialect) -> Drift:
         new_type=column.type,
         new_nullable=column.nullable,
         severity=severity,
-        confidence_score=round(confidence, 4),
+        confidence_score=_not_renamed(best),
         suggested_mapping=mapping(
             source=column.name,
             target=column,
@@ -93,10 +113,13 @@ def _new_column(column: Column, confidence: float, dialect: Dialect) -> Drift:
             auto_include=severity == "low",
         ),
         description=f"new {'NOT NULL ' if not column.nullable else ''}column {column.name} {column.type}",
+        evidence=_evidence(best, model),
     )
 
 
-def _removed_column(column: Column, confidence: float, dialect: Dialect) -> Drift:
+def _removed_column(
+    column: Column, best: Candidate | None, dialect: Dialect, model: RenameModel | None
+) -> Drift:
     critical = column.primary_key or not column.nullable
     return Drift(
         drift_type="removed_column",
@@ -104,15 +127,19 @@ def _removed_column(column: Column, confidence: float, dialect: Dialect) -> Drif
         old_type=column.type,
         old_nullable=column.nullable,
         severity="critical" if critical else "high",
-        confidence_score=round(confidence, 4),
+        confidence_score=_not_renamed(best),
         suggested_mapping=mapping(
             source=None, target=column, alias=column.name, dialect=dialect, auto_include=False
         ),
         description=f"column {column.name} removed; the mapping keeps it as NULL",
+        evidence=_evidence(best, model),
     )
 
 
-def _renamed_column(old: Column, new: Column, confidence: float, dialect: Dialect) -> Drift:
+def _renamed_column(rename: Candidate, dialect: Dialect, model: RenameModel | None) -> Drift:
+    old, new = rename.removed, rename.added
+    evidence = _evidence(rename, model)
+    decided = ", ".join(e.kind for e in evidence if e.weight > 0)[:200]
     return Drift(
         drift_type="renamed_column",
         column_name=new.name,
@@ -120,11 +147,12 @@ def _renamed_column(old: Column, new: Column, confidence: float, dialect: Dialec
         old_type=old.type,
         new_type=new.type,
         severity="high" if old.primary_key or new.primary_key else "medium",
-        confidence_score=round(confidence, 4),
+        confidence_score=round(rename.probability, 4),
         suggested_mapping=mapping(
             source=new.name, target=new, alias=old.name, dialect=dialect, auto_include=False
         ),
-        description=f"column {old.name} renamed to {new.name}",
+        description=f"column {old.name} renamed to {new.name} (evidence: {decided or 'none'})",
+        evidence=evidence,
     )
 
 

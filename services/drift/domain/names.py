@@ -45,8 +45,23 @@ def tokens(name: str) -> tuple[str, ...]:
     words: list[str] = []
     for part in re.split(r"[^A-Za-z0-9]+", name):
         for word in WORD.findall(part):
-            words.extend(EXPANSIONS.get(word.lower(), word.lower()).split())
+            lowered = word.lower()
+            words.extend(EXPANSIONS.get(lowered, _singular(lowered)).split())
     return tuple(words)
+
+
+NOT_PLURAL = frozenset({"news", "series", "species", "lens", "chaos", "ethos", "always", "sometimes", "yes"})
+
+
+def _singular(word: str) -> str:
+    """`replies` -> `reply`, `threads` -> `thread`, `status` and `address` stay (a light stemmer)."""
+    if len(word) <= 3 or word in NOT_PLURAL or word.endswith(("ss", "us", "is", "ics", "as")):
+        return word
+    if word.endswith("ies"):
+        return word[:-3] + "y"
+    if word.endswith(("sses", "xes", "ches", "shes")):
+        return word[:-2]
+    return word[:-1] if word.endswith("s") else word
 
 
 def _is_abbreviation(short: str, long: str) -> bool:
@@ -81,6 +96,42 @@ def name_similarity(left: str, right: str) -> float:
     return max(spelling, shared, aligned)
 
 
+# Words that name members of one series or opposites: two columns differing only by them are two
+# columns (`start_date` / `end_date`), not a rename. The fitted model adds the sibling words it
+# found naming columns side by side in real tables (`rename_model.json`).
+SIBLING_SERIES = (
+    ("first", "middle", "last"), ("start", "end", "begin", "finish"), ("min", "max", "minimum", "maximum"),
+    ("from", "to"), ("old", "new"), ("before", "after"), ("open", "close"), ("create", "update", "delete"),
+    ("debit", "credit"), ("buy", "sell"), ("in", "out"), ("input", "output"), ("source", "target"),
+    ("sender", "recipient", "receiver"), ("width", "height", "depth", "length", "weight"),
+    ("latitude", "longitude"), ("x", "y", "z"), ("billing", "shipping"), ("parent", "child"),
+    ("day", "week", "month", "year", "hour", "minute", "second"), ("previous", "next", "prev"),
+    ("top", "bottom", "left", "right"), ("upper", "lower"), ("inner", "outer"), ("primary", "secondary"),
+    ("total", "subtotal", "tax", "discount", "net", "gross"), ("cost", "price"), ("hire", "termination"),
+    ("birth", "death"), ("male", "female"), ("success", "failure"), ("read", "write"), ("income", "expense"),
+    ("import", "export"), ("upload", "download"), ("request", "response"), ("header", "body", "footer"),
+    ("question", "answer"), ("low", "high"), ("small", "large"), ("short", "long"), ("up", "down"),
+)  # fmt: skip
+SIBLINGS = frozenset(
+    tuple(sorted((a, b))) for series in SIBLING_SERIES for a in series for b in series if a != b
+)
+
+
+def words_swapped(left: str, right: str) -> tuple[str, str] | None:
+    """The two words when the names are the same but for one word swapped for an unrelated one
+    (`start_date` / `end_date`, `is_visible` / `is_published`); None otherwise."""
+    left_words, right_words = tokens(left), tokens(right)
+    if len(left_words) != len(right_words):
+        return None
+    differ = [(a, b) for a, b in zip(left_words, right_words, strict=True) if a != b]
+    if len(differ) != 1:
+        return None
+    a, b = differ[0]
+    if _tokens_match(a, b) or a in b or b in a:
+        return None
+    return a, b
+
+
 def substitution(left: str, right: str) -> float:
     """1.0 when the names differ by swapping a word for an unrelated one (`start_date` / `end_date`),
     the typical shape of two different columns; 0.0 when one only adds or abbreviates words."""
@@ -92,4 +143,7 @@ def substitution(left: str, right: str) -> float:
     a, b = "".join(left_only), "".join(right_only)
     if _is_abbreviation(a, b) or _is_abbreviation(b, a) or a in b or b in a:
         return 0.0
-    return 1.0 if SequenceMatcher(None, a, b).ratio() < 0.7 else 0.0
+    matcher = SequenceMatcher(None, a, b, autojunk=False)
+    if matcher.real_quick_ratio() < 0.7 or matcher.quick_ratio() < 0.7:  # upper bounds: no need
+        return 1.0
+    return 1.0 if matcher.ratio() < 0.7 else 0.0

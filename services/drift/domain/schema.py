@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.drift.domain.types import SqlType, UnknownTypeError, parse_type
+from services.drift.domain.types import SqlType, parse_type
 from shared.events.schema import Dialect, ObservedColumn, SampleValue
 
 MAX_KEPT_SAMPLES = 20
@@ -33,6 +33,8 @@ class Column:
     primary_key: bool
     position: int
     samples: tuple[SampleValue, ...] = ()
+    distinct_ratio: float | None = None
+    null_ratio: float | None = None
 
     def stored(self) -> dict[str, Any]:
         """The JSON kept in a baseline version."""
@@ -44,21 +46,20 @@ class Column:
             "nullable": self.nullable,
             "primary_key": self.primary_key,
             "sample_values": list(self.samples[:MAX_KEPT_SAMPLES]),
+            "distinct_ratio": self.distinct_ratio,
+            "null_ratio": self.null_ratio,
         }
 
 
 def columns_of(observed: Sequence[ObservedColumn], dialect: Dialect) -> list[Column]:
-    """Parse observed columns; unknown types and duplicate names raise `InvalidSchemaError`."""
+    """Parse observed columns; duplicate names raise `InvalidSchemaError` (types never do)."""
     seen: set[str] = set()
     columns: list[Column] = []
     for index, column in enumerate(observed):
         if column.name in seen:
             raise InvalidSchemaError(f"columns[{index}].name", f"duplicate column name {column.name!r}")
         seen.add(column.name)
-        try:
-            parsed = parse_type(column.type, dialect)
-        except UnknownTypeError as error:
-            raise InvalidSchemaError(f"columns[{index}].type", str(error)) from error
+        parsed = parse_type(column.type, dialect)  # never fails: an unknown type is opaque
         columns.append(
             Column(
                 name=column.name,
@@ -69,6 +70,8 @@ def columns_of(observed: Sequence[ObservedColumn], dialect: Dialect) -> list[Col
                 primary_key=column.primary_key,
                 position=index,
                 samples=tuple(column.sample_values),
+                distinct_ratio=column.distinct_ratio,
+                null_ratio=column.null_ratio,
             )
         )
     return columns
@@ -91,6 +94,8 @@ def columns_from_stored(
                 primary_key=item.get("primary_key", False),
                 position=index,
                 samples=tuple(item.get("sample_values", ())),
+                distinct_ratio=item.get("distinct_ratio"),
+                null_ratio=item.get("null_ratio"),
             )
         )
     return columns

@@ -3,10 +3,24 @@
 Type strings are parsed with sqlglot's `DataType` (never a hand-written table of strings); the
 parsed type is reduced to a `SqlType`, a dialect-free description that two dialects agree on:
 `int4` (PostgreSQL), `int` (MySQL) and `Int32` (ClickHouse) all become `int32`.
+
+No type is refused: what sqlglot does not know (PostgreSQL's `tsvector`, `citext`, `ltree`, enums,
+domains, extension types; SQLite's free-form declarations) is looked up among the well-known names
+below, then reduced by SQLite's affinity rules (for SQLite), and otherwise kept as an *opaque* type,
+compared by its name only.
+
+The `generic` dialect reads a type the way the dialect that spells it so would: ClickHouse's
+CamelCase names (`UInt64`, `Int8`, `Float64`, `Nullable(String)`, `LowCardinality(...)`,
+`DateTime64(3)`) as ClickHouse; PostgreSQL's byte-sized aliases and array syntax as PostgreSQL
+(`int8` is a 64-bit integer, `int2` 16-bit, `float8` a double, `text[]` an array); everything
+else with sqlglot's dialect-free reading (`float` is 32-bit, `double` 64-bit), then as PostgreSQL
+(`tsvector`, `serial`), then as MySQL (`int(10) unsigned`, `enum('a','b')`); MySQL's `tinyint(1)`
+is a boolean. Observers that know their source send its real dialect, and then nothing is guessed.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -21,16 +35,6 @@ ChangeClass = Literal["same", "widening", "narrowing", "incompatible"]
 DType = exp.DataType.Type
 
 
-class UnknownTypeError(ValueError):
-    """A type string that no supported dialect understands."""
-
-    def __init__(self, type_string: str, dialect: str, reason: str = "") -> None:
-        detail = f" ({reason})" if reason else ""
-        super().__init__(f"unknown type {type_string!r} for dialect {dialect}{detail}")
-        self.type_string = type_string
-        self.dialect = dialect
-
-
 @dataclass(frozen=True, slots=True)
 class SqlType:
     """A dialect-free type: family plus the parameters that decide whether a change loses data."""
@@ -40,9 +44,9 @@ class SqlType:
     unsigned: bool = False
     precision: int | None = None  # decimals (None = unbounded)
     scale: int | None = None
-    length: int | None = None  # strings and binaries (None = unbounded)
+    length: int | None = None  # strings, binaries and bit strings (None = unbounded)
     element: SqlType | None = None  # arrays
-    detail: str = ""  # enums, maps, structs, other: their canonical SQL
+    detail: str = ""  # enums, maps, structs, named and opaque types: their canonical spelling
 
     @property
     def canonical(self) -> str:
@@ -53,14 +57,11 @@ class SqlType:
             return f"float{self.bits}"
         if self.family == "decimal":
             return "decimal" if self.precision is None else f"decimal({self.precision},{self.scale or 0})"
-        if self.family in ("string", "binary") and self.length is not None:
-            return f"{self.family}({self.length})"
         if self.family == "array":
             assert self.element is not None
             return f"array<{self.element.canonical}>"
-        if self.detail:
-            return f"{self.family}:{self.detail}"
-        return self.family
+        name = self.family if self.length is None else f"{self.family}({self.length})"
+        return f"{name}:{self.detail}" if self.detail else name
 
 
 INTEGER_BITS = {
@@ -83,7 +84,7 @@ INTEGER_BITS = {
     DType.INT256: (256, False),
     DType.UINT256: (256, True),
 }
-FLOAT_BITS = {DType.FLOAT: 32, DType.DOUBLE: 64}
+FLOAT_BITS = {DType.FLOAT: 32, DType.DOUBLE: 64, DType.UDOUBLE: 64}
 DECIMALS = {DType.DECIMAL, DType.DECIMAL32, DType.DECIMAL64, DType.DECIMAL128, DType.DECIMAL256}
 DECIMALS |= {DType.BIGDECIMAL, DType.UDECIMAL}
 MONEY = {DType.MONEY: (19, 4), DType.SMALLMONEY: (10, 4)}
@@ -113,46 +114,146 @@ FAMILIES = {
     DType.IPV4: "network",
     DType.IPV6: "network",
     DType.IPADDRESS: "network",
+    DType.XML: "xml",
 }
+RANGES = {DType.INT4RANGE, DType.INT8RANGE, DType.NUMRANGE, DType.TSRANGE, DType.TSTZRANGE, DType.DATERANGE}
+RANGES |= {DType.INT4MULTIRANGE, DType.INT8MULTIRANGE, DType.NUMMULTIRANGE, DType.TSMULTIRANGE}
+RANGES |= {DType.TSTZMULTIRANGE, DType.DATEMULTIRANGE}
+GEOMETRIES = {DType.GEOMETRY, DType.GEOGRAPHY, DType.POINT, DType.RING, DType.POLYGON, DType.MULTIPOLYGON}
+GEOMETRIES |= {DType.LINESTRING, DType.MULTILINESTRING}
 ENUMS = {DType.ENUM, DType.ENUM8, DType.ENUM16, DType.SET}
 WRAPPERS = {DType.LOWCARDINALITY}
+NAMED = {DType.USERDEFINED, DType.UNKNOWN}
 DECIMAL_DIGITS_OF_INTEGER = {8: 3, 16: 5, 24: 8, 32: 10, 64: 19, 128: 39, 256: 78}
+
+# Types sqlglot reads as user-defined (or not at all), by their base name: PostgreSQL built-ins and
+# extension types, and MySQL spatial types. Anything else unknown stays opaque.
+WELL_KNOWN = {
+    "citext": SqlType("string", detail="citext"),
+    "cidr": SqlType("network", detail="cidr"),
+    "interval": SqlType("interval"),
+    "oid": SqlType("integer", bits=32, unsigned=True),
+    "xml": SqlType("xml"),
+    "hstore": SqlType("map", detail="hstore"),
+}
+GEOMETRY_NAMES = {"point", "line", "lseg", "box", "path", "polygon", "circle", "linestring"}
+GEOMETRY_NAMES |= {"multipoint", "multilinestring", "multipolygon", "geometrycollection", "geomcollection"}
+BIT_STRINGS = {"varbit": "varying", "bit varying": "varying", "bit": ""}
+# ClickHouse's own CamelCase spellings: `generic` reads these as ClickHouse (case matters: `int8` is
+# PostgreSQL's bigint, `Int8` ClickHouse's 8-bit integer).
+CLICKHOUSE_SPELLING = re.compile(
+    r"^(U?Int(8|16|32|64|128|256)|B?Float(16|32|64)|String|FixedString|Nullable|LowCardinality|Array|"
+    r"Map|Tuple|Nested|DateTime64|Date32|Decimal(32|64|128|256)|Enum(8|16)|IPv4|IPv6|Object|Variant|"
+    r"Dynamic|AggregateFunction|SimpleAggregateFunction|Nothing)\b"
+)
+# PostgreSQL's byte-sized aliases (`int8` is a bigint there, and in DuckDB) and its array syntax.
+POSTGRES_SPELLING = re.compile(r"^(int[248]|float[48]|(small|big)?serial[248]?)\b|\[\]$", re.IGNORECASE)
+NULLABLE_OUTSIDE = re.compile(r"^\s*(LowCardinality\s*\(\s*)?Nullable\s*\(", re.IGNORECASE)
+SQLGLOT_DIALECTS = {"postgres": "postgres", "mysql": "mysql", "clickhouse": "clickhouse", "sqlite": "sqlite"}
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedType:
     """A parsed type string: the dialect-free type, whether the type itself says NULL is allowed
-    (ClickHouse `Nullable(...)`), and the sqlglot node to render it in any dialect."""
+    (ClickHouse `Nullable(...)`), and the sqlglot node to render it in any dialect (None for a type
+    sqlglot cannot parse: it is then rendered as the source spelled it)."""
 
     sql_type: SqlType
     nullable_wrapper: bool
-    node: exp.DataType
+    node: exp.DataType | None
+
+    @property
+    def opaque(self) -> bool:
+        """Known only by its name: compared as a name, never converted."""
+        return self.sql_type.family == "opaque"
 
 
-def _sqlglot_dialect(dialect: str) -> str | None:
-    return None if dialect == "generic" else dialect
+def _readers(text: str, dialect: Dialect) -> list[str | None]:
+    """The sqlglot dialects to read a type string with, most likely first (see the module doc)."""
+    if dialect != "generic":
+        return [SQLGLOT_DIALECTS[dialect]]
+    if CLICKHOUSE_SPELLING.match(text):
+        return ["clickhouse"]
+    if POSTGRES_SPELLING.match(text):
+        return ["postgres"]
+    return [None, "postgres", "mysql"]
+
+
+def _sqlglot_node(text: str, reader: str | None) -> exp.DataType | None:
+    try:
+        # Parsed as the target of a CAST so that trailing garbage (`int int`) is not read as a type.
+        cast = sqlglot.parse_one(f"CAST(NULL AS {text})", read=reader)
+    except (SqlglotError, ValueError, TypeError, RecursionError):
+        return None
+    node = cast.args.get("to") if isinstance(cast, exp.Cast) else None
+    return node if isinstance(node, exp.DataType) else None
+
+
+def _named(node: exp.DataType) -> bool:
+    """Whether sqlglot only knew the type's name (itself, or an element of it)."""
+    return any(isinstance(n, exp.DataType) and n.this in NAMED for n in node.walk())
 
 
 @lru_cache(maxsize=8_192)
 def parse_type(type_string: str, dialect: Dialect = "generic") -> ParsedType:
-    """Parse and normalise one type string; `UnknownTypeError` names what was not understood."""
-    text = type_string.strip()
-    if not text:
-        raise UnknownTypeError(type_string, dialect, "empty type")
-    try:
-        # Parsed as the target of a CAST so that trailing garbage (`int int`) is an error too.
-        cast = sqlglot.parse_one(f"CAST(NULL AS {text})", read=_sqlglot_dialect(dialect))
-    except (SqlglotError, ValueError, TypeError, RecursionError) as error:
-        raise UnknownTypeError(type_string, dialect) from error
-    node = cast.args.get("to") if isinstance(cast, exp.Cast) else None
-    if not isinstance(node, exp.DataType):
-        raise UnknownTypeError(type_string, dialect)
-    nullable = bool(node.args.get("nullable")) or "nullable(" in text.lower()
-    return ParsedType(_normalise(node, dialect, type_string), nullable, node)
+    """Parse and normalise one type string. Never fails: an unknown type is opaque (its name)."""
+    text = " ".join(type_string.split())
+    if dialect == "mysql":
+        text = re.sub(r"\s+zerofill\b", "", text, flags=re.IGNORECASE)  # display only
+    nullable = bool(NULLABLE_OUTSIDE.match(text))
+    fallback: tuple[exp.DataType, str | None] | None = None
+    for reader in _readers(text, dialect):
+        node = _sqlglot_node(text, reader)
+        if node is None:
+            continue
+        if not _named(node):
+            return ParsedType(_normalise(node, reader), nullable, node)
+        fallback = fallback or (node, reader)
+    if fallback is not None:  # an array of tsvector, a named type: normalised as far as known
+        node, reader = fallback
+        return ParsedType(_normalise(node, reader), nullable, node)
+    return ParsedType(_by_name(text, dialect), nullable, None)
 
 
 def normalise(type_string: str, dialect: Dialect = "generic") -> SqlType:
     return parse_type(type_string, dialect).sql_type
+
+
+def _by_name(text: str, dialect: str | None) -> SqlType:
+    """A type sqlglot could not read as one it knows: well-known names, SQLite affinity, else opaque."""
+    lowered = text.lower().strip('"`')
+    if lowered.endswith("[]"):
+        return SqlType("array", element=_by_name(lowered[:-2], dialect))
+    base = re.sub(r"\s*\(.*\)\s*$", "", lowered).strip()
+    length = re.search(r"\((\d+)\)", lowered)
+    if base in WELL_KNOWN:
+        return WELL_KNOWN[base]
+    if base.startswith("interval"):
+        return SqlType("interval")
+    if base in BIT_STRINGS:
+        size = int(length.group(1)) if length else None
+        if base == "bit" and size in (None, 1):
+            return SqlType("boolean")
+        return SqlType("bits", length=size, detail=BIT_STRINGS[base])
+    if base in GEOMETRY_NAMES or base.startswith(("geometry", "geography")):
+        return SqlType("geometry", detail=lowered.replace(" ", ""))
+    if dialect == "sqlite":
+        return _sqlite_affinity(lowered)
+    return SqlType("opaque", detail=lowered)
+
+
+def _sqlite_affinity(declared: str) -> SqlType:
+    """SQLite's own rules for a declared type it does not know (section 3.1 of its datatype doc)."""
+    upper = declared.upper()
+    if "INT" in upper:
+        return SqlType("integer", bits=64)
+    if any(word in upper for word in ("CHAR", "CLOB", "TEXT")):
+        return SqlType("string")
+    if "BLOB" in upper or not upper:
+        return SqlType("binary")
+    if any(word in upper for word in ("REAL", "FLOA", "DOUB")):
+        return SqlType("float", bits=64)
+    return SqlType("decimal")
 
 
 def _int_param(node: exp.DataType, index: int) -> int | None:
@@ -165,17 +266,23 @@ def _int_param(node: exp.DataType, index: int) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _normalise(node: exp.DataType, dialect: str, original: str) -> SqlType:
+def _inner(node: exp.DataType) -> exp.DataType | None:
+    inner = node.expressions[0] if node.expressions else None
+    return inner if isinstance(inner, exp.DataType) else None
+
+
+def _normalise(node: exp.DataType, dialect: str | None) -> SqlType:
     kind = node.this
-    if kind in WRAPPERS:
-        inner = node.expressions[0] if node.expressions else None
-        if not isinstance(inner, exp.DataType):
-            raise UnknownTypeError(original, dialect, f"{kind.name} without an inner type")
-        return _normalise(inner, dialect, original)
-    if kind in (DType.USERDEFINED, DType.UNKNOWN):
-        raise UnknownTypeError(original, dialect, "user-defined types are not supported")
+    if kind in NAMED or not isinstance(kind, DType):  # `interval day to second` is an expression
+        return _by_name(node.sql(dialect=dialect), dialect)
+    if kind in WRAPPERS or kind == DType.ARRAY:
+        inner = _inner(node)
+        if inner is None:
+            return SqlType("opaque", detail=node.sql(dialect=dialect).lower())
+        element = _normalise(inner, dialect)
+        return element if kind in WRAPPERS else SqlType("array", element=element)
     if kind in INTEGER_BITS:
-        if dialect == "mysql" and kind == DType.TINYINT and _int_param(node, 0) == 1:
+        if dialect in ("mysql", "postgres", None) and kind == DType.TINYINT and _int_param(node, 0) == 1:
             return SqlType("boolean")  # MySQL spells BOOLEAN as tinyint(1)
         bits, unsigned = INTEGER_BITS[kind]
         if dialect == "sqlite":
@@ -200,36 +307,39 @@ def _normalise(node: exp.DataType, dialect: str, original: str) -> SqlType:
         )
     if kind == DType.BIT:
         length = _int_param(node, 0)
-        return SqlType("boolean") if length in (None, 1) else SqlType("binary", length=length)
+        return SqlType("boolean") if length in (None, 1) else SqlType("bits", length=length)
     if kind in (DType.DATETIME, DType.DATETIME64):
         # ClickHouse DateTime/DateTime64 store an instant (UTC epoch): timestamptz elsewhere.
         return SqlType("timestamptz" if dialect == "clickhouse" else "timestamp")
     if kind in FAMILIES:
         return SqlType(FAMILIES[kind])
-    if kind == DType.ARRAY:
-        inner = node.expressions[0] if node.expressions else None
-        if not isinstance(inner, exp.DataType):
-            raise UnknownTypeError(original, dialect, "array without an element type")
-        return SqlType("array", element=_normalise(inner, dialect, original))
     if kind in ENUMS:
         return SqlType("enum", detail=",".join(sorted(e.sql() for e in node.expressions)))
-    family = {DType.MAP: "map", DType.STRUCT: "struct"}.get(kind, "other")
-    return SqlType(family, detail=node.sql().lower())
+    if kind in RANGES:
+        return SqlType("range", detail=kind.name.lower())
+    if kind in GEOMETRIES:
+        return SqlType("geometry", detail=node.sql(dialect=dialect).lower().replace(" ", ""))
+    family = {DType.MAP: "map", DType.STRUCT: "struct", DType.HSTORE: "map"}.get(kind, "other")
+    return SqlType(family, detail=node.sql(dialect=dialect).lower())
 
 
 # --- classification of a type change -----------------------------------------------------------
 
 TEXTUAL_FROM = {"integer", "float", "decimal", "boolean", "date", "time", "timestamp", "timestamptz"}
-TEXTUAL_FROM |= {"interval", "json", "uuid", "enum", "network", "string"}
+TEXTUAL_FROM |= {"interval", "json", "uuid", "enum", "network", "string", "xml", "range", "bits"}
+TEXTUAL_FROM |= {"geometry", "opaque", "other"}  # every value has a text form (PostgreSQL: `::text`)
 
 
 def classify(old: SqlType, new: SqlType) -> ChangeClass:
-    """Widening keeps every old value (safe), narrowing may lose some, incompatible cannot convert."""
+    """Widening keeps every old value (safe), narrowing may lose some, incompatible cannot convert.
+
+    Two opaque types are the same only by name; a change between them is incompatible."""
     if old == new:
         return "same"
     if new.family == "string":
         if old.family == "string":
-            return _by_limit(old.length, new.length)
+            by_limit = _by_limit(old.length, new.length)
+            return "widening" if by_limit == "same" else by_limit  # text <-> citext: every value fits
         return "widening" if old.family in TEXTUAL_FROM and new.length is None else "narrowing"
     if old.family == "string":
         return "narrowing" if new.family == "enum" else "incompatible"
@@ -283,8 +393,11 @@ def _classify_pairs(old: SqlType, new: SqlType) -> ChangeClass:
         return "widening"
     if pair in {("timestamp", "date"), ("timestamptz", "date"), ("timestamptz", "timestamp")}:
         return "narrowing"
-    if pair == ("binary", "binary"):
-        return _by_limit(old.length, new.length)
+    if pair in {("binary", "binary"), ("bits", "bits")}:
+        by_limit = _by_limit(old.length, new.length)
+        return "widening" if by_limit == "same" else by_limit  # bit(n) -> varbit(n)
+    if pair == ("network", "network"):
+        return "narrowing" if new.detail == "cidr" else "widening"  # every cidr is an inet
     if pair == ("array", "array"):
         assert old.element is not None and new.element is not None
         inner = classify(old.element, new.element)
