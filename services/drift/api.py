@@ -7,7 +7,6 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-import structlog
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
@@ -15,14 +14,12 @@ from pydantic import BaseModel, Field
 from services.drift import analyser, observer, plot, service, store
 from services.drift.tables import Detection
 from services.gateway.deps import AdminDep, PrincipalDep, ProjectDep, RuntimeDep, SessionDep
-from shared.bus import publish_event
-from shared.events import DriftDetected, SchemaObserved
+from shared.events import SchemaObserved
 from shared.events.base import Name
 from shared.events.schema import Dialect, Drift, ObservedColumn, Severity, Strategy
 from shared.outbound import OutboundPolicy, OutboundRefused, PathRefused, checked_database_url
 
 router = APIRouter(prefix="/advanced/schema-drift", tags=["schema-drift"])
-log = structlog.get_logger(__name__)
 TableName = Annotated[str, Query(min_length=1, max_length=255)]
 Limit = Annotated[int, Query(ge=1, le=1_000)]
 SERIALISE_IN_THREAD = 50  # drifts in a /detect answer from which it is serialised off the event loop
@@ -34,29 +31,6 @@ def _unprocessable(location: list[str | int], message: str) -> HTTPException:
         status.HTTP_422_UNPROCESSABLE_CONTENT,
         detail=[{"loc": ["body", *location], "msg": message, "type": "value_error"}],
     )
-
-
-async def _publish(runtime: Any, event: DriftDetected) -> None:
-    """Tell downstream; the decision is stored either way (and readable over REST)."""
-    try:
-        await publish_event(runtime.broker, event)
-    except Exception as error:
-        log.warning("drift.detected not published", error=type(error).__name__)
-
-
-_PUBLISHING: set[asyncio.Task[None]] = set()  # strong references until each publish is done
-
-
-def _publish_after_answer(runtime: Any, outcome: service.Outcome) -> None:
-    """`drift.detected` goes out beside the answer, not before it: the decision is committed and
-    readable over REST already, and waiting for the broker's acknowledgement would double a
-    small request's latency. A failed publish is logged (as when it was awaited)."""
-    event = outcome.output()
-    if event is None:
-        return
-    task = asyncio.create_task(_publish(runtime, event))
-    _PUBLISHING.add(task)
-    task.add_done_callback(_PUBLISHING.discard)
 
 
 # --- detect --------------------------------------------------------------------------------------
@@ -106,10 +80,11 @@ async def detect(
     )
     async with runtime.database.transaction() as session:
         outcome = await service.observe(session, event, f"user:{principal.username}")
+        detected = outcome.output()
+        if detected is not None:  # published by the outbox relay once this commits
+            runtime.outbox.enqueue(session, [detected])
     service.record_metrics(outcome)
     detection = outcome.detection
-    if detection is not None and outcome.is_new:
-        _publish_after_answer(runtime, outcome)
     answer = DetectResponse.model_construct(  # built from validated parts: no second validation
         drifts_detected=len(outcome.drifts),
         drifts=outcome.drifts,
@@ -210,6 +185,8 @@ async def adapt(
                 body.drift_indexes,
                 f"user:{principal.username}",
             )
+            if accepted is not None:  # published by the outbox relay once this commits
+                runtime.outbox.enqueue(session, [accepted])
     except service.NotFoundError as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
     except service.ConflictError as error:
@@ -217,8 +194,6 @@ async def adapt(
     except ValueError as error:
         raise _unprocessable(["drift_indexes"], str(error)) from None
     service.record_decision(row, body.strategy)
-    if accepted is not None:
-        await _publish(runtime, accepted)
     return DetectionOut.of(row)
 
 

@@ -37,7 +37,6 @@ from services.predict.store import MetricsStore
 from services.predict.tables import AlertEpisode
 from services.runtime import Runtime
 from shared import metrics
-from shared.bus import publish_event
 from shared.events import MaintenanceAlert, PipelineRunMetrics
 
 log = structlog.get_logger(__name__)
@@ -424,9 +423,10 @@ class PredictService:
                 threshold=threshold,
                 clear_margin=self.config.alert_clear_margin,
             )
+            opened: MaintenanceAlert | None = None
             if step == "open":
                 factors = model.factors(entry.state.latest, entry.state.usual, horizon)
-                alert = MaintenanceAlert(
+                opened = MaintenanceAlert(
                     project_id=project_id,
                     pipeline_id=pipeline_id,
                     alert_type="failure_risk",
@@ -436,34 +436,27 @@ class PredictService:
                     description=failure_domain.describe(pipeline_id, probability, horizon, factors),
                     episode_started_at=datetime.now(UTC),
                 )
-                episode = AlertEpisode(
-                    project_id=project_id,
-                    pipeline_id=pipeline_id,
-                    alert_type="failure_risk",
-                    peak_probability=probability,
-                    alert=alert.model_dump(mode="json"),
-                    as_of=entry.as_of,
-                    horizon_hours=horizon,
+                session.add(
+                    AlertEpisode(
+                        project_id=project_id,
+                        pipeline_id=pipeline_id,
+                        alert_type="failure_risk",
+                        peak_probability=probability,
+                        alert=opened.model_dump(mode="json"),
+                        as_of=entry.as_of,
+                        horizon_hours=horizon,
+                        published_at=datetime.now(UTC),  # handed to the outbox in this transaction
+                    )
                 )
-                session.add(episode)
+                self.runtime.outbox.enqueue(session, [opened])
             elif step == "close" and episode is not None:
                 episode.closed_at = datetime.now(UTC)
             elif episode is not None:
                 episode.peak_probability = max(episode.peak_probability, probability)
-            pending = (
-                episode if episode is not None and episode.published_at is None and step != "close" else None
-            )
-        if pending is None:
-            return None
-        alert = MaintenanceAlert.model_validate(pending.alert)
-        await publish_event(self.runtime.broker, alert)
-        async with self.runtime.database.transaction() as session:
-            stored = await session.get(AlertEpisode, pending.id)
-            if stored is not None:
-                stored.published_at = datetime.now(UTC)
-        metrics.MAINTENANCE_ALERTS.labels(alert_type=alert.alert_type, severity=alert.severity).inc()
-        log.info("maintenance alert published", pipeline_id=pipeline_id, probability=alert.probability)
-        return alert
+        if opened is not None:
+            metrics.MAINTENANCE_ALERTS.labels(alert_type=opened.alert_type, severity=opened.severity).inc()
+            log.info("maintenance alert raised", pipeline_id=pipeline_id, probability=opened.probability)
+        return opened
 
     # --- resources ---
     async def resource_forecast(

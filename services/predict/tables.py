@@ -16,8 +16,8 @@ from shared.events.base import utc_now
 class AlertEpisode(Base):
     """One stretch of time during which a pipeline's risk stayed above the alert threshold.
 
-    The alert is stored with the episode (outbox): if publishing fails it is sent again on the
-    next evaluation, and `published_at` says it went out. Once `as_of + horizon_hours` has passed
+    The alert is stored with the episode and enqueued in the outbox in the same transaction
+    (`published_at`: when; the relay publishes it). Once `as_of + horizon_hours` has passed
     and later runs are known, the episode is resolved: `prevented` says whether the pipeline got
     through the predicted window without a failure, `saving_usd` what that saved (docs/predict.md).
     """

@@ -60,7 +60,6 @@ from services.templates.tables import (
 )
 from services.templates.targets import RunStats, Target
 from shared import metrics
-from shared.bus import publish_event
 from shared.events import DriftDetected, PipelineRunMetrics, PipelinesGenerated
 from shared.events.base import utc_now
 from shared.lease import LeaseHeld, Leases
@@ -435,8 +434,8 @@ class TemplatesService:
                     timing=schedule,
                     now=utc_now(),
                 )
-        if saved.created:
-            await self._announce([generated_event(saved.instance)])
+            if saved.created:
+                self.runtime.outbox.enqueue(session, [generated_event(saved.instance)])
         return saved
 
     # --- control table -----------------------------------------------------------------------
@@ -446,7 +445,6 @@ class TemplatesService:
         saves nothing; a real run saves a new instance version for each valid entry that changed."""
         await self.ensure_builtins()
         results: list[GeneratedEntry] = []
-        created: list[PipelineInstance] = []
         async with self.runtime.database.transaction() as session:
             templates: dict[str, TemplateVersion | NotFound] = {}
             entries: list[tuple[ControlEntry, ControlSpec, GeneratedEntry, TemplateVersion]] = []
@@ -515,8 +513,7 @@ class TemplatesService:
                 result.instance_version = saved.instance.version
                 result.created = saved.created
                 if saved.created:
-                    created.append(saved.instance)
-        await self._announce([generated_event(instance) for instance in created])
+                    self.runtime.outbox.enqueue(session, [generated_event(saved.instance)])
         return results
 
     async def _render_entry(
@@ -631,10 +628,10 @@ class TemplatesService:
             )
             async with self.runtime.database.transaction() as session:
                 session.add(run)
+                self.runtime.outbox.enqueue(session, [run_metrics_event(run)])
         metrics.PIPELINE_RUNS.labels(
             status=run.status, trigger=trigger, template=template_label(run.template_scope, run.template_id)
         ).inc()
-        await publish_event(self.runtime.broker, run_metrics_event(run))
         return run
 
     @contextlib.asynccontextmanager
@@ -734,10 +731,6 @@ class TemplatesService:
         return PipelineNames(
             instance.pipeline_name, instance.source_object, entry.target_object if entry else None
         )
-
-    async def _announce(self, events: list[PipelinesGenerated]) -> None:
-        for event in events:
-            await publish_event(self.runtime.broker, event)
 
 
 def _builtin_row(template: BuiltinTemplate) -> TemplateVersion:
