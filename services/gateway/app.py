@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,15 +16,21 @@ from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError
 
 from services.console.web import mount_console
+from services.drift import api as drift_api
+from services.features import api as features_api
 from services.gateway import admin, auth, events
 from services.gateway.accounts import Authenticator
 from services.gateway.admin import ensure_bootstrap_admin
 from services.gateway.deps import ERROR_RESPONSES, refuse_unknown_query
 from services.gateway.fast_path import FastRoute, answer_fast, mount_fast_routes
+from services.gateway.security import use_password_hashing_of
 from services.gateway.throttle import LoginThrottle
 from services.operations import health_response, metrics_response, readiness_response
 from services.ops import api as ops
-from services.runtime import WORKERS, Runtime
+from services.predict import api as predict_api
+from services.runtime import Runtime
+from services.templates import api as templates_api
+from services.vector_sink import api as vector_sink_api
 from shared import metrics
 
 log = structlog.get_logger(__name__)
@@ -33,16 +38,9 @@ API_PREFIX = "/api/v1"
 
 
 def service_apis() -> list[ModuleType]:
-    """Each service's `api` module (its `router`, and `fast_routes` if any), for the services
-    that have REST routes."""
-    modules = []
-    for name in WORKERS:
-        try:
-            modules.append(importlib.import_module(f"services.{name}.api"))
-        except ModuleNotFoundError as error:
-            if error.name != f"services.{name}.api":
-                raise
-    return modules
+    """Each service's `api` module (its `router`, and `fast_routes` if any), listed explicitly: what
+    the gateway serves is read here, not discovered."""
+    return [drift_api, features_api, templates_api, predict_api, vector_sink_api]
 
 
 def api_routers(apis: list[ModuleType]) -> list[APIRouter]:
@@ -77,6 +75,7 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = True) -> FastAPI:
     )
     app.state.runtime = runtime
     runtime.add_role("gateway")
+    use_password_hashing_of(runtime.settings)
     app.state.authenticator = Authenticator.from_settings(runtime.settings, runtime.database)
     app.state.login_throttle = LoginThrottle.from_settings(runtime.settings, runtime.database)
 

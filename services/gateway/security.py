@@ -26,10 +26,20 @@ from pydantic import Field, SecretStr
 from services.gateway.roles import Role
 from shared.settings import Settings
 
-_hasher = PasswordHasher()
+_hasher = PasswordHasher()  # argon2id, RFC 9106's low-memory profile (argon2-cffi's default)
+# Test environments hash with argon2's cheapest parameters: the format and checks are the same, a
+# user fixture does not cost a quarter of a second per hash and per login.
+_CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 ALGORITHM = "HS256"
 MIN_SECRET_CHARS = 32
 KEY_RING_FILE = "jwt-keys"
+
+
+def use_password_hashing_of(settings: Settings) -> None:
+    """Choose the hashing parameters for this process's new hashes (verification reads them from
+    each hash, so hashes made either way keep verifying)."""
+    global _hasher
+    _hasher = _CHEAP_HASHER if settings.environment == "test" else PasswordHasher()
 
 
 def hash_password(password: str) -> str:

@@ -73,3 +73,20 @@ def test_redis_url_makes_redis_the_online_store_unless_told_otherwise(
     monkeypatch.setenv("AIETL_FEATURES_ONLINE_STORE", "redis")
     with pytest.raises(ValueError, match="needs REDIS_URL"):
         _ = Settings(data_dir=tmp_path).resolved_features_online_store
+
+
+def test_only_test_environments_hash_passwords_cheaply(tmp_path) -> None:
+    """Tests hash with argon2's cheapest parameters; every other environment with the default
+    profile; a hash made either way verifies in both."""
+    from services.gateway import security
+
+    try:
+        security.use_password_hashing_of(Settings(environment="test", data_dir=tmp_path))
+        cheap = security.hash_password("pw-1")
+        security.use_password_hashing_of(Settings(environment="embedded", data_dir=tmp_path))
+        standard = security.hash_password("pw-1")
+    finally:
+        security.use_password_hashing_of(Settings(environment="test", data_dir=tmp_path))
+    assert "$m=8,t=1,p=1$" in cheap and "$m=65536,t=3,p=4$" in standard
+    assert security.verify_password(cheap, "pw-1") and security.verify_password(standard, "pw-1")
+    assert not security.verify_password(cheap, "pw-2")
