@@ -551,6 +551,8 @@ async def pipeline_profile(
 async def vector_collections(
     project_id: ProjectDep, principal: PrincipalDep, session: SessionDep
 ) -> readers.CollectionsOut:
-    """Ingestion status per connector and collection: documents, chunks, chunks of unfinished runs;
-    the embedding cache's size per model for administrators (it is shared by every project)."""
+    """Ingestion status per connector and collection: documents, chunks, chunks of unfinished runs,
+    and cache hits (chunks whose vector came from the embedding cache at their document's last
+    ingest) with the hit rate; the embedding cache's size per model for administrators (it is
+    shared by every project)."""
     return await readers.collections(session, project_id, include_cache=principal.is_admin)

@@ -271,6 +271,12 @@ class CollectionStatus(BaseModel):
     chunks: int
     pending_chunks: int
     """Chunks of a run that did not finish (written or not); the next ingest of the document settles them."""
+    cache_lookups: int
+    """Chunks written at their documents' last ingest that needed a vector (none of their own)."""
+    cache_hits: int
+    """Of those, how many took it from the embedding cache (same text embedded before by this model)."""
+    cache_hit_rate: float | None
+    """cache_hits / cache_lookups; null when nothing was looked up."""
     last_ingested_at: datetime | None
 
 
@@ -295,6 +301,8 @@ async def collections(session: AsyncSession, project_id: str, *, include_cache: 
             func.count().filter(chunks > 0),
             func.coalesce(func.sum(chunks), 0),
             func.coalesce(func.sum(func.json_array_length(DocumentChunks.pending_ids)), 0),
+            func.coalesce(func.sum(DocumentChunks.cache_lookups), 0),
+            func.coalesce(func.sum(DocumentChunks.cache_hits), 0),
             func.max(DocumentChunks.updated_at),
         )
         .where(DocumentChunks.project_id == project_id)
@@ -310,9 +318,12 @@ async def collections(session: AsyncSession, project_id: str, *, include_cache: 
             documents=int(documents),
             chunks=int(chunk_count),
             pending_chunks=int(pending),
+            cache_lookups=int(lookups),
+            cache_hits=int(hits),
+            cache_hit_rate=int(hits) / int(lookups) if lookups else None,
             last_ingested_at=updated,
         )
-        for connector_id, collection, documents, chunk_count, pending, updated in rows
+        for connector_id, collection, documents, chunk_count, pending, lookups, hits, updated in rows
         if connector_id in connectors
     ]
     cache = None

@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar
@@ -129,6 +129,19 @@ class DocumentPlan:
     @property
     def chunk_ids(self) -> frozenset[str]:
         return frozenset(c.id for c in self.chunks)
+
+    def cache_use(self, cached_hashes: Collection[str]) -> CacheUse:
+        """How this run's written chunks got their vectors, given the text hashes found in the cache."""
+        needing = [c for c in self.to_write if not c.embedding]
+        return CacheUse(len(needing), sum(c.content_hash in cached_hashes for c in needing))
+
+
+@dataclass(frozen=True)
+class CacheUse:
+    """Per chunk (not per distinct text): what the console's hit rate of a collection sums up."""
+
+    lookups: int  # written chunks that needed a vector (the document brought none)
+    hits: int  # of those, taken from the embedding cache instead of the model
 
 
 @dataclass(frozen=True)

@@ -264,7 +264,7 @@ class VectorSinkService:
         async with database.transaction() as session:
             await store.mark_pending(session, *key, plans)
         to_write = [chunk for plan in plans for chunk in plan.to_write]
-        vectors = await self._embeddings(connector.embedder, to_write, report)
+        vectors, cached_hashes = await self._embeddings(connector.embedder, to_write, report)
         for batch in batches(
             to_write,
             self.limits.batch_count,
@@ -281,7 +281,7 @@ class VectorSinkService:
         if to_write or stale:
             await self._run(connector.store.flush, spec.name)  # once per run, not per batch
         async with database.transaction() as session:
-            await store.commit_plans(session, *key, plans)
+            await store.commit_plans(session, *key, plans, cached_hashes)
         report.written_chunks = len(to_write)
         report.deleted_chunks = len(stale)
         report.changed_documents = sum(1 for p in plans if p.chunks)
@@ -300,12 +300,13 @@ class VectorSinkService:
 
     async def _embeddings(
         self, embedder: Embedder, chunks: list[Chunk], report: IngestReport
-    ) -> dict[str, np.ndarray]:
-        """Vectors by content hash: given by the document, from the cache, or computed (then cached)."""
+    ) -> tuple[dict[str, np.ndarray], set[str]]:
+        """Vectors by content hash: given by the document, from the cache, or computed (then cached);
+        and the hashes that the cache answered."""
         vectors = {c.content_hash: np.asarray(c.embedding, np.float32) for c in chunks if c.embedding}
         wanted = {c.content_hash: c.text for c in chunks if c.content_hash not in vectors}
         if not wanted:
-            return vectors
+            return vectors, set()
         async with self.runtime.database.sessions() as session:
             cached = await store.cached_embeddings(session, embedder.name, list(wanted))
         vectors.update(cached)
@@ -318,7 +319,7 @@ class VectorSinkService:
             vectors.update(fresh)
             async with self.runtime.database.transaction() as session:
                 await store.cache_embeddings(session, embedder.name, fresh)
-        return vectors
+        return vectors, set(cached)
 
     # --- search ---
 

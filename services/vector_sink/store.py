@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import numpy as np
@@ -147,9 +147,15 @@ async def mark_pending(
 
 
 async def commit_plans(
-    session: AsyncSession, project_id: str, connector_id: str, collection: str, plans: list[DocumentPlan]
+    session: AsyncSession,
+    project_id: str,
+    connector_id: str,
+    collection: str,
+    plans: list[DocumentPlan],
+    cached_hashes: Collection[str],
 ) -> None:
-    """After writing and deleting: the record says exactly what the store holds."""
+    """After writing and deleting: the record says exactly what the store holds, and how many of
+    the written chunks took their vector from the embedding cache (`cached_hashes`)."""
     gone = [plan.doc_id for plan in plans if not plan.chunks]
     if gone:
         await session.execute(
@@ -158,22 +164,31 @@ async def commit_plans(
             )
         )
     now = utc_now()
-    values = [
-        {
-            "project_id": project_id,
-            "connector_id": connector_id,
-            "collection": collection,
-            "doc_id": plan.doc_id,
-            "fingerprint": plan.fingerprint,
-            "chunk_ids": sorted(plan.chunk_ids),
-            "pending_ids": [],
-            "updated_at": now,
-        }
-        for plan in plans
-        if plan.chunks
-    ]
+    values: list[dict[str, Any]] = []
+    for plan in plans:
+        if not plan.chunks:
+            continue
+        use = plan.cache_use(cached_hashes)
+        values.append(
+            {
+                "project_id": project_id,
+                "connector_id": connector_id,
+                "collection": collection,
+                "doc_id": plan.doc_id,
+                "fingerprint": plan.fingerprint,
+                "chunk_ids": sorted(plan.chunk_ids),
+                "pending_ids": [],
+                "cache_lookups": use.lookups,
+                "cache_hits": use.hits,
+                "updated_at": now,
+            }
+        )
     if values:
-        await _upsert_records(session, values, ["fingerprint", "chunk_ids", "pending_ids", "updated_at"])
+        await _upsert_records(
+            session,
+            values,
+            ["fingerprint", "chunk_ids", "pending_ids", "cache_lookups", "cache_hits", "updated_at"],
+        )
 
 
 # --- embedding cache ---

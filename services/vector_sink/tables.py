@@ -41,6 +41,10 @@ class DocumentChunks(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     chunk_ids: Mapped[list[str]] = mapped_column(JSON)
     pending_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    cache_lookups: Mapped[int] = mapped_column(default=0, server_default="0")
+    """Chunks written at the document's last ingest that needed a vector (none of their own)."""
+    cache_hits: Mapped[int] = mapped_column(default=0, server_default="0")
+    """Of those, how many took it from the embedding cache instead of the model."""
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
 
 

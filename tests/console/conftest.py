@@ -285,6 +285,13 @@ async def seeded(
             headers=headers,
         )
     )
+    # a metadata change re-writes the chunk under a new id: its vector is a cache hit (1 of 3 lookups)
+    relabelled = {**documents[1], "metadata": {"lang": "en-GB"}}
+    again = {"connector_id": connector, "collection": "handbook", "documents": [relabelled]}
+    report = await _ok(
+        await client.post("/api/v1/advanced/vectors/ingest", params=params, json=again, headers=headers)
+    )
+    assert (report["written_chunks"], report["cache_hits"]) == (1, 1), report
 
     # a dead letter of the project: an event that breaks its contract, named with markup
     marker = f"letter{suffix}"

@@ -443,6 +443,14 @@ async def test_vectors_status_and_search_playground(
     row = page.locator("#collections tbody tr", has_text=seeded.collection)
     cells = await row.locator("td").all_inner_texts()
     assert cells[2] == "3" and int(cells[3]) >= 3
+    shown = (
+        await client.get(
+            "/api/v1/ops/vectors/collections", params={"project_id": seeded.project}, headers=seeded.headers
+        )
+    ).json()["collections"]
+    [handbook] = [c for c in shown if c["collection"] == seeded.collection]
+    assert (handbook["cache_hits"], handbook["cache_lookups"]) == (1, 3)  # seeded: one relabelled chunk
+    assert cells[4:6] == ["1 of 3", "33.3%"]
     await page.fill("#collection", seeded.collection)
     await page.fill("#query", "returns policy")
     await page.fill("#top_k", "3")

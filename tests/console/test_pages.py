@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.console.conftest import login_nonce
+from tests.console.conftest import PASSWORD, Seeded, login_nonce
 
 PAGES = [
     "/console/",
@@ -36,3 +38,16 @@ async def test_every_page_answers_with_the_security_headers(client: httpx.AsyncC
         assert response.status_code == 200, (page, response.text[:2000])
         assert "script-src 'self'" in response.headers["content-security-policy"]
         assert "<script>" not in response.text and " style=" not in response.text
+
+
+async def test_vectors_page_shows_each_collections_cache_hits(
+    client: httpx.AsyncClient, seeded: Seeded
+) -> None:
+    cookies = await _signed_in(client, seeded.username, PASSWORD)
+    page = await client.get("/console/vectors", cookies=cookies)
+    assert page.status_code == 200, page.text[:2000]
+    rows = re.findall(r"<tr>(.*?)</tr>", page.text, re.S)
+    [row] = [r for r in rows if f"<td>{seeded.collection}</td>" in r]
+    cells = [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+    # documents, chunks, cache hits of lookups, hit rate: the seeded relabelled chunk was a cache hit
+    assert cells[2] == "3" and cells[4:6] == ["1 of 3", "33.3%"], cells

@@ -202,3 +202,57 @@ async def test_collection_of_another_dimension_is_refused(
         headers=headers,
     )
     assert response.status_code == 422 and "has dimension 8" in response.text
+
+
+async def test_cache_hits_per_collection_in_the_ops_status(
+    client: httpx.AsyncClient, project_user: tuple[str, dict[str, str]]
+) -> None:
+    """The embedding cache is shared across collections; each document's record keeps how many of
+    its chunks at its last ingest took their vector from it, and the ops status sums them."""
+    project, headers = project_user
+    connector = await _create(client, headers, chunk_size=40, chunk_overlap=0)
+    tag = uuid.uuid4().hex[:8]  # texts no other test has embedded
+    alpha, bravo = f"Alpha {tag} tells the first part.", f"Bravo {tag} tells the second part."
+    charlie, delta = f"Charlie {tag} tells the third part.", f"Delta {tag} is a new second part."
+
+    async def ingest(collection: str, *documents: dict) -> dict:
+        body = {"connector_id": connector["id"], "collection": collection, "documents": list(documents)}
+        answer = await client.post(f"{API}/advanced/vectors/ingest", json=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    async def status() -> dict[str, tuple]:
+        answer = await client.get(
+            f"{API}/ops/vectors/collections", params={"project_id": project}, headers=headers
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["embedding_cache"] is None  # a member does not see the shared cache
+        return {
+            c["collection"]: (
+                c["documents"],
+                c["chunks"],
+                c["cache_hits"],
+                c["cache_lookups"],
+                c["cache_hit_rate"],
+            )
+            for c in answer.json()["collections"]
+        }
+
+    story = "\n\n".join([alpha, bravo, charlie])
+    await ingest("first", {"doc_id": "story", "text": story})
+    second = await ingest(
+        "second",
+        {"doc_id": "copy", "text": story},
+        {"doc_id": "own", "text": "caption", "embedding": [0.0625] * 256},  # brings its vector
+    )
+    assert (second["embedded_texts"], second["cache_hits"]) == (0, 3)
+    # the story edited: alpha stays (kept, not looked up), delta is new, bravo moved (a new chunk, cached)
+    edited = await ingest("first", {"doc_id": "story", "text": "\n\n".join([alpha, delta, bravo])})
+    assert (edited["written_chunks"], edited["embedded_texts"], edited["cache_hits"]) == (2, 1, 1)
+    assert await status() == {"first": (1, 3, 1, 2, 0.5), "second": (2, 4, 3, 3, 1.0)}
+
+    unchanged = await ingest("second", {"doc_id": "copy", "text": story})
+    assert unchanged["unchanged_documents"] == 1
+    assert (await status())["second"] == (2, 4, 3, 3, 1.0)  # the last ingest that wrote something counts
+    await ingest("second", {"doc_id": "copy", "operation": "delete"})
+    assert (await status())["second"] == (1, 1, 0, 0, None)

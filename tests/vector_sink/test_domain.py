@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from services.vector_sink.domain import (
+    CacheUse,
     ChunkingPolicy,
     Compare,
     Document,
@@ -110,6 +111,24 @@ def test_plan_skips_unchanged_and_writes_only_new_chunks() -> None:
     gone = plan_document(Document("d", operation="delete"), pending, POLICY, "m")
     assert gone is not None and gone.to_delete == record.chunk_ids | {"orphan"} and not gone.chunks
     assert plan_document(Document("new", operation="delete"), None, POLICY, "m") is None
+
+
+def test_cache_use_counts_written_chunks_that_needed_a_vector_per_chunk() -> None:
+    policy = ChunkingPolicy(size=40, overlap=0)
+    text = "Alpha tells the first part.\n\nBravo tells the second part.\n\nAlpha tells the first part."
+    plan = plan_document(Document("d", text=text), None, policy, "m")
+    assert plan is not None and len(plan.to_write) == 3
+    alpha, bravo = plan.chunks[0].content_hash, plan.chunks[1].content_hash
+    assert plan.cache_use(set()) == CacheUse(lookups=3, hits=0)
+    assert plan.cache_use({alpha}) == CacheUse(lookups=3, hits=2)  # the repeated text counts twice
+    assert plan.cache_use({alpha, bravo}) == CacheUse(lookups=3, hits=3)
+
+    kept = DocumentRecord("an earlier version", frozenset({plan.chunks[0].id}))
+    replan = plan_document(Document("d", text=text), kept, policy, "m")
+    assert replan is not None and replan.cache_use({alpha}) == CacheUse(lookups=2, hits=1)  # kept: no lookup
+
+    own = plan_document(Document("v", text="caption", embedding=[0.1, 0.2]), None, policy, "m")
+    assert own is not None and own.cache_use({own.chunks[0].content_hash}) == CacheUse(lookups=0, hits=0)
 
 
 def test_document_with_its_own_embedding_is_one_chunk() -> None:
