@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install run test bench bench-smoke lint format services kafka clean
+.PHONY: install run test test-pure bench bench-smoke lint format services kafka clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,9 @@ test: install services kafka  ## Install, start services, run all tests
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 	AIETL_TEST_BROKER=kafka $(BIN)/pytest tests/foundation tests/interop tests/reliability/test_poison.py
+
+test-pure: install  ## The pure domain tests only (no services, seconds)
+	$(BIN)/pytest -m pure -q
 
 bench: $(VENV)/.bench-installed services kafka  ## Benchmarks of every service, with peers (AIETL_BENCH_SCALE=0.1: a quick look)
 	$(BIN)/python -m bench

@@ -181,3 +181,34 @@ async def project_maintainer(
 ) -> dict[str, str]:
     """Headers of a maintainer of `project_user`'s project (creates templates and connections)."""
     return await user_in(client, auth, project_user[0], "maintainer")
+
+
+# The pure domain tests: no I/O, no service, seconds in all (`make test-pure`, `pytest -m pure`).
+PURE_MODULES = frozenset(
+    {
+        "console/test_pure.py",
+        "drift/test_detect.py",
+        "drift/test_types.py",
+        "features/test_domain.py",
+        "foundation/test_contracts.py",
+        "predict/test_forecast.py",
+        "templates/test_schedule.py",
+        "vector_sink/test_domain.py",
+    }
+)
+SERVICE_FIXTURES = frozenset(
+    name for name, value in list(globals().items()) if type(value).__name__ == "FixtureFunctionDefinition"
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the pure modules' tests `pure`; one of them asking for a service fixture is an error,
+    so the mark cannot quietly start needing PostgreSQL or a broker."""
+    root = Path(__file__).parent
+    for item in items:
+        if item.path.relative_to(root).as_posix() not in PURE_MODULES:
+            continue
+        services = SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if services:
+            raise pytest.UsageError(f"{item.nodeid} is in a pure module but uses {sorted(services)}")
+        item.add_marker(pytest.mark.pure)
