@@ -143,7 +143,10 @@ class StackBroker:
 
 
 @pytest.fixture(scope="session", params=["tansu"])
-def stack_broker(request: pytest.FixtureRequest) -> Iterator[StackBroker]:
+def stack_broker(request: pytest.FixtureRequest, stack_database: str) -> Iterator[StackBroker]:
+    """The stack's bus; a tansu of its own per stack database, so that one stack's groups and
+    backlogs never reach the other's processes (the Kafka cluster is the session's)."""
+    del stack_database  # a dependency only: one broker per database stack
     if request.param == "kafka":
         cluster: KafkaCluster = request.getfixturevalue("kafka_cluster")
         yield StackBroker("kafka", cluster.bootstrap, replication_factor=3, cluster=cluster)

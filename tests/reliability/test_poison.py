@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -23,6 +24,8 @@ from aiokafka.errors import MessageSizeTooLargeError
 
 from services.gateway.events import INBOUND
 from services.runtime import Runtime
+from shared.bus import ensure_topics
+from shared.embedded_broker import EmbeddedBroker
 from shared.events import CONTRACTS, DeadLetter, Event, Topic
 from tests.conftest import ADMIN_PASSWORD
 from tests.foundation.test_contracts import EXAMPLES
@@ -86,12 +89,29 @@ class Platform:
     stack: Stack
     url: str
     auth: dict[str, str]
+    servers: str
+    """The bus of this `aietl up`."""
 
 
 @pytest.fixture(scope="module")
 async def platform(stack: Stack) -> AsyncIterator[Platform]:
-    """`aietl up` on the stack's bus and database, ready (its workers consume), with an admin token."""
-    process = stack.spawn("up-poison", "up", port_env="AIETL_GATEWAY_PORT")
+    """`aietl up` on the stack's database, ready (its workers consume), with an admin token. On
+    tansu it gets a broker of its own, as a newcomer's `aietl up` has: the stack's shared tansu carries
+    the groups and backlogs of every earlier test (on Apache Kafka, the stack's cluster)."""
+    if stack.broker.name == "tansu":
+        with EmbeddedBroker() as broker:
+            settings = stack.settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
+            await ensure_topics(settings)
+            async with _platform_on(stack, broker.bootstrap_servers) as platform:
+                yield platform
+    else:
+        async with _platform_on(stack, stack.settings.resolved_kafka_servers) as platform:
+            yield platform
+
+
+@asynccontextmanager
+async def _platform_on(stack: Stack, servers: str) -> AsyncIterator[Platform]:
+    process = stack.spawn("up-poison", "up", port_env="AIETL_GATEWAY_PORT", KAFKA_BOOTSTRAP_SERVERS=servers)
     try:
         await asyncio.to_thread(process.wait_listening)
         async with httpx.AsyncClient(base_url=process.url, timeout=30) as http:
@@ -102,7 +122,7 @@ async def platform(stack: Stack) -> AsyncIterator[Platform]:
                 await asyncio.sleep(0.2)
             login = {"username": "admin", "password": ADMIN_PASSWORD}
             token = (await http.post("/api/v1/auth/login", json=login)).json()["access_token"]
-        yield Platform(stack, process.url, {"Authorization": f"Bearer {token}"})
+        yield Platform(stack, process.url, {"Authorization": f"Bearer {token}"}, servers)
     finally:
         await asyncio.to_thread(process.stop)  # before any other process of the stack joins these groups
 
@@ -110,7 +130,7 @@ async def platform(stack: Stack) -> AsyncIterator[Platform]:
 @pytest.mark.timeout(240)
 async def test_poison_is_dead_lettered_and_the_consumer_goes_on(platform: Platform, runtime: Runtime) -> None:
     settings = platform.stack.settings
-    servers = settings.resolved_kafka_servers
+    servers = platform.servers
     consumed = consumed_topics(runtime)
     assert any(c.topic == Topic.SCHEMA_OBSERVED for c in consumed), consumed
     project = f"poison-{uuid.uuid4().hex[:8]}"
