@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,15 @@ class Stack:
     def events(self, count: int) -> int:
         """`count` events on PostgreSQL, a share of them on SQLite (at least one)."""
         return count if self.database_kind == "postgresql" else max(1, count // SQLITE_SHARE)
+
+    @asynccontextmanager
+    async def own_tansu(self) -> AsyncIterator[str]:
+        """A tansu of its own with the platform's topics (yields its address), for a process whose
+        groups or events must not meet the stack's: its bus carries every earlier test's backlog."""
+        with EmbeddedBroker() as broker:
+            own = self.settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
+            await ensure_topics(own)
+            yield broker.bootstrap_servers
 
     def spawn(self, name: str, *args: str, port_env: str | None = None, **env: str) -> Service:
         """Start `python -m services.cli <args>`; its output goes to a log file kept for diagnosis."""

@@ -10,8 +10,6 @@ import httpx
 import pytest
 
 from bench.gateway_load import drive
-from shared.bus import ensure_topics
-from shared.embedded_broker import EmbeddedBroker
 from tests.conftest import ADMIN_PASSWORD
 from tests.reliability.conftest import Stack
 
@@ -22,13 +20,10 @@ MAX_RSS_GROWTH_MB = 40.0
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("stack_database", ["postgresql"], indirect=True)  # a gateway figure, not a store's
 async def test_gateway_holds_sustained_load(stack: Stack) -> None:
-    # A broker of its own: the thousands of events the load posts would otherwise wait on the
-    # stack's topics for the next test's workers, which then spend minutes on this backlog.
-    with EmbeddedBroker() as broker:
-        await ensure_topics(
-            stack.settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
-        )
-        await _hold_load(stack, broker.bootstrap_servers)
+    # A broker of its own: the thousands of events the load posts stay off the stack's topics,
+    # which later tests' worker groups consume.
+    async with stack.own_tansu() as servers:
+        await _hold_load(stack, servers)
 
 
 async def _hold_load(stack: Stack, servers: str) -> None:

@@ -24,8 +24,6 @@ from aiokafka.errors import MessageSizeTooLargeError
 
 from services.gateway.events import INBOUND
 from services.runtime import Runtime
-from shared.bus import ensure_topics
-from shared.embedded_broker import EmbeddedBroker
 from shared.events import CONTRACTS, DeadLetter, Event, Topic
 from tests.conftest import ADMIN_PASSWORD
 from tests.foundation.test_contracts import EXAMPLES
@@ -99,11 +97,8 @@ async def platform(stack: Stack) -> AsyncIterator[Platform]:
     tansu it gets a broker of its own, as a newcomer's `aietl up` has: the stack's shared tansu carries
     the groups and backlogs of every earlier test (on Apache Kafka, the stack's cluster)."""
     if stack.broker.name == "tansu":
-        with EmbeddedBroker() as broker:
-            settings = stack.settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
-            await ensure_topics(settings)
-            async with _platform_on(stack, broker.bootstrap_servers) as platform:
-                yield platform
+        async with stack.own_tansu() as servers, _platform_on(stack, servers) as platform:
+            yield platform
     else:
         async with _platform_on(stack, stack.settings.resolved_kafka_servers) as platform:
             yield platform
