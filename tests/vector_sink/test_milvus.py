@@ -231,3 +231,38 @@ def test_milvus_server_reached_through_milvus_host(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+IDLE_CLIENT = """
+import sys, time
+from services.vector_sink.connectors import milvus
+milvus.QUIET_KEEPALIVE = {
+    **milvus.QUIET_KEEPALIVE, "grpc.keepalive_time_ms": 500, "grpc.http2.max_pings_without_data": 0
+}
+if sys.argv[2] == "pings-when-idle":
+    milvus.QUIET_KEEPALIVE["grpc.keepalive_permit_without_calls"] = 1
+store = milvus.MilvusStore(sys.argv[1])
+store.ping()
+time.sleep(4)
+store.ping()
+store.close()
+"""
+
+
+def test_idle_client_does_not_ping_milvus_lite_into_goaway(tmp_path: Path) -> None:
+    """Milvus Lite's gRPC server allows one ping per 5 minutes without data; pymilvus's default
+    (pings every 10 s, also when idle) made it answer GOAWAY `too_many_pings` and fail a call in
+    CI. Shown at 2 pings per second, nothing else changed: the store's settings stay quiet, pinging
+    when idle is sent away."""
+    arms = {
+        arm: subprocess.Popen(
+            [sys.executable, "-c", IDLE_CLIENT, str(tmp_path / arm / "lite.db"), arm],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for arm in ("store-settings", "pings-when-idle")
+    }
+    errors = {arm: process.communicate(timeout=120)[1] for arm, process in arms.items()}
+    assert arms["store-settings"].returncode == 0, errors["store-settings"]
+    assert "too_many_pings" in errors["pings-when-idle"], errors["pings-when-idle"]
+    assert "too_many_pings" not in errors["store-settings"], errors["store-settings"]

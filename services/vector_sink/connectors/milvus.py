@@ -75,6 +75,13 @@ def milvus_expr(node: FilterNode | None) -> str:
     return "(" + joiner.join(milvus_expr(part) for part in node.parts) + ")"
 
 
+QUIET_KEEPALIVE = {"grpc.keepalive_permit_without_calls": 0, "grpc.keepalive_time_ms": 300_000}
+"""pymilvus pings every 10 s even when idle; a gRPC server with default settings (Milvus Lite's)
+allows one ping per 5 minutes without data and answers the third with GOAWAY `too_many_pings`,
+which fails the call racing it (seen in CI on a new client's `Connect`). Ping only during calls,
+no more often than the server allows."""
+
+
 class MilvusStore(VectorStore):
     kind = "milvus"
     supports_hybrid = True
@@ -101,7 +108,7 @@ class MilvusStore(VectorStore):
                 return
             if "://" not in self.uri:
                 Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
-            options: dict[str, Any] = {"uri": self.uri}
+            options: dict[str, Any] = {"uri": self.uri, "grpc_options": QUIET_KEEPALIVE}
             if self._token:
                 options["token"] = self._token
             if self._db_name:
