@@ -23,11 +23,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from services.predict.domain import InsufficientHistory
 from services.predict.domain import forest as forest_format
@@ -39,6 +38,9 @@ from services.predict.domain.features import (
     training_table,
 )
 from services.predict.domain.forest import FlatForest
+
+if TYPE_CHECKING:  # sklearn costs 1.7 s to import: only training and evaluation need it
+    from sklearn.ensemble import RandomForestClassifier
 
 MIN_POSITIVES = 20
 MIN_NEGATIVES = 50
@@ -67,6 +69,8 @@ def ranking_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float] 
     labels = np.asarray(labels, dtype=float)
     if len(np.unique(labels)) < 2:
         return None
+    from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
     fpr, tpr, _ = roc_curve(labels, scores)
     result = {
         "roc_auc": round(float(roc_auc_score(labels, scores)), 4),
@@ -356,6 +360,8 @@ def data_hash(runs: pd.DataFrame) -> str:
 
 def new_forest(trees: int, seed: int) -> RandomForestClassifier:
     """The shipped learner (it won the comparison in docs/predict.md)."""
+    from sklearn.ensemble import RandomForestClassifier
+
     return RandomForestClassifier(
         n_estimators=trees,
         min_samples_leaf=30,

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.ensemble import RandomForestClassifier
+
+if TYPE_CHECKING:  # answering needs numpy only; sklearn (1.7 s to import) is for training
+    from sklearn.ensemble import RandomForestClassifier
 
 LEAF = -1
 
