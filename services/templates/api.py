@@ -85,10 +85,10 @@ class TemplateIn(Strict):
 
 class TemplateOut(BaseModel):
     template_id: str
-    name: str
+    name: str = Field(validation_alias="template_id", description="The specification's name for the id.")
     display_name: str | None
     version: str
-    builtin: bool
+    builtin: bool = False
     pattern: str
     category: str
     dialect: str | None
@@ -268,22 +268,9 @@ def _service(runtime: RuntimeDep) -> TemplatesService:
 
 
 def _template_out(row: TemplateVersion, instances: int = 0, runs: int = 0) -> TemplateOut:
-    return TemplateOut(
-        template_id=row.template_id,
-        name=row.template_id,
-        display_name=row.display_name,
-        version=row.version,
-        builtin=row.project_id == "_builtin",
-        pattern=row.pattern,
-        category=row.category,
-        dialect=row.dialect,
-        description=row.description,
-        config_schema=row.config_schema,
-        code=row.code,
-        created_at=row.created_at,
-        instances=instances,
-        runs=runs,
-    )
+    out = TemplateOut.model_validate(row, from_attributes=True)
+    out.builtin, out.instances, out.runs = row.project_id == "_builtin", instances, runs
+    return out
 
 
 def _schedule_out(row: PipelineSchedule, service: TemplatesService) -> ScheduleOut:
