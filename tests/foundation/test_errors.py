@@ -105,6 +105,8 @@ async def test_fastapi_validation_has_the_same_shape(client: httpx.AsyncClient, 
         f"{API}/features/features", params={"project_id": "bad project\x01"}, headers=headers
     )
     assert refusal(query, 422)["errors"][0]["pointer"] == "/query/project_id"
+    unknown = await client.get(f"{API}/features/features", params={"zz": "1"}, headers=headers)
+    assert refusal(unknown, 422)["errors"] == [{"pointer": "/query/zz", "message": "unknown"}]
 
 
 async def test_unavailable_backend_and_the_gateway_own_refusals(
