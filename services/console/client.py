@@ -16,7 +16,7 @@ class ApiError(Exception):
     """The API answered 4xx or 5xx; `message` says why in words a person can read."""
 
     def __init__(self, status_code: int, detail: Any) -> None:
-        super().__init__(f"{status_code}: {detail}")
+        super().__init__(f"{status_code}: {describe(detail)}")
         self.status_code = status_code
         self.detail = detail
 
@@ -25,24 +25,12 @@ class ApiError(Exception):
         return describe(self.detail)
 
 
-def describe(detail: Any) -> str:
-    """FastAPI's detail shapes (a string, a list of {loc, msg}, an object with a message) as one line."""
-    if isinstance(detail, str):
-        return detail
-    if isinstance(detail, list):
-        parts = []
-        for item in detail[:10]:
-            if isinstance(item, dict):
-                where = ".".join(str(p) for p in item.get("loc", ()) if p not in ("body", "query", "path"))
-                parts.append(f"{where}: {item.get('msg', '')}" if where else str(item.get("msg", "")))
-            else:
-                parts.append(str(item))
-        return "; ".join(parts)
-    if isinstance(detail, dict):
-        if "errors" in detail:  # templates' invalid config: {detail, errors: [{pointer, message}]}
-            return "; ".join(f"{e.get('pointer')}: {e.get('message')}" for e in detail["errors"])
-        return str(detail.get("message") or detail.get("detail") or detail)
-    return str(detail)
+def describe(answer: Any) -> str:
+    """An error answer as one line: the `detail` of the API's one error body (`shared.errors.ErrorBody`),
+    or the text of an answer that is not JSON."""
+    if isinstance(answer, dict) and isinstance(answer.get("detail"), str):
+        return answer["detail"]
+    return str(answer)
 
 
 class Api:
@@ -70,8 +58,7 @@ class Api:
         response = await self._http.request(method, path, params=query, json=json)
         if response.status_code >= 400:
             try:
-                body = response.json()
-                detail = body.get("detail", body) if isinstance(body, dict) and "errors" not in body else body
+                detail = response.json()
             except ValueError:
                 detail = response.text[:500]
             raise ApiError(response.status_code, detail)

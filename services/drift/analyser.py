@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from shared.errors import Unavailable
 from shared.settings import Settings
 
 TIMEOUT_SECONDS = 30.0
@@ -21,7 +22,7 @@ PROMPT = (
 )
 
 
-class AnalyserUnavailableError(RuntimeError):
+class AnalyserUnavailableError(Unavailable):
     """No endpoint is configured, or it did not answer usefully."""
 
 

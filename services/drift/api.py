@@ -7,13 +7,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query, status
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
 from services.drift import analyser, observer, plot, service, store
 from services.drift.tables import Detection
 from services.gateway.deps import AdminDep, PrincipalDep, ProjectDep, RuntimeDep, SessionDep
+from shared.errors import Invalid, NotFound
 from shared.events import SchemaObserved
 from shared.events.base import Name
 from shared.events.schema import Dialect, Drift, ObservedColumn, Severity, Strategy
@@ -23,14 +24,6 @@ router = APIRouter(prefix="/advanced/schema-drift", tags=["schema-drift"])
 TableName = Annotated[str, Query(min_length=1, max_length=255)]
 Limit = Annotated[int, Query(ge=1, le=1_000)]
 SERIALISE_IN_THREAD = 50  # drifts in a /detect answer from which it is serialised off the event loop
-
-
-def _unprocessable(location: list[str | int], message: str) -> HTTPException:
-    """A 422 shaped like FastAPI's own validation errors, naming the field."""
-    return HTTPException(
-        status.HTTP_422_UNPROCESSABLE_CONTENT,
-        detail=[{"loc": ["body", *location], "msg": message, "type": "value_error"}],
-    )
 
 
 # --- detect --------------------------------------------------------------------------------------
@@ -66,8 +59,9 @@ async def detect(
     seen: set[str] = set()
     for index, column in enumerate(body.current_schema.columns):
         if column.name in seen:
-            raise _unprocessable(
-                ["current_schema", "columns", str(index), "name"], f"duplicate column name {column.name!r}"
+            raise Invalid(
+                f"current_schema.columns.{index}.name: duplicate column name {column.name!r}",
+                at=f"/body/current_schema/columns/{index}/name",
             )
         seen.add(column.name)
     event = SchemaObserved(
@@ -145,7 +139,7 @@ async def detections(
 async def _detection(session: Any, project_id: str, detection_id: str) -> Detection:
     row = await store.detection(session, project_id, detection_id)
     if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"detection {detection_id!r} not found")
+        raise NotFound(f"detection {detection_id!r} not found")
     return row
 
 
@@ -175,24 +169,17 @@ async def adapt(
 ) -> DetectionOut:
     """Decide on a detection: `auto_adapt` accepts the (chosen) drifts into a new baseline version and
     unblocks the source; `fail` blocks it; `suggest` and `alert` record the decision."""
-    try:
-        async with runtime.database.transaction() as session:
-            row, accepted = await service.adapt(
-                session,
-                project_id,
-                detection_id,
-                body.strategy,
-                body.drift_indexes,
-                f"user:{principal.username}",
-            )
-            if accepted is not None:  # published by the outbox relay once this commits
-                runtime.outbox.enqueue(session, [accepted])
-    except service.NotFoundError as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
-    except service.ConflictError as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
-    except ValueError as error:
-        raise _unprocessable(["drift_indexes"], str(error)) from None
+    async with runtime.database.transaction() as session:
+        row, accepted = await service.adapt(
+            session,
+            project_id,
+            detection_id,
+            body.strategy,
+            body.drift_indexes,
+            f"user:{principal.username}",
+        )
+        if accepted is not None:  # published by the outbox relay once this commits
+            runtime.outbox.enqueue(session, [accepted])
     service.record_decision(row, body.strategy)
     return DetectionOut.of(row)
 
@@ -211,10 +198,7 @@ async def analyse(detection_id: str, project_id: ProjectDep, runtime: RuntimeDep
             for v in await store.versions(session, project_id, row.connector_id, row.table_name)
             if v.version == row.baseline_version
         )
-    try:
-        text = await analyser.analyse(runtime.settings, baseline.columns, row.observed_columns, row.drifts)
-    except analyser.AnalyserUnavailableError as error:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(error)) from None
+    text = await analyser.analyse(runtime.settings, baseline.columns, row.observed_columns, row.drifts)
     async with runtime.database.transaction() as session:
         row = await _detection(session, project_id, detection_id)
         row.analysis = text
@@ -231,13 +215,10 @@ async def unblock(
     body: TableRequest, project_id: ProjectDep, principal: PrincipalDep, runtime: RuntimeDep
 ) -> None:
     """Let a blocked source flow again without accepting its change (accept it with /adapt instead)."""
-    try:
-        async with runtime.database.transaction() as session:
-            closed = await service.unblock(
-                session, project_id, body.connector_id, body.table_name, f"user:{principal.username}"
-            )
-    except service.NotFoundError as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
+    async with runtime.database.transaction() as session:
+        closed = await service.unblock(
+            session, project_id, body.connector_id, body.table_name, f"user:{principal.username}"
+        )
     for detection in closed:
         service.record_decision(detection, "unblock")
 
@@ -388,7 +369,7 @@ async def set_policy(
     body: PolicyIn, project_id: ProjectDep, principal: PrincipalDep, runtime: RuntimeDep
 ) -> PolicyOut:
     if body.connector_id == "*" and body.table_name != "*":
-        raise _unprocessable(["connector_id"], "a table policy needs its connector_id")
+        raise Invalid("connector_id: a table policy needs its connector_id", at="/body/connector_id")
     async with runtime.database.transaction() as session:
         full = await service.set_policy(
             session,
@@ -441,14 +422,14 @@ async def observe(body: ObserveRequest, project_id: ProjectDep, admin: AdminDep,
         try:
             dialect = observer.dialect_of(body.url)
         except observer.ObserveError as error:
-            raise _unprocessable(["url"], str(error).removeprefix("url: ")) from None
+            raise Invalid(str(error), at="/body/url") from None
         if dialect == "clickhouse":
-            raise _unprocessable(["url"], "omit url to read the platform's ClickHouse")
+            raise Invalid("url: omit url to read the platform's ClickHouse", at="/body/url")
         policy = OutboundPolicy.from_settings(runtime.settings)
         try:  # the host must be allowed (shared/outbound.py); a SQLite file must be in the data dir
             url = await asyncio.to_thread(checked_database_url, body.url, policy, runtime.settings)
         except (OutboundRefused, PathRefused) as error:
-            raise _unprocessable(["url"], str(error)) from None
+            raise Invalid(f"url: {error}", at="/body/url") from None
         reader = observer.sql_reader(url)
     try:
         published = await observer.observe_once(
@@ -462,11 +443,11 @@ async def observe(body: ObserveRequest, project_id: ProjectDep, admin: AdminDep,
             observed_by=f"user:{admin.username}",
         )
     except observer.ObserveError as error:
-        field, _, message = str(error).partition(": ")
-        raise _unprocessable([field], message) from None
+        field = str(error).partition(": ")[0]
+        raise Invalid(str(error), at=f"/body/{field}") from None
     failed = [NotObserved(table=table, reason=reason) for table, reason in published.failed.items()]
     if not published.events:
-        raise _unprocessable(["tables"], "; ".join(f"{f.table}: {f.reason}" for f in failed))
+        raise Invalid("tables: " + "; ".join(f"{f.table}: {f.reason}" for f in failed), at="/body/tables")
     return ObserveResponse(
         event_ids=[e.event_id for e in published.events],
         tables=[e.table_name for e in published.events],

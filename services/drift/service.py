@@ -31,19 +31,12 @@ from services.drift.domain import (
 from services.drift.domain.adapt import apply_drifts
 from services.drift.tables import AuditRecord, Block, Detection, SchemaVersion
 from shared import metrics
+from shared.errors import Conflict, Invalid, NotFound
 from shared.events import DriftDetected, SchemaObserved
 from shared.events.base import utc_now
 from shared.events.schema import Drift, Severity, Strategy
 
 T = TypeVar("T")
-
-
-class NotFoundError(LookupError):
-    """The thing asked for does not exist in this project."""
-
-
-class ConflictError(RuntimeError):
-    """The request does not fit the current state (e.g. adapting an already decided detection)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,16 +415,14 @@ async def adapt(
     Acceptance returns the `drift.detected` event that tells downstream (templates) to adapt."""
     detection = await store.detection(session, project_id, detection_id)
     if detection is None:
-        raise NotFoundError(f"detection {detection_id!r} not found")
+        raise NotFound(f"detection {detection_id!r} not found")
     if detection.status == "adapted":
-        raise ConflictError(
-            f"detection {detection_id!r} was already adapted into version {detection.new_version}"
-        )
+        raise Conflict(f"detection {detection_id!r} was already adapted into version {detection.new_version}")
     drifts = [Drift.model_validate(d) for d in detection.drifts]
     if drift_indexes is not None:
         bad = [i for i in drift_indexes if not 0 <= i < len(drifts)]
         if bad:
-            raise ValueError(f"drift_indexes: {bad} out of range 0..{len(drifts) - 1}")
+            raise Invalid(f"drift_indexes: {bad} out of range 0..{len(drifts) - 1}", at="/body/drift_indexes")
         chosen = [drifts[i] for i in sorted(set(drift_indexes))]
     else:
         chosen = drifts
@@ -479,7 +470,7 @@ async def unblock(
     The table's blocked detections are closed (status `unblocked`): a change observed again is
     decided anew by the policy, not answered with the old `fail`. Returns them (for the metrics)."""
     if not await store.clear_block(session, project_id, connector_id, table_name):
-        raise NotFoundError(f"{connector_id}/{table_name} is not blocked")
+        raise NotFound(f"{connector_id}/{table_name} is not blocked")
     closed = await _close_blocked(session, TableRef(project_id, connector_id, table_name), actor)
     await _audit(
         session,

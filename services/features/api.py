@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.features import registry
 from services.features.component import feature_store
-from services.features.domain import FeatureError, FeatureType, StorageType, UnknownFeature
+from services.features.domain import FeatureType, StorageType, UnknownFeature
 from services.features.on_demand import MAX_TEXT_LENGTH
 from services.features.service import ValueIn
 from services.features.tables import FeatureVersion, FeatureView
 from services.gateway.deps import ProjectDep, ProjectReadDep, RuntimeDep, SessionDep
 from services.gateway.fast_path import FastRoute
 from services.runtime import Runtime
+from shared.errors import Invalid
 from shared.events.features import FeatureData
 
 router = APIRouter(prefix="/advanced/features", tags=["features"])
-T = TypeVar("T")
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 MAX_ENTITIES = 10_000
 MAX_FEATURES = 1_000
@@ -134,16 +133,6 @@ class MaterializeRequest(Body):
     incremental: bool = Field(default=False, description="From where the last incremental run stopped.")
 
 
-async def _answer(call: Awaitable[T]) -> T:
-    """Domain refusals become 4xx naming the problem: unknown names 404, the rest 422."""
-    try:
-        return await call
-    except UnknownFeature as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
-    except FeatureError as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from None
-
-
 def _json(content: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
 
@@ -202,11 +191,8 @@ async def register_feature(
         pipeline_id=body.pipeline_id,
         description=body.description,
     )
-    async with runtime.database.transaction() as session:
-        row, created = await _answer(registry.register_feature(session, project_id, definition))
-        out = {**_feature_out(row), "created": created}
-    feature_store(runtime).registry_changed()
-    return _json(out, 201)
+    row, created = await feature_store(runtime).register_feature(project_id, definition)
+    return _json({**_feature_out(row), "created": created}, 201)
 
 
 @router.post("/feature-views", status_code=201)
@@ -223,13 +209,8 @@ async def register_view(body: ViewRegistration, project_id: ProjectDep, runtime:
         tags=body.tags,
         description=body.description,
     )
-    async with runtime.database.transaction() as session:
-        rows = await _answer(registry.register_view(session, project_id, definition))
-        view = await registry.view(session, project_id, body.name)
-        assert view is not None
-        out = _view_out(view, rows)
-    feature_store(runtime).registry_changed()
-    return _json(out, 201)
+    view, rows = await feature_store(runtime).register_view(project_id, definition)
+    return _json(_view_out(view, rows), 201)
 
 
 @router.post("/on-demand-views", status_code=201)
@@ -247,11 +228,8 @@ async def register_on_demand(
         tags=body.tags,
         description=body.description,
     )
-    async with runtime.database.transaction() as session:
-        view = await _answer(registry.register_on_demand(session, project_id, definition))
-        out = _view_out(view, [])
-    feature_store(runtime).registry_changed()
-    return _json(out, 201)
+    view = await feature_store(runtime).register_on_demand(project_id, definition)
+    return _json(_view_out(view, []), 201)
 
 
 @router.get("/features")
@@ -265,7 +243,7 @@ async def describe_feature(name: str, project_id: ProjectDep, session: SessionDe
     """Every version, and lineage: the source/pipeline producing it and the on-demand views reading it."""
     rows = await registry.versions(session, project_id, name)
     if not rows:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"unknown feature {name!r}")
+        raise UnknownFeature(f"unknown feature {name!r}")
     latest = rows[-1]
     return _json(
         {
@@ -298,7 +276,7 @@ async def list_views(project_id: ProjectDep, session: SessionDep) -> Response:
 async def describe_view(name: str, project_id: ProjectDep, session: SessionDep) -> Response:
     view = await registry.view(session, project_id, name)
     if view is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"unknown feature view {name!r}")
+        raise UnknownFeature(f"unknown feature view {name!r}")
     return _json(_view_out(view, await registry.view_features(session, project_id, name)))
 
 
@@ -306,13 +284,13 @@ async def describe_view(name: str, project_id: ProjectDep, session: SessionDep) 
 async def write(body: WriteRequest, project_id: ProjectDep, runtime: RuntimeDep) -> Response:
     """Write values to online, offline or both; the same value written twice changes nothing."""
     values = [ValueIn(v.feature_name, v.entity_id, v.value, v.timestamp) for v in body.features]
-    result = await _answer(feature_store(runtime).write(project_id, values, body.storage))
+    result = await feature_store(runtime).write(project_id, values, body.storage)
     return _json({"written": {"online": result.online, "offline": result.offline}})
 
 
 async def _online_vectors(runtime: Runtime, project_id: str, body: OnlineRequest) -> Response:
-    vectors = await _answer(
-        feature_store(runtime).get_online(project_id, body.feature_names, body.entity_ids, body.request_data)
+    vectors = await feature_store(runtime).get_online(
+        project_id, body.feature_names, body.entity_ids, body.request_data
     )
     return _json({"feature_vectors": vectors})
 
@@ -329,10 +307,8 @@ fast_routes = {"/get-online": FastRoute(OnlineRequest, _online_vectors)}
 @router.post("/historical")
 async def historical(body: HistoricalRequest, project_id: ProjectReadDep, runtime: RuntimeDep) -> Response:
     """Point-in-time correct values for training: latest at or before each row's time, within TTL."""
-    rows = await _answer(
-        feature_store(runtime).historical(
-            project_id, body.feature_names, [(row.entity_id, row.timestamp) for row in body.entity_rows]
-        )
+    rows = await feature_store(runtime).historical(
+        project_id, body.feature_names, [(row.entity_id, row.timestamp) for row in body.entity_rows]
     )
     return _json(
         {
@@ -354,12 +330,10 @@ async def materialize(body: MaterializeRequest, project_id: ProjectDep, runtime:
     store = feature_store(runtime)
     if body.incremental:
         if body.start or body.end:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, detail="incremental takes no start/end"
-            )
-        count, low, high = await _answer(store.materialize_incremental(project_id, body.feature_view))
+            raise Invalid("incremental takes no start/end", at="/body/incremental")
+        count, low, high = await store.materialize_incremental(project_id, body.feature_view)
         return _json({"materialized": count, "written_after_us": low, "written_until_us": high})
     if body.start is None or body.end is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="start and end are required")
-    count = await _answer(store.materialize(project_id, body.feature_view, body.start, body.end))
+        raise Invalid("start and end are required", at="/body/start" if body.start is None else "/body/end")
+    count = await store.materialize(project_id, body.feature_view, body.start, body.end)
     return _json({"materialized": count, "start": body.start, "end": body.end})

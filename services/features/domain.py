@@ -15,6 +15,8 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
+from shared.errors import Invalid, NotFound
+
 StorageType = Literal["online", "offline", "both"]
 Status = Literal["present", "expired", "missing"]
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -53,12 +55,15 @@ _TYPE_ALIASES: dict[str, FeatureType] = {
 }
 
 
-class FeatureError(ValueError):
-    """A request the store cannot honour (unknown feature, wrong type, ...): a 4xx, never a retry."""
+class FeatureError(Invalid, ValueError):
+    """A request the store cannot honour (wrong type, bad name, ...): a 422, never a retry."""
 
 
-class UnknownFeature(FeatureError):
-    pass
+class UnknownFeature(NotFound, FeatureError):
+    """A name the registry does not know: a 404 (locating no value of the request)."""
+
+    def __init__(self, message: str) -> None:
+        NotFound.__init__(self, message)
 
 
 @dataclass(frozen=True, slots=True)

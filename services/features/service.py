@@ -35,7 +35,7 @@ from services.features.domain import (
 )
 from services.features.on_demand import Budget, compile_expression, registered_transform
 from services.features.stores import HistoricalFeature, OfflineStore, OnlineStore, Window
-from services.features.tables import FeatureView
+from services.features.tables import FeatureVersion, FeatureView
 from shared.db import Database
 from shared.metrics import (
     FEATURE_NEWEST_VALUE,
@@ -146,9 +146,37 @@ class FeatureStore:
         self._newest_us: dict[tuple[str, str], int] = {}
 
     def registry_changed(self) -> None:
-        """Call after registering anything so this process reads the new definitions at once."""
+        """Forget cached definitions so this process reads the new ones at once (the `register_*`
+        methods do it; call it after writing the registry another way)."""
         self._plans.clear()
         self._specs.clear()
+
+    # --- registration: each commits, then clears this process's caches ---
+
+    async def register_feature(
+        self, project: str, definition: registry.FeatureDefinition
+    ) -> tuple[FeatureVersion, bool]:
+        """The feature's current version, and whether this call created it."""
+        async with self.database.transaction() as session:
+            registered = await registry.register_feature(session, project, definition)
+        self.registry_changed()
+        return registered
+
+    async def register_view(
+        self, project: str, definition: registry.ViewDefinition
+    ) -> tuple[FeatureView, list[FeatureVersion]]:
+        async with self.database.transaction() as session:
+            versions = await registry.register_view(session, project, definition)
+            view = await registry.view(session, project, definition.name)
+        self.registry_changed()
+        assert view is not None  # registered just now
+        return view, versions
+
+    async def register_on_demand(self, project: str, definition: registry.OnDemandDefinition) -> FeatureView:
+        async with self.database.transaction() as session:
+            view = await registry.register_on_demand(session, project, definition)
+        self.registry_changed()
+        return view
 
     async def specs(
         self, project: str, refs: Sequence[str], session: AsyncSession | None = None

@@ -7,7 +7,7 @@ import secrets
 import sys
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, status
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +26,7 @@ from services.gateway.roles import Role
 from services.gateway.security import Password, Principal, hash_password, hashed_password
 from services.gateway.tables import Membership, Project, User
 from services.runtime import Runtime
+from shared.errors import Conflict, Invalid, NotFound
 from shared.events.base import ProjectId
 
 router = APIRouter(tags=["admin"])
@@ -96,7 +97,7 @@ class MemberOut(BaseModel):
 )
 async def create_project(body: ProjectIn, _admin: AdminDep, session: SessionDep) -> ProjectOut:
     if await session.get(Project, body.id) is not None:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"project {body.id!r} already exists")
+        raise Conflict(f"project {body.id!r} already exists")
     session.add(Project(id=body.id, name=body.name))
     await session.commit()
     return ProjectOut(id=body.id, name=body.name)
@@ -133,11 +134,11 @@ async def _user_out(session: AsyncSession, user: User) -> UserOut:
 )
 async def create_user(body: UserIn, _admin: AdminDep, session: SessionDep) -> UserOut:
     if await session.scalar(select(User.id).where(User.username == body.username)) is not None:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"user {body.username!r} already exists")
+        raise Conflict(f"user {body.username!r} already exists")
     roles = body.memberships()
     missing = sorted([p for p in roles if await session.get(Project, p) is None])
     if missing:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"unknown projects: {missing}")
+        raise Invalid(f"unknown projects: {missing}", at="/body")
     user = User(
         username=body.username, password_hash=await hashed_password(body.password), is_admin=body.is_admin
     )
@@ -157,14 +158,14 @@ async def list_users(_admin: AdminDep, session: SessionDep) -> list[UserOut]:
 async def _user_named(session: AsyncSession, username: str) -> User:
     user = await session.scalar(select(User).where(User.username == username))
     if user is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"user {username!r} not found")
+        raise NotFound(f"user {username!r} not found")
     return user
 
 
 def _not_yourself(admin: Principal, user: User, what: str) -> None:
     """An administrator does not lock themselves out: another administrator must do it."""
     if user.id == admin.user_id:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"you cannot {what} yourself")
+        raise Conflict(f"you cannot {what} yourself")
 
 
 @router.patch(
@@ -290,9 +291,7 @@ async def remove_member(
     """Take the user out of the project (owners and administrators)."""
     user, membership = await _membership(session, principal, project_id, username)
     if membership is None:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, detail=f"user {username!r} is not in project {project_id!r}"
-        )
+        raise NotFound(f"user {username!r} is not in project {project_id!r}")
     await session.delete(membership)
     await session.commit()
     authenticator.forget(user.id)

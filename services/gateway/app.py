@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.console.web import mount_console
 from services.drift import api as drift_api
@@ -32,6 +33,7 @@ from services.runtime import Runtime
 from services.templates import api as templates_api
 from services.vector_sink import api as vector_sink_api
 from shared import metrics
+from shared.errors import ErrorBody, Invalid, ServiceError
 
 log = structlog.get_logger(__name__)
 API_PREFIX = "/api/v1"
@@ -123,28 +125,22 @@ def error_answers(route: APIRoute) -> dict[int, str]:
 
 
 def _document_errors(app: FastAPI, routers: list[APIRouter]) -> None:
-    """The OpenAPI document lists every status an operation can answer, each with the body it
-    has (`{"detail": ...}`), so that clients (and schemathesis' conformance checks) can rely on it.
-    Routes also answer 422 with a single message (`HTTPException(422, "...")`): said too."""
+    """The OpenAPI document lists every status an operation can answer, each with the one error
+    body (`ErrorBody`), so that clients (and schemathesis' conformance checks) can rely on it."""
     build = app.openapi
     routes = [(API_PREFIX + route.path_format, route) for router in routers for route in router.routes]
 
     def openapi() -> dict[str, Any]:
         schema = build()
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-        detail = schemas.get("HTTPValidationError", {}).get("properties", {}).get("detail")
-        if detail is not None and "anyOf" not in detail:
-            schemas["HTTPValidationError"]["properties"]["detail"] = {
-                "anyOf": [detail, {"type": "string"}],
-                "title": "Detail",
-            }
-        schemas[ERROR_SCHEMA] = {
-            "type": "object",
-            "properties": {
-                "detail": {"title": "Detail", "description": "What went wrong (usually a sentence)"}
-            },
-            "required": ["detail"],
-        }
+        # FastAPI's own 422 schema (a list of {loc, msg, type}) is not what the API answers
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        definitions = ErrorBody.model_json_schema(
+            ref_template="#/components/schemas/{model}", mode="serialization"
+        )
+        schemas.update(definitions.pop("$defs", {}))
+        schemas[ERROR_SCHEMA] = definitions
         error_body = {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}}}
         for path, route in routes:
             if not isinstance(route, APIRoute) or path not in schema["paths"]:
@@ -158,7 +154,7 @@ def _document_errors(app: FastAPI, routers: list[APIRouter]) -> None:
                         response["description"] = description
                 for code, response in responses.items():  # also those a route declares itself
                     if int(code) >= 400:
-                        response.setdefault("content", error_body)
+                        response["content"] = error_body
                 operation["responses"] = dict(sorted(responses.items()))
         return schema
 
@@ -181,15 +177,32 @@ def _add_operational_routes(app: FastAPI, runtime: Runtime) -> None:
         return metrics_response()
 
 
+def error_response(
+    error: ServiceError, status_code: int | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The one error body, with the error's own status unless told."""
+    return JSONResponse(
+        error.body().model_dump(mode="json"), status_code=status_code or error.status, headers=headers
+    )
+
+
 def _add_error_handlers(app: FastAPI) -> None:
+    """Every error answer has one body (`shared.errors.ErrorBody`): the services raise the error
+    family, FastAPI's validation and HTTP errors are put in the same shape here."""
+
+    @app.exception_handler(ServiceError)
+    async def refused(_request: Request, error: ServiceError) -> JSONResponse:
+        return error_response(error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        """The gateway's own refusals (401, 403, 404 of a project, 405 ...), headers kept."""
+        return error_response(ServiceError(str(error.detail)), error.status_code, error.headers)
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
         """422 naming each field; the offending input is not echoed (it may be a password)."""
-        details = [
-            {"loc": list(item.get("loc", ())), "msg": item.get("msg", ""), "type": item.get("type", "")}
-            for item in error.errors()
-        ]
-        return JSONResponse({"detail": details}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+        return error_response(Invalid.of_fields(error.errors()))
 
     @app.exception_handler(DBAPIError)
     async def unstorable(request: Request, error: DBAPIError) -> JSONResponse:
@@ -198,15 +211,14 @@ def _add_error_handlers(app: FastAPI) -> None:
         if not _is_data_error(error):
             return await unexpected(request, error)
         log.warning("request value refused by the database", path=request.url.path)
-        return JSONResponse(
-            {"detail": "a value in the request cannot be stored (out of range or invalid characters)"},
-            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        return error_response(
+            Invalid("a value in the request cannot be stored (out of range or invalid characters)")
         )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error", path=request.url.path, error_type=type(error).__name__)
-        return JSONResponse({"detail": "internal error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
+        return error_response(ServiceError("internal error"))
 
 
 def _is_data_error(error: BaseException) -> bool:
@@ -238,10 +250,8 @@ class RequestGuard:
             return
         length = dict(scope.get("headers") or ()).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-            response = JSONResponse(
-                {"detail": f"request body exceeds {self.max_body_bytes} bytes"},
-                status_code=status.HTTP_413_CONTENT_TOO_LARGE,
-            )
+            too_large = ServiceError(f"request body exceeds {self.max_body_bytes} bytes")
+            response = error_response(too_large, status.HTTP_413_CONTENT_TOO_LARGE)
             await response(scope, receive, send)
             return
         started = time.perf_counter()

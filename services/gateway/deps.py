@@ -24,6 +24,7 @@ from services.gateway.accounts import Authenticator, NotAuthenticated
 from services.gateway.roles import Role
 from services.gateway.security import Principal
 from services.runtime import Runtime
+from shared.errors import Invalid, Problem, pointer
 from shared.events.base import ProjectId
 
 _bearer = HTTPBearer(auto_error=False, description="JWT from POST /api/v1/auth/login")
@@ -99,9 +100,8 @@ async def refuse_unknown_query(request: Request) -> None:
     given = request.query_params.keys()
     unknown = sorted(set(given) - parameters.names - {"project_id"})
     if unknown:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"unknown query parameter: {', '.join(unknown)}"
-        )
+        message = f"unknown query parameter: {', '.join(unknown)}"
+        raise Invalid(message, problems=[Problem(pointer("query", name), "unknown") for name in unknown])
     repeated = sorted(
         {
             name
@@ -110,9 +110,9 @@ async def refuse_unknown_query(request: Request) -> None:
         }
     )
     if repeated:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"query parameter given more than once: {', '.join(repeated)}",
+        message = f"query parameter given more than once: {', '.join(repeated)}"
+        raise Invalid(
+            message, problems=[Problem(pointer("query", name), "given more than once") for name in repeated]
         )
 
 
@@ -184,7 +184,7 @@ def project_scope(principal: Principal, project_id: str | None, minimum: Role) -
     if project_id is None:
         if len(principal.projects) == 1:
             return require_role(principal, next(iter(principal.projects)), minimum)
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="project_id is required")
+        raise Invalid("project_id is required", at="/query/project_id")
     return require_role(principal, project_id, minimum)
 
 

@@ -6,12 +6,13 @@ Acknowledged means the broker has the event (acks=all): a 202 is never lost afte
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, status
 from pydantic import BaseModel
 
 from services.gateway.deps import ROLE_TOO_LOW, PrincipalDep, RuntimeDep, require_role
 from services.gateway.roles import Role
 from shared.bus import publish_event
+from shared.errors import Unavailable
 from shared.events import DocumentIngested, Event, FeaturesWritten, PipelineRunMetrics, SchemaObserved
 
 router = APIRouter(prefix="/events", tags=["events"])
@@ -30,9 +31,7 @@ def _publisher(model: type[Event]) -> Any:
         try:
             await publish_event(runtime.broker, event)
         except Exception as error:
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"event bus unavailable: {type(error).__name__}"
-            ) from error
+            raise Unavailable(f"event bus unavailable: {type(error).__name__}") from error
         return Accepted(event_id=event.event_id, topic=model.topic)
 
     publish.__annotations__["event"] = model

@@ -22,6 +22,7 @@ from services.ops.tables import Heartbeat, Republication
 from services.ops.topics import TopicRecord, read_one, read_tails
 from services.runtime import WORKERS
 from shared.bus import UNKNOWN_PROJECT
+from shared.errors import Conflict, Invalid, NotFound, Unavailable
 from shared.events import CONTRACTS, DeadLetter, Topic
 from shared.events.base import utc_now
 
@@ -182,10 +183,7 @@ def _topics(topic: str | None) -> list[str]:
     if topic is None:
         return list(CONTRACTS)
     if topic not in CONTRACTS:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"topic: unknown topic {topic!r}; one of {sorted(CONTRACTS)}",
-        )
+        raise Invalid(f"topic: unknown topic {topic!r}; one of {sorted(CONTRACTS)}", at="/query/topic")
     return [topic]
 
 
@@ -226,9 +224,7 @@ async def _bus(work: Any) -> Any:
     try:
         return await work
     except Exception as error:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"event bus unavailable: {type(error).__name__}"
-        ) from error
+        raise Unavailable(f"event bus unavailable: {type(error).__name__}") from error
 
 
 @router.get(
@@ -335,9 +331,7 @@ async def republish(
     """Publish a corrected dead letter to its original topic (through the outbox, once it commits).
     The event must satisfy the topic's contract and stay in the letter's project."""
     original_topic = dlq_topic.removesuffix(".dlq")
-    missing = HTTPException(
-        status.HTTP_404_NOT_FOUND, detail=f"dead letter {dlq_topic}/{partition}/{offset} not found"
-    )
+    missing = NotFound(f"dead letter {dlq_topic}/{partition}/{offset} not found")
     if not dlq_topic.endswith(".dlq") or original_topic not in CONTRACTS:
         raise missing
     record = await _bus(read_one(runtime.settings, dlq_topic, partition, offset))
@@ -348,25 +342,10 @@ async def republish(
     try:
         event = contract.model_validate(body.event)
     except ValidationError as error:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=[
-                {"loc": ["body", "event", *item["loc"]], "msg": item["msg"], "type": item["type"]}
-                for item in error.errors(include_input=False, include_url=False)
-            ],
-        ) from None
+        raise Invalid.of_fields(error.errors(include_input=False), "body", "event") from None
     # a letter whose project could not be read goes to the project an administrator names
     if letter.project_id != UNKNOWN_PROJECT and event.project_id != letter.project_id:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=[
-                {
-                    "loc": ["body", "event", "project_id"],
-                    "msg": f"must stay {letter.project_id!r}",
-                    "type": "value_error",
-                }
-            ],
-        )
+        raise Invalid(f"event.project_id: must stay {letter.project_id!r}", at="/body/event/project_id")
     async with runtime.database.transaction() as session:
         if not await _may_maintain(session, principal, event.project_id):
             raise HTTPException(
@@ -386,10 +365,7 @@ async def republish(
         try:
             await session.flush()
         except IntegrityError:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT,
-                detail=f"dead letter {dlq_topic}/{partition}/{offset} was republished already",
-            ) from None
+            raise Conflict(f"dead letter {dlq_topic}/{partition}/{offset} was republished already") from None
         runtime.outbox.enqueue(session, [event])
     return RepublishOut(topic=original_topic, project_id=event.project_id, event_id=str(event.event_id))
 
@@ -490,10 +466,7 @@ async def drift_diff(
     (renames as renames, type changes as widening or narrowing, each with its severity)."""
     diff = await readers.schema_diff(session, project_id, connector_id, table_name, from_version, to_version)
     if diff is None:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            detail=f"table {connector_id}/{table_name} has no versions {from_version} and {to_version}",
-        )
+        raise NotFound(f"table {connector_id}/{table_name} has no versions {from_version} and {to_version}")
     return diff
 
 
@@ -539,7 +512,7 @@ async def pipeline_profile(
     week (what the recommended maintenance window minimises)."""
     profile = await readers.pipeline_profile(runtime, project_id, pipeline_id, days)
     if profile is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no runs of pipeline {pipeline_id!r}")
+        raise NotFound(f"no runs of pipeline {pipeline_id!r}")
     return profile
 
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
-from fastapi.encoders import jsonable_encoder
+from fastapi import APIRouter, Query, status
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 
 from services.gateway.deps import PrincipalDep, ProjectDep, RuntimeDep
-from services.predict.domain import NotAnswerable
 from services.predict.domain.window import Blackout, NoAllowedWindow, parse_blackout
-from services.predict.service import PipelineNotFound, PredictService, get_service
+from services.predict.service import PredictService, get_service
+from shared.errors import Invalid, pointer
 from shared.events import PipelineRunMetrics
 
 router = APIRouter(prefix="/advanced/predict", tags=["predict"])
@@ -35,16 +34,6 @@ class Ingested(BaseModel):
     stored: int
 
 
-async def _call(work: Any) -> Any:
-    """Await a use case; answer 409 (saying what is missing) or 404 instead of raising."""
-    try:
-        return await work
-    except NotAnswerable as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=jsonable_encoder(error.detail)) from None
-    except PipelineNotFound as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
-
-
 def _service(runtime: RuntimeDep) -> PredictService:
     return get_service(runtime)
 
@@ -53,10 +42,10 @@ def _horizon(service: PredictService, asked: int | None, name: str) -> int:
     """PREDICTION_HORIZON_DAYS sets the default and the longest horizon."""
     longest = service.max_horizon_hours
     if asked is not None and asked > longest:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"{name}: at most {longest} hours (PREDICTION_HORIZON_DAYS="
+        raise Invalid(
+            f"{name}: at most {longest} hours (PREDICTION_HORIZON_DAYS="
             f"{service.settings.prediction_horizon_days})",
+            at=f"/query/{name}",
         )
     return longest if asked is None else asked
 
@@ -75,24 +64,26 @@ def _run_events(runs: list[dict[str, Any]], project_id: str) -> list[PipelineRun
     events = []
     for index, run in enumerate(runs):
         if "project_id" in run and run["project_id"] != project_id:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                detail=f"runs[{index}].project_id differs from the project in scope",
+            raise Invalid(
+                f"runs[{index}].project_id differs from the project in scope",
+                at=f"/body/runs/{index}/project_id",
             )
         try:
             events.append(PipelineRunMetrics.model_validate({**run, "project_id": project_id}))
         except ValidationError as error:
             first = error.errors(include_input=False, include_url=False)[0]
             field = ".".join(str(part) for part in first["loc"])
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"runs[{index}].{field}: {first['msg']}"
+            raise Invalid(
+                f"runs[{index}].{field}: {first['msg']}", at=pointer("body", "runs", index, *first["loc"])
             ) from None
     return events
 
 
 @router.get(
     "/failure/{pipeline_id}",
-    responses={409: {"description": "Not enough history yet (the detail says how much more)"}},
+    responses={
+        409: {"description": "Not enough history yet (the detail says so, the context how much more)"}
+    },
 )
 async def failure(
     pipeline_id: str,
@@ -109,7 +100,7 @@ async def failure(
     """
     service = _service(runtime)
     horizon = _horizon(service, horizon_hours, "horizon_hours")
-    result: dict[str, Any] = await _call(service.failure(project_id, pipeline_id, float(horizon)))
+    result: dict[str, Any] = await service.failure(project_id, pipeline_id, float(horizon))
     return result
 
 
@@ -128,7 +119,9 @@ async def models(
 
 @router.get(
     "/resources/{pipeline_id}",
-    responses={409: {"description": "Not enough history yet (the detail says how much more)"}},
+    responses={
+        409: {"description": "Not enough history yet (the detail says so, the context how much more)"}
+    },
 )
 async def resources(
     pipeline_id: str,
@@ -143,8 +136,8 @@ async def resources(
     """Hourly forecast with an 80% interval, the predicted peak and the chance of exceeding capacity."""
     service = _service(runtime)
     forecast_hours = _horizon(service, forecast_hours, "forecast_hours")
-    body, _, _ = await _call(
-        service.resource_forecast(project_id, pipeline_id, resource_type, forecast_hours, capacity)
+    body, _, _ = await service.resource_forecast(
+        project_id, pipeline_id, resource_type, forecast_hours, capacity
     )
     body["plot_url"] = (
         f"/api/v1/advanced/predict/resources/{pipeline_id}/plot.png?project_id={project_id}"
@@ -156,7 +149,9 @@ async def resources(
 @router.get(
     "/resources/{pipeline_id}/plot.png",
     response_class=Response,
-    responses={409: {"description": "Not enough history yet (the detail says how much more)"}},
+    responses={
+        409: {"description": "Not enough history yet (the detail says so, the context how much more)"}
+    },
 )
 async def resources_plot(
     pipeline_id: str,
@@ -169,24 +164,27 @@ async def resources_plot(
     """History, forecast and interval as a PNG image."""
     service = _service(runtime)
     forecast_hours = _horizon(service, forecast_hours, "forecast_hours")
-    image = await _call(
-        service.resource_plot(project_id, pipeline_id, resource_type, forecast_hours, capacity)
-    )
+    image = await service.resource_plot(project_id, pipeline_id, resource_type, forecast_hours, capacity)
     return Response(content=image, media_type="image/png")
 
 
 @router.get(
-    "/costs", responses={409: {"description": "Not enough history yet (the detail says how much more)"}}
+    "/costs",
+    responses={
+        409: {"description": "Not enough history yet (the detail says so, the context how much more)"}
+    },
 )
 async def costs(project_id: ProjectDep, runtime: RuntimeDep) -> dict[str, Any]:
     """Current daily cost, next-30-day prediction, anomalous days and estimated savings."""
-    result: dict[str, Any] = await _call(_service(runtime).costs(project_id))
+    result: dict[str, Any] = await _service(runtime).costs(project_id)
     return result
 
 
 @router.get(
     "/maintenance-window/{pipeline_id}",
-    responses={409: {"description": "Not enough history yet (the detail says how much more)"}},
+    responses={
+        409: {"description": "Not enough history yet (the detail says so, the context how much more)"}
+    },
 )
 async def maintenance_window(
     pipeline_id: str,
@@ -201,11 +199,11 @@ async def maintenance_window(
     try:
         blackouts: list[Blackout] = [parse_blackout(text) for text in blackout or []]
     except ValueError as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"blackout: {error}") from None
+        raise Invalid(f"blackout: {error}", at="/query/blackout") from None
     try:
-        result: dict[str, Any] = await _call(
-            _service(runtime).maintenance_window(project_id, pipeline_id, duration_hours, blackouts)
+        result: dict[str, Any] = await _service(runtime).maintenance_window(
+            project_id, pipeline_id, duration_hours, blackouts
         )
     except NoAllowedWindow as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"blackout: {error}") from None
+        raise Invalid(f"blackout: {error}", at="/query/blackout") from None
     return result

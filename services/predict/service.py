@@ -37,6 +37,7 @@ from services.predict.store import MetricsStore
 from services.predict.tables import AlertEpisode
 from services.runtime import Runtime
 from shared import metrics
+from shared.errors import NotFound
 from shared.events import MaintenanceAlert, PipelineRunMetrics
 
 log = structlog.get_logger(__name__)
@@ -85,8 +86,8 @@ class BatchWriter:
                     future.set_result(None)
 
 
-class PipelineNotFound(LookupError):
-    pass
+class PipelineNotFound(NotFound, LookupError):
+    """No runs of the pipeline in the project."""
 
 
 class ModelNotReady(NotAnswerable):

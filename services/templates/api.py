@@ -6,8 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query, status
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from sqlalchemy.exc import IntegrityError
 
@@ -22,14 +21,13 @@ from services.gateway.deps import (
 )
 from services.gateway.roles import Role
 from services.templates import schedules, store
-from services.templates.connections import BadConnection, ConnectionFailed, ConnectionInfo, UnknownConnection
+from services.templates.connections import ConnectionFailed, ConnectionInfo
 from services.templates.domain.model import (
     Category,
     ConfigProblem,
     InvalidConfig,
     Pattern,
     SqlDialect,
-    TemplateError,
 )
 from services.templates.domain.schedule import CatchUp, Cron, InvalidSchedule, Timing
 from services.templates.service import (
@@ -46,6 +44,7 @@ from services.templates.tables import (
     PipelineSchedule,
     TemplateVersion,
 )
+from shared.errors import Invalid, Problem
 from shared.events.base import Name, ProjectId, utc_now
 
 router = APIRouter(prefix="/advanced/templates", tags=["templates"])
@@ -86,10 +85,10 @@ class TemplateIn(Strict):
 
 class TemplateOut(BaseModel):
     template_id: str
-    name: str
+    name: str = Field(validation_alias="template_id", description="The specification's name for the id.")
     display_name: str | None
     version: str
-    builtin: bool
+    builtin: bool = False
     pattern: str
     category: str
     dialect: str | None
@@ -208,6 +207,7 @@ class ControlEntryIn(ScheduleFields):
 
 
 class ControlEntryOut(ControlEntryIn):
+    order: int = Field(validation_alias=AliasChoices("run_order", "order"))  # the row's `run_order`
     id: str
     project_id: str
     created_at: datetime
@@ -217,11 +217,6 @@ class ControlEntryOut(ControlEntryIn):
 class GenerateIn(Strict):
     project_id: ProjectId | None = None
     dry_run: bool = True
-
-
-class Problem(BaseModel):
-    pointer: str
-    message: str
 
 
 class GeneratedOut(BaseModel):
@@ -272,30 +267,10 @@ def _service(runtime: RuntimeDep) -> TemplatesService:
     return templates_service(runtime)
 
 
-def invalid(error: InvalidConfig) -> JSONResponse:
-    return JSONResponse(
-        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-        content={"detail": "invalid config", "errors": [p.as_dict() for p in error.problems]},
-    )
-
-
 def _template_out(row: TemplateVersion, instances: int = 0, runs: int = 0) -> TemplateOut:
-    return TemplateOut(
-        template_id=row.template_id,
-        name=row.template_id,
-        display_name=row.display_name,
-        version=row.version,
-        builtin=row.project_id == "_builtin",
-        pattern=row.pattern,
-        category=row.category,
-        dialect=row.dialect,
-        description=row.description,
-        config_schema=row.config_schema,
-        code=row.code,
-        created_at=row.created_at,
-        instances=instances,
-        runs=runs,
-    )
+    out = TemplateOut.model_validate(row, from_attributes=True)
+    out.builtin, out.instances, out.runs = row.project_id == "_builtin", instances, runs
+    return out
 
 
 def _schedule_out(row: PipelineSchedule, service: TemplatesService) -> ScheduleOut:
@@ -321,51 +296,16 @@ def _instance_out(
     schedule: PipelineSchedule | None = None,
     service: TemplatesService | None = None,
 ) -> InstanceOut:
-    planned = _schedule_out(schedule, service) if schedule is not None and service is not None else None
-    return InstanceOut(
-        instance_id=row.instance_id,
-        pipeline_name=row.pipeline_name,
-        version=row.version,
-        template_id=row.template_id,
-        template_version=row.template_version,
-        dialect=row.dialect,
-        connection=row.connection,
-        source_system=row.source_system,
-        source_object=row.source_object,
-        config=row.config,
-        code=row.code,
-        reason=row.reason,
-        drift_event_id=row.drift_event_id,
-        created_at=row.created_at,
-        created=created,
-        schedule=planned,
-        next_run_at=planned.next_run_at if planned else None,
-    )
+    out = InstanceOut.model_validate(row, from_attributes=True)
+    out.created = created
+    if schedule is not None and service is not None:
+        out.schedule = _schedule_out(schedule, service)
+        out.next_run_at = out.schedule.next_run_at
+    return out
 
 
 def _entry_out(row: ControlEntry) -> ControlEntryOut:
-    return ControlEntryOut(
-        id=row.id,
-        project_id=row.project_id,
-        source_system=row.source_system,
-        source_object=row.source_object,
-        target_system=row.target_system,
-        target_object=row.target_object,
-        template_id=row.template_id,
-        load_type=row.load_type,  # type: ignore[arg-type]
-        watermark_column=row.watermark_column,
-        keys=row.keys,
-        enabled=row.enabled,
-        order=row.run_order,
-        schedule=row.schedule,
-        schedule_timezone=row.schedule_timezone,
-        catch_up=row.catch_up,  # type: ignore[arg-type]
-        max_retries=row.max_retries,
-        retry_backoff_seconds=row.retry_backoff_seconds,
-        config=row.config,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return ControlEntryOut.model_validate(row, from_attributes=True)
 
 
 def _run_out(row: PipelineRun) -> RunOut:
@@ -374,17 +314,7 @@ def _run_out(row: PipelineRun) -> RunOut:
 
 
 def _generated_out(entry: GeneratedEntry) -> GeneratedOut:
-    return GeneratedOut(
-        entry_id=entry.entry_id,
-        pipeline_name=entry.pipeline_name,
-        template_id=entry.template_id,
-        template_version=entry.template_version,
-        code=entry.code,
-        errors=[Problem(**p.as_dict()) for p in entry.errors],
-        instance_id=entry.instance_id,
-        instance_version=entry.instance_version,
-        created=entry.created,
-    )
+    return GeneratedOut.model_validate(entry, from_attributes=True)
 
 
 # --- templates -------------------------------------------------------------------------------
@@ -405,25 +335,20 @@ async def create_template(
     instantiate and run the built-ins and the maintainers' templates)."""
     project = project_scope(principal, body.project_id or project_id, Role.maintainer)
     service = _service(runtime)
-    try:
-        async with runtime.database.transaction() as session:
-            row = await service.create_template(
-                session,
-                project,
-                template_id=body.template_id,
-                version=body.version,
-                pattern=body.pattern,
-                category=body.category,
-                dialect=body.dialect,
-                display_name=body.display_name,
-                description=body.description,
-                config_schema=body.config_schema,
-                code=body.code,
-            )
-    except Conflict as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
-    except (TemplateError, ValueError) as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from None
+    async with runtime.database.transaction() as session:
+        row = await service.create_template(
+            session,
+            project,
+            template_id=body.template_id,
+            version=body.version,
+            pattern=body.pattern,
+            category=body.category,
+            dialect=body.dialect,
+            display_name=body.display_name,
+            description=body.description,
+            config_schema=body.config_schema,
+            code=body.code,
+        )
     return _template_out(row)
 
 
@@ -453,24 +378,17 @@ async def instantiate(
     (`Connections.default`, see docs/templates.md)."""
     project = project_scope(principal, body.project_id or project_id, Role.member)
     service = _service(runtime)
-    try:
-        saved = await service.instantiate(
-            project,
-            pipeline_name=body.pipeline_name,
-            template_id=body.template_id,
-            template_version=body.template_version,
-            config=body.config,
-            connection=body.connection,
-            source_system=body.source_system,
-            source_object=body.source_object,
-            schedule=body.timing() if "schedule" in body.model_fields_set else ...,
-        )
-    except InvalidConfig as error:
-        return invalid(error)
-    except NotFound as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
-    except TemplateError as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from None
+    saved = await service.instantiate(
+        project,
+        pipeline_name=body.pipeline_name,
+        template_id=body.template_id,
+        template_version=body.template_version,
+        config=body.config,
+        connection=body.connection,
+        source_system=body.source_system,
+        source_object=body.source_object,
+        schedule=body.timing() if "schedule" in body.model_fields_set else ...,
+    )
     async with runtime.database.sessions() as session:
         planned = await schedules.schedule_of(session, project, saved.instance.pipeline_name)
     return _instance_out(saved.instance, saved.created, planned, service)
@@ -496,7 +414,7 @@ async def get_instance(
     """The latest version of the pipeline, with its schedule and next run time (null: unscheduled)."""
     rows = await store.instance_versions(session, project_id, instance_id)
     if not rows:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"pipeline instance {instance_id!r} not found")
+        raise NotFound(f"pipeline instance {instance_id!r} not found")
     latest = rows[-1]
     planned = await schedules.schedule_of(session, project_id, latest.pipeline_name)
     return _instance_out(latest, schedule=planned, service=_service(runtime))
@@ -508,7 +426,7 @@ async def instance_versions(
 ) -> list[InstanceOut]:
     rows = await store.instance_versions(session, project_id, instance_id)
     if not rows:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"pipeline instance {instance_id!r} not found")
+        raise NotFound(f"pipeline instance {instance_id!r} not found")
     return [_instance_out(row) for row in rows]
 
 
@@ -519,16 +437,7 @@ async def run_instance(instance_id: str, project_id: ProjectDep, runtime: Runtim
 
     Code that no longer passes the checks (unknown connection, objects outside its source and
     target) is refused with 422 before anything runs."""
-    try:
-        return _run_out(await _service(runtime).run(project_id, instance_id, trigger="manual"))
-    except NotFound as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
-    except Conflict as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
-    except InvalidConfig as error:
-        return invalid(error)
-    except TemplateError as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from None
+    return _run_out(await _service(runtime).run(project_id, instance_id, trigger="manual"))
 
 
 @router.get("/instances/{instance_id}/runs", response_model=list[RunOut])
@@ -539,7 +448,7 @@ async def list_runs(
     limit: Annotated[int, Query(ge=1, le=1_000)] = 100,
 ) -> list[RunOut]:
     if not await store.instance_versions(session, project_id, instance_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"pipeline instance {instance_id!r} not found")
+        raise NotFound(f"pipeline instance {instance_id!r} not found")
     return [_run_out(row) for row in await store.runs(session, project_id, instance_id, limit)]
 
 
@@ -569,11 +478,8 @@ def _apply(row: ControlEntry, body: ControlEntryIn) -> None:
     row.updated_at = utc_now()
 
 
-def _duplicate(body: ControlEntryIn) -> HTTPException:
-    return HTTPException(
-        status.HTTP_409_CONFLICT,
-        detail=f"an entry already writes {body.target_system}.{body.target_object} in this project",
-    )
+def _duplicate(body: ControlEntryIn) -> Conflict:
+    return Conflict(f"an entry already writes {body.target_system}.{body.target_object} in this project")
 
 
 @router.post(
@@ -587,10 +493,7 @@ async def create_entry(
 ) -> Any:
     """A new entry; `generate` turns it into a pipeline, which then runs on the entry's schedule."""
     project = project_scope(principal, body.project_id or project_id, Role.member)
-    try:
-        body.timing()
-    except InvalidConfig as error:
-        return invalid(error)
+    body.timing()  # InvalidConfig (422) when the schedule is unusable
     row = ControlEntry(id=str(uuid.uuid4()), project_id=project, created_at=utc_now())
     _apply(row, body)
     try:
@@ -609,7 +512,7 @@ async def list_entries(project_id: ProjectDep, session: SessionDep) -> list[Cont
 async def _entry_or_404(session: Any, project_id: str, entry_id: str) -> ControlEntry:
     row = await store.control_entry(session, project_id, entry_id)
     if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"control entry {entry_id!r} not found")
+        raise NotFound(f"control entry {entry_id!r} not found")
     return row
 
 
@@ -628,13 +531,8 @@ async def update_entry(
 ) -> Any:
     """Replace the entry; its generated pipeline follows the new schedule at once."""
     if body.project_id is not None and body.project_id != project_id:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, detail="project_id differs from the entry's"
-        )
-    try:
-        body.timing()
-    except InvalidConfig as error:
-        return invalid(error)
+        raise Invalid("project_id differs from the entry's", at="/body/project_id")
+    body.timing()  # InvalidConfig (422) when the schedule is unusable
     service = _service(runtime)
     try:
         async with runtime.database.transaction() as session:
@@ -706,9 +604,7 @@ class ConnectionTestOut(BaseModel):
 
 
 def _connection_out(info: ConnectionInfo) -> ConnectionOut:
-    return ConnectionOut(
-        name=info.name, kind=info.kind, dialect=info.dialect, origin=info.origin, summary=info.summary
-    )
+    return ConnectionOut.model_validate(info, from_attributes=True)
 
 
 @router.get("/connections", response_model=list[ConnectionOut])
@@ -723,10 +619,7 @@ async def create_connection(
 ) -> ConnectionOut:
     """Add a run target to the project, usable at once (no restart). Needs a maintainer."""
     project = project_scope(principal, body.project_id or project_id, Role.maintainer)
-    try:
-        info = await _service(runtime).connections.create(project, body.name, body.url.get_secret_value())
-    except BadConnection as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from None
+    info = await _service(runtime).connections.create(project, body.name, body.url.get_secret_value())
     return _connection_out(info)
 
 
@@ -735,10 +628,7 @@ async def delete_connection(
     name: str, project_id: Annotated[str, Depends(project_with_role(Role.maintainer))], runtime: RuntimeDep
 ) -> None:
     """Needs a maintainer."""
-    try:
-        await _service(runtime).connections.delete(project_id, name)
-    except UnknownConnection as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
+    await _service(runtime).connections.delete(project_id, name)
 
 
 @router.post("/connections/{name}/test", response_model=ConnectionTestOut)
@@ -746,8 +636,6 @@ async def test_connection(name: str, project_id: ProjectDep, runtime: RuntimeDep
     """Run `SELECT 1` there; a failure answers 200 with `ok: false` and only the kind of failure."""
     try:
         seconds = await _service(runtime).connections.test(project_id, name)
-    except UnknownConnection as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
     except ConnectionFailed as error:
         return ConnectionTestOut(name=name, ok=False, error=str(error))
     return ConnectionTestOut(name=name, ok=True, seconds=round(seconds, 4))

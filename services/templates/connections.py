@@ -34,6 +34,7 @@ from services.templates.clickhouse_sandbox import SandboxedClickHouse
 from services.templates.domain.model import SqlDialect, connection_dialect
 from services.templates.tables import ProjectConnection
 from services.templates.targets import ClickHouseTarget, SqlAlchemyTarget, Target
+from shared.errors import Invalid, NotFound
 from shared.outbound import OutboundPolicy, OutboundRefused, Unresolved, checked_database_url, pinned_url
 from shared.secret_box import SecretBox
 
@@ -48,11 +49,11 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0", ""}  # noqa: S104 - n
 TEST_TIMEOUT_SECONDS = 10.0
 
 
-class UnknownConnection(LookupError):
-    pass
+class UnknownConnection(NotFound, LookupError):
+    """No connection of that name for the project."""
 
 
-class BadConnection(ValueError):
+class BadConnection(Invalid, ValueError):
     """A connection that may not be added (scheme, path, the platform's own database, a clash)."""
 
 

@@ -60,20 +60,13 @@ from services.templates.tables import (
 )
 from services.templates.targets import RunStats, Target
 from shared import metrics
+from shared.errors import Conflict, Invalid, NotFound
 from shared.events import DriftDetected, PipelineRunMetrics, PipelinesGenerated
 from shared.events.base import utc_now
 from shared.lease import LeaseHeld, Leases
 
 log = structlog.get_logger(__name__)
 COMPONENT = "templates.service"
-
-
-class NotFound(LookupError):
-    pass
-
-
-class Conflict(ValueError):
-    pass
 
 
 class PipelineBusy(Conflict):
@@ -190,7 +183,10 @@ class TemplatesService:
         if version is None:
             chosen = latest.bump_minor() if latest else SemVer(1, 0, 0)
         else:
-            chosen = SemVer.parse(version)
+            try:
+                chosen = SemVer.parse(version)
+            except ValueError as error:
+                raise Invalid(str(error), at="/body/version") from None
             if latest is not None and chosen <= latest:
                 raise Conflict(f"version {chosen} of {template_id!r} must be greater than {latest}")
         row = TemplateVersion(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, status
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError, model_validator
 
 from services.gateway.deps import ProjectDep, ProjectReadDep, RuntimeDep, SessionDep
@@ -23,6 +23,7 @@ from services.vector_sink.service import (
     service_of,
 )
 from services.vector_sink.tables import Connector
+from shared.errors import Conflict, Invalid, NotFound
 from shared.events.base import Name
 from shared.outbound import OutboundRefused, PathRefused
 
@@ -122,25 +123,17 @@ def _out(row: Connector) -> ConnectorOut:
     )
 
 
-def _invalid(error: ValidationError, prefix: str) -> HTTPException:
-    detail = [
-        {"type": item["type"], "loc": [prefix, *item["loc"]], "msg": item["msg"]}
-        for item in error.errors(include_input=False, include_url=False)
-    ]
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
-
-
 async def _seal(
     service: VectorSinkService, store_type: str, config: dict[str, Any], kept: dict[str, str]
 ) -> tuple[dict[str, Any], list[str], str | None]:
     try:
         options = parse_options(store_type, config)
     except ValidationError as error:
-        raise _invalid(error, "config") from None
+        raise Invalid.of_fields(error.errors(include_input=False), "body", "config") from None
     try:
         await service.check_destinations(options)
     except (OutboundRefused, PathRefused, ConnectorConfigError) as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"config: {error}") from None
+        raise Invalid(f"config: {error}", at="/body/config") from None
     plain, secrets = split_secrets(options)
     secrets = {**kept, **secrets}
     return plain, sorted(secrets), service.secret_box.seal(secrets)
@@ -149,7 +142,7 @@ async def _seal(
 async def _connector(session: SessionDep, project_id: str, connector_id: str) -> Connector:
     row = await store.get_connector(session, project_id, connector_id)
     if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"connector {connector_id!r} not found")
+        raise NotFound(f"connector {connector_id!r} not found")
     return row
 
 
@@ -164,7 +157,7 @@ async def create_connector(
 ) -> ConnectorOut:
     """Store a vector store connection for the project (secrets encrypted, never returned)."""
     if await store.get_connector(session, project_id, body.name) is not None:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"name: connector {body.name!r} exists")
+        raise Conflict(f"name: connector {body.name!r} exists")
     store_type = body.type or runtime.settings.vector_db_type
     plain, names, sealed = await _seal(service_of(runtime), store_type, body.config, {})
     row = await store.add_connector(session, project_id, body.name, store_type, plain, names, sealed)
@@ -194,7 +187,7 @@ async def update_connector(
     service = service_of(runtime)
     if body.name is not None and body.name != row.name:
         if await store.get_connector(session, project_id, body.name) is not None:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"name: connector {body.name!r} exists")
+            raise Conflict(f"name: connector {body.name!r} exists")
         row.name = body.name
     if body.config is not None:
         config = {k: v for k, v in body.config.items() if v != REDACTED}
@@ -240,9 +233,9 @@ async def ingest(body: IngestIn, project_id: ProjectDep, runtime: RuntimeDep) ->
             project_id, body.connector_id, body.collection, documents
         )
     except UnknownConnector as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"connector_id: {error}") from None
+        raise NotFound(f"connector_id: {error}") from None
     except ConnectorMisconfigured as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"connector_id: {error}") from None
+        raise Invalid(f"connector_id: {error}", at="/body/connector_id") from None
     return {
         "collection": body.collection,
         **report.__dict__,
@@ -254,7 +247,7 @@ async def ingest(body: IngestIn, project_id: ProjectDep, runtime: RuntimeDep) ->
 async def search(body: SearchIn, project_id: ProjectReadDep, runtime: RuntimeDep) -> SearchOut:
     """Nearest chunks to `query` (text) or `vector`, with metadata `filter`; `hybrid` adds BM25."""
     if (body.query is None) == (body.vector is None):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="give exactly one of query, vector")
+        raise Invalid("give exactly one of query, vector", at="/body")
     try:
         hits = await service_of(runtime).search(
             project_id,
@@ -267,15 +260,13 @@ async def search(body: SearchIn, project_id: ProjectReadDep, runtime: RuntimeDep
             hybrid=body.hybrid,
         )
     except UnknownConnector as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"connector_id: {error}") from None
+        raise NotFound(f"connector_id: {error}") from None
     except CollectionNotFound:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, detail=f"collection: {body.collection!r} not found"
-        ) from None
+        raise NotFound(f"collection: {body.collection!r} not found") from None
     except FilterError as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"filter: {error}") from None
+        raise Invalid(f"filter: {error}", at="/body/filter") from None
     except UnsupportedOperation as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"hybrid: {error}") from None
+        raise Invalid(f"hybrid: {error}", at="/body/hybrid") from None
     except (ConnectorMisconfigured, ValueError) as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"vector: {error}") from None
+        raise Invalid(f"vector: {error}", at="/body/vector") from None
     return SearchOut(hits=[HitOut(**hit.__dict__) for hit in hits])

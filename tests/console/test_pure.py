@@ -121,15 +121,14 @@ def test_csrf_tokens_are_bound_to_the_session_and_the_key() -> None:
 
 def test_api_refusals_read_as_one_line() -> None:
     assert describe("plain") == "plain"
+    field = {"pointer": "/body/event/columns", "message": "Field required"}
     assert (
-        describe([{"loc": ["body", "event", "columns"], "msg": "Field required"}])
-        == "event.columns: Field required"
+        describe({"detail": "body.event.columns: Field required", "errors": [field], "context": {}})
+        == "body.event.columns: Field required"
     )
-    assert describe({"message": "needs 7 days", "have": 2}) == "needs 7 days"
-    assert (
-        describe({"detail": "invalid config", "errors": [{"pointer": "/columns", "message": "required"}]})
-        == "/columns: required"
-    )
+    assert describe({"detail": "needs 7 days", "errors": [], "context": {"have": 2}}) == "needs 7 days"
+    config = {"detail": "/columns: required", "errors": [{"pointer": "/columns", "message": "required"}]}
+    assert describe({**config, "context": {}}) == "/columns: required"
 
 
 def _process(ready: bool, stale: bool) -> ProcessOut:

@@ -157,11 +157,11 @@ async def test_bad_input_is_422_naming_the_field(client: httpx.AsyncClient, proj
         headers=headers,
     )
     assert duplicate.status_code == 422 and "duplicate column name" in duplicate.text
-    assert duplicate.json()["detail"][0]["loc"] == ["body", "current_schema", "columns", "1", "name"]
+    assert duplicate.json()["errors"][0]["pointer"] == "/body/current_schema/columns/1/name"
     empty = await client.post(
         f"{API}/detect", json=_body(table, [{"name": " ", "type": "int"}]), headers=headers
     )
-    assert empty.status_code == 422 and "name" in empty.json()["detail"][0]["loc"]
+    assert empty.status_code == 422 and "name" in empty.json()["errors"][0]["pointer"].split("/")
     policy = await client.put(f"{API}/policies", json={"strategies": {"low": "explode"}}, headers=headers)
     assert policy.status_code == 422 and "strategies" in policy.text
     missing = await client.post(f"{API}/detections/{uuid.uuid4()}/adapt", json={}, headers=headers)
@@ -176,7 +176,7 @@ async def test_a_malformed_project_id_is_422_even_for_the_administrator(client: 
         f"{API}/detect", params={"project_id": "bad project\x01"}, json=body, headers=auth
     )
     assert answer.status_code == 422, answer.text
-    assert answer.json()["detail"][0]["loc"] == ["query", "project_id"]
+    assert answer.json()["errors"][0]["pointer"] == "/query/project_id"
 
 
 async def test_other_projects_see_nothing(client: httpx.AsyncClient, project_user, auth):

@@ -73,8 +73,8 @@ async def test_reads_a_sqlite_table_and_the_rest_trigger_publishes(
     missing = await client.post(
         "/api/v1/advanced/schema-drift/observe", json={**body, "tables": ["nope"]}, headers=auth
     )
-    assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "tables"]
-    assert "nope" in missing.json()["detail"][0]["msg"]
+    assert missing.status_code == 422 and missing.json()["errors"][0]["pointer"] == "/body/tables"
+    assert "nope" in missing.json()["errors"][0]["message"]
     partly = await client.post(  # one table read, the other reported: never dropped silently
         "/api/v1/advanced/schema-drift/observe", json={**body, "tables": ["items", "nope"]}, headers=auth
     )
@@ -83,7 +83,7 @@ async def test_reads_a_sqlite_table_and_the_rest_trigger_publishes(
     bad = await client.post(
         "/api/v1/advanced/schema-drift/observe", json={**body, "url": "ftp://x"}, headers=auth
     )
-    assert bad.status_code == 422 and "url" in bad.json()["detail"][0]["loc"]
+    assert bad.status_code == 422 and "url" in bad.json()["errors"][0]["pointer"].split("/")
 
 
 async def test_reads_a_clickhouse_table(runtime: Runtime) -> None:

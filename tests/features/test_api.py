@@ -117,6 +117,23 @@ async def test_changed_definition_makes_a_version_and_refs_pick_it(
     assert described["lineage"]["source"] == "orders"
 
 
+async def test_a_registration_is_read_at_once_by_the_process_that_made_it(
+    client: httpx.AsyncClient, project_user: tuple[str, Headers]
+) -> None:
+    """Registering clears the store's cached definitions itself (`FeatureStore.register_*`): a write
+    and a read right after a new version use it, not the version cached a moment before (for 5 s)."""
+    _, headers = project_user
+    await register(client, headers, "basket")
+    online = {"feature_names": ["basket"], "entity_ids": ["u"]}
+    assert (await client.post(f"{API}/get-online", json=online, headers=headers)).status_code == 200
+    await register(client, headers, "basket", feature_type="float64")
+    values = [{"feature_name": "basket", "entity_id": "u", "value": 2.5, "timestamp": ts()}]
+    written = await client.post(f"{API}/write", json={"features": values}, headers=headers)
+    assert written.status_code == 200, written.text
+    read = await client.post(f"{API}/get-online", json=online, headers=headers)
+    assert read.json()["feature_vectors"][0]["features"] == {"basket": 2.5}
+
+
 async def test_bad_requests_name_the_problem(
     client: httpx.AsyncClient, project_user: tuple[str, Headers]
 ) -> None:

@@ -81,14 +81,10 @@ async def test_features_written_event_lands_online_and_offline_once(worker_runti
     connection would wait for the marker's write lock until the event was dead-lettered."""
     runtime = worker_runtime
     project = f"kw{uuid.uuid4().hex[:8]}"
-    async with runtime.database.transaction() as session:
-        await registry.register_feature(
-            session,
-            project,
-            registry.FeatureDefinition("txn_count", FeatureType.INT64, "user", ttl_seconds=3600),
-        )
     store = feature_store(runtime)
-    store.registry_changed()
+    await store.register_feature(
+        project, registry.FeatureDefinition("txn_count", FeatureType.INT64, "user", ttl_seconds=3600)
+    )
     at = datetime.now(UTC) - timedelta(seconds=5)
     event = FeaturesWritten(
         project_id=project,

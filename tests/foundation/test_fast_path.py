@@ -100,7 +100,7 @@ async def test_declined_requests_reach_the_full_route_with_their_body(
     assert read.status_code == 200 and read.json()["feature_vectors"][0]["features"] == {"clicks": 3}
     invalid = await client.post(ONLINE, json={"feature_names": [], "entity_ids": ["u1"]}, headers=headers)
     assert invalid.status_code == 422
-    assert [item["loc"] for item in invalid.json()["detail"]] == [["body", "feature_names"]]
+    assert [item["pointer"] for item in invalid.json()["errors"]] == ["/body/feature_names"]
     unknown = await client.post(
         ONLINE, json={"feature_names": ["nope"], "entity_ids": ["u1"]}, headers=headers
     )

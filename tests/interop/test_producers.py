@@ -255,7 +255,7 @@ async def run_history(client: httpx.AsyncClient, headers: dict[str, str], case: 
     if response.status_code == 404:  # no run stored yet
         return None
     assert response.status_code == 409, response.text
-    have = float(response.json()["detail"]["have"])
+    have = float(response.json()["context"]["have"])
     return have if have > 0 else None
 
 

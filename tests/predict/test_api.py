@@ -180,9 +180,10 @@ async def test_without_a_model_the_answer_is_409_with_what_is_missing(
             )
             assert time.perf_counter() - started < 5  # never a training inside the request
             assert response.status_code == 409, response.text
-            detail = response.json()["detail"]
-            assert detail["missing"] == "a trained failure model" and detail["next_training_at"]
-            assert "trains one in the background" in detail["message"]
+            refused = response.json()
+            assert refused["context"]["missing"] == "a trained failure model"
+            assert refused["context"]["next_training_at"]
+            assert "trains one in the background" in refused["detail"]
             assert (await http.get(f"{BASE}/models", headers=headers)).json() == {"versions": []}
     finally:
         await fresh.close()
@@ -319,7 +320,7 @@ async def test_short_history_answers_409_with_what_is_missing(
     for path in ("failure/young", "resources/young", "maintenance-window/young"):
         response = await client.get(f"{BASE}/{path}", params={"project_id": history}, headers=auth)
         assert response.status_code == 409, (path, response.text)
-        assert response.json()["detail"]["need"] == 3 and "more days are needed" in response.text
+        assert response.json()["context"]["need"] == 3 and "more days are needed" in response.text
 
 
 async def test_a_pipeline_with_only_old_runs_gets_one_answer_from_every_endpoint(
@@ -333,7 +334,7 @@ async def test_a_pipeline_with_only_old_runs_gets_one_answer_from_every_endpoint
     for path in ("failure/retired", "resources/retired", "maintenance-window/retired"):
         response = await client.get(f"{BASE}/{path}", params={"project_id": history}, headers=auth)
         assert response.status_code == 409, (path, response.text)
-        answers.add(response.json()["detail"]["message"])
+        answers.add(response.json()["detail"])
     assert len(answers) == 1, answers
     assert "no runs in the last 60 days" in answers.pop()
 

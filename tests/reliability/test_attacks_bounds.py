@@ -211,8 +211,8 @@ async def test_schema_observation_cannot_reach_internal_databases(
     body = {"connector_id": "ssrf", "tables": ["users"], "url": url, "samples": 100}
     response = await strict.post("/api/v1/advanced/schema-drift/observe", json=body, headers=auth)
     assert response.status_code == 422, response.text
-    [problem] = response.json()["detail"]
-    assert problem["loc"] == ["body", "url"] and problem["msg"], problem
+    [problem] = response.json()["errors"]
+    assert problem["pointer"] == "/body/url" and problem["message"], problem
 
 
 def test_the_platform_database_cannot_be_observed(tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from shared.errors import Conflict
+
 # One run as the models read it (the ClickHouse table adds bookkeeping columns).
 RUN_COLUMNS = (
     "project_id",
@@ -30,11 +32,12 @@ RUN_COLUMNS = (
 )
 
 
-class NotAnswerable(Exception):
-    """A question that cannot be answered honestly yet (HTTP 409); `detail` says what is missing."""
+class NotAnswerable(Conflict):
+    """A question that cannot be answered honestly yet (HTTP 409); `detail` says what is missing
+    (the answer's `context` carries the facts: have, need, unit)."""
 
     def __init__(self, message: str, **detail: object) -> None:
-        super().__init__(message)
+        super().__init__(message, context=detail)
         self.detail: dict[str, object] = {"message": message, **detail}
 
 

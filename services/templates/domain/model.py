@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from functools import total_ordering
 from typing import Literal
 
+from shared.errors import Invalid, Problem
+
 Pattern = Literal["full_load", "incremental", "cdc", "scd2", "streaming"]
 Category = Literal["extraction", "transformation", "loading", "full_pipeline"]
 SqlDialect = Literal["postgres", "clickhouse", "sqlite"]
@@ -44,30 +46,22 @@ class SemVer:
         return f"{self.major}.{self.minor}.{self.patch}"
 
 
-@dataclass(frozen=True)
-class ConfigProblem:
-    """One reason a config (or its rendering) is unusable; `pointer` is a JSON Pointer into the config."""
-
-    pointer: str
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"pointer": self.pointer, "message": self.message}
+ConfigProblem = Problem  # one reason a config (or its rendering) is unusable, pointing into the config
 
 
-class InvalidConfig(ValueError):
+class InvalidConfig(Invalid, ValueError):
     """Every problem found, not just the first: users fix a config in one round trip."""
 
     def __init__(self, problems: list[ConfigProblem]) -> None:
-        super().__init__("; ".join(f"{p.pointer or '/'}: {p.message}" for p in problems))
-        self.problems = problems
+        message = "; ".join(f"{p.pointer or '/'}: {p.message}" for p in problems)
+        super().__init__(message, problems=problems)
 
     def __reduce__(self) -> tuple[type[InvalidConfig], tuple[list[ConfigProblem]]]:
         """Pickled with its problems (it crosses from the render child to the service)."""
         return InvalidConfig, (self.problems,)
 
 
-class TemplateError(ValueError):
+class TemplateError(Invalid, ValueError):
     """The template itself is unusable (syntax, sandbox violation, SQL that does not parse)."""
 
 
