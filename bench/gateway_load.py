@@ -37,6 +37,8 @@ class LoadResult:
     latencies: dict[str, list[float]] = field(default_factory=lambda: {"read": [], "post": []})
     rss_mb: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    gateway_cpu_seconds: float = 0.0
+    client_cpu_seconds: float = 0.0
 
     def figures(self) -> dict[str, object]:
         every = sorted(self.latencies["read"] + self.latencies["post"])
@@ -49,10 +51,16 @@ class LoadResult:
             "rss_start_mb": round(self.rss_mb[0], 1) if self.rss_mb else None,
             "rss_end_mb": round(self.rss_mb[-1], 1) if self.rss_mb else None,
             "rss_growth_after_warmup_mb": round(self.rss_growth_mb(), 1),
+            # 100 is a whole core: a load client near it measures itself, not the gateway
+            "gateway_cpu_percent": self.percent_of_a_core(self.gateway_cpu_seconds),
+            "client_cpu_percent": self.percent_of_a_core(self.client_cpu_seconds),
         }
         for kind, values in self.latencies.items():
             figures[f"{kind}_p99_ms"] = round(_quantile(sorted(values), 0.99) * 1000, 2) if values else None
         return figures
+
+    def percent_of_a_core(self, cpu_seconds: float) -> int:
+        return round(100 * cpu_seconds / self.seconds) if self.seconds else 0
 
     def rss_growth_mb(self) -> float:
         """Median RSS of the last quarter minus that of the second quarter (the first is warm-up)."""
@@ -62,6 +70,13 @@ class LoadResult:
         return statistics.median(self.rss_mb[-quarter:]) - statistics.median(
             self.rss_mb[quarter : 2 * quarter]
         )
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    """User + system CPU of the process and its children (the gateway's workers, if any)."""
+    own = process.cpu_times()
+    children = [child.cpu_times() for child in process.children(recursive=True)]
+    return own.user + own.system + sum(times.user + times.system for times in children)
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -153,9 +168,11 @@ async def drive(
                 result.rss_mb.append(process.memory_info().rss / 1_048_576)
                 await asyncio.sleep(0.25)
 
-        started = time.monotonic()
+        started, gateway_cpu, client_cpu = time.monotonic(), _cpu_seconds(process), time.process_time()
         await asyncio.gather(sample(), *(client(n) for n in range(concurrency)))
         result.seconds = time.monotonic() - started
+        result.gateway_cpu_seconds = _cpu_seconds(process) - gateway_cpu
+        result.client_cpu_seconds = time.process_time() - client_cpu
     return result
 
 
