@@ -283,7 +283,7 @@ def detect_http_latency(requests: int) -> dict[str, Any]:
     """`POST /detect` over HTTP on an embedded platform (`aietl up`: SQLite + tansu), a 50-column
     table: every other request adds a nullable column (adapted: a new version is written and
     `drift.detected` published), the others repeat the current schema (nothing to write)."""
-    from services.demo import embedded_platform
+    from services.demo.launcher import embedded_platform
 
     columns = [
         {"name": f"c{i}", "type": TYPES[i % len(TYPES)], "nullable": i > 0, "primary_key": i == 0}

@@ -29,7 +29,8 @@ from services.runtime import Runtime
 from services.vector_sink import store
 from services.vector_sink.config import MilvusOptions, split_secrets
 from services.vector_sink.connectors.milvus import MilvusStore
-from services.vector_sink.domain import CollectionSpec, Document, scoped_collection
+from services.vector_sink.domain.ids import scoped_collection
+from services.vector_sink.domain.model import CollectionSpec, Document
 from services.vector_sink.embeddings import EmbeddingConfig, create_embedder
 from services.vector_sink.service import service_of
 from shared.migrate import upgrade_async

@@ -346,13 +346,14 @@ def demo(url: str | None, username: str, password: str | None) -> None:
     With --url the demo writes into that platform (project `demo` for an administrator); its
     simulated runs also feed the shared failure model there.
     """
-    from services import demo as scenario
+    from services.demo.client import DemoFailed
+    from services.demo.launcher import run
 
     if url is not None and password is None:
         password = click.prompt("Password", hide_input=True)
     try:
-        scenario.run(url, username, password, click.echo)
-    except scenario.DemoFailed as error:
+        run(url, username, password, click.echo)
+    except DemoFailed as error:
         raise click.ClickException(str(error)) from None
 
 

@@ -10,9 +10,8 @@ is none and when there will be one.
 from __future__ import annotations
 
 import asyncio
-import io
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +19,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import structlog
-from sqlalchemy import select
 
 from services.predict import store as run_store
 from services.predict.config import PredictSettings
@@ -28,13 +26,14 @@ from services.predict.domain import InsufficientHistory, NotAnswerable, history_
 from services.predict.domain import costs as cost_domain
 from services.predict.domain import failure as failure_domain
 from services.predict.domain import window as window_domain
-from services.predict.domain.alerts import transition
 from services.predict.domain.features import LOOKBACK_DAYS
 from services.predict.domain.forecast import Forecast, forecast
+from services.predict.episodes import AlertEpisodes
 from services.predict.outcomes import Outcomes
+from services.predict.plot import forecast_png
 from services.predict.registry import ModelRegistry
 from services.predict.store import MetricsStore
-from services.predict.tables import AlertEpisode
+from services.predict.writer import BatchWriter
 from services.runtime import Runtime
 from shared import metrics
 from shared.errors import NotFound
@@ -47,43 +46,6 @@ RESOURCE_UNITS = {"cpu": "percent", "memory": "MB", "disk": "MB", "network": "MB
 COMPONENT = "predict.service"
 MIN_NEW_RUNS_TO_RETRY = 100  # after a refused training, wait for this many new runs (or the interval)
 MAX_CACHED_PIPELINES = 10_000
-
-
-class BatchWriter:
-    """Group commit: a caller waits until its rows are stored; rows arriving meanwhile go together next."""
-
-    def __init__(self, write: Callable[[list[Sequence[object]]], Awaitable[None]], max_rows: int) -> None:
-        self._write = write
-        self._max_rows = max_rows
-        self._pending: list[tuple[list[Sequence[object]], asyncio.Future[None]]] = []
-        self._drainer: asyncio.Task[None] | None = None
-        self.batches = 0
-
-    async def write(self, rows: list[Sequence[object]]) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((rows, future))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain())
-        await future
-
-    async def _drain(self) -> None:
-        while self._pending:
-            batch, size = [], 0
-            while self._pending and (not batch or size + len(self._pending[0][0]) <= self._max_rows):
-                rows, future = self._pending.pop(0)
-                batch.append((rows, future))
-                size += len(rows)
-            try:
-                await self._write([row for rows, _ in batch for row in rows])
-                self.batches += 1
-            except Exception as error:  # every waiting caller sees the failure and its handler retries
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
 
 
 class PipelineNotFound(NotFound, LookupError):
@@ -128,6 +90,7 @@ class PredictService:
         self.store = MetricsStore(runtime.clickhouse())
         self.registry = ModelRegistry(runtime.database)
         self.outcomes = Outcomes(self)
+        self.episodes = AlertEpisodes(self)
         self.writer = BatchWriter(self.store.insert, self.config.insert_batch_max)
         self._model: tuple[int, failure_domain.FailureModel] | None = None
         self._model_checked = float("-inf")
@@ -397,67 +360,9 @@ class PredictService:
         )
         lock = self._alert_locks.setdefault((project_id, pipeline_id), asyncio.Lock())
         async with lock:
-            return await self._apply_transition(project_id, pipeline_id, probability, model, entry, horizon)
-
-    async def _apply_transition(
-        self,
-        project_id: str,
-        pipeline_id: str,
-        probability: float,
-        model: failure_domain.FailureModel,
-        entry: _PipelineEntry,
-        horizon: float,
-    ) -> MaintenanceAlert | None:
-        threshold = self.config.alert_threshold
-        async with self.runtime.database.transaction() as session:
-            episode = await session.scalar(
-                select(AlertEpisode).where(
-                    AlertEpisode.project_id == project_id,
-                    AlertEpisode.pipeline_id == pipeline_id,
-                    AlertEpisode.alert_type == "failure_risk",
-                    AlertEpisode.closed_at.is_(None),
-                )
+            return await self.episodes.apply_transition(
+                project_id, pipeline_id, probability, model, entry.state, entry.as_of, horizon
             )
-            step = transition(
-                episode_open=episode is not None,
-                probability=probability,
-                threshold=threshold,
-                clear_margin=self.config.alert_clear_margin,
-            )
-            opened: MaintenanceAlert | None = None
-            if step == "open":
-                factors = model.factors(entry.state.latest, entry.state.usual, horizon)
-                opened = MaintenanceAlert(
-                    project_id=project_id,
-                    pipeline_id=pipeline_id,
-                    alert_type="failure_risk",
-                    probability=round(probability, 4),
-                    threshold=threshold,
-                    severity=failure_domain.severity_of(probability),  # type: ignore[arg-type]
-                    description=failure_domain.describe(pipeline_id, probability, horizon, factors),
-                    episode_started_at=datetime.now(UTC),
-                )
-                session.add(
-                    AlertEpisode(
-                        project_id=project_id,
-                        pipeline_id=pipeline_id,
-                        alert_type="failure_risk",
-                        peak_probability=probability,
-                        alert=opened.model_dump(mode="json"),
-                        as_of=entry.as_of,
-                        horizon_hours=horizon,
-                        published_at=datetime.now(UTC),  # handed to the outbox in this transaction
-                    )
-                )
-                self.runtime.outbox.enqueue(session, [opened])
-            elif step == "close" and episode is not None:
-                episode.closed_at = datetime.now(UTC)
-            elif episode is not None:
-                episode.peak_probability = max(episode.peak_probability, probability)
-        if opened is not None:
-            metrics.MAINTENANCE_ALERTS.labels(alert_type=opened.alert_type, severity=opened.severity).inc()
-            log.info("maintenance alert raised", pipeline_id=pipeline_id, probability=opened.probability)
-        return opened
 
     # --- resources ---
     async def resource_forecast(
@@ -523,7 +428,7 @@ class PredictService:
         body, series, result = await self.resource_forecast(
             project_id, pipeline_id, resource, hours, capacity
         )
-        return await asyncio.to_thread(_plot, body, series, result)
+        return await asyncio.to_thread(forecast_png, body, series, result)
 
     # --- costs ---
     async def costs(self, project_id: str) -> dict[str, Any]:
@@ -641,32 +546,6 @@ def _model_name(result: Forecast) -> str:
         f"seasonal profile ({seasons}) + statsforecast AutoETS{' on log scale' if result.log_scale else ''}; "
         + interval
     )
-
-
-def _plot(body: dict[str, Any], series: pd.Series, result: Forecast) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    times = [point["time"] for point in body["forecast"]]
-    figure, axis = pyplot.subplots(figsize=(10, 4), dpi=100)
-    axis.plot(
-        series.index[-24 * 14 :], series.to_numpy()[-24 * 14 :], color="#444", linewidth=1, label="history"
-    )
-    axis.plot(times, result.mean, color="#1f77b4", label="forecast")
-    axis.fill_between(
-        times, result.lower, result.upper, color="#1f77b4", alpha=0.25, label=f"{result.level}% interval"
-    )
-    if body["capacity"] is not None:
-        axis.axhline(body["capacity"], color="#d62728", linestyle="--", label="capacity")
-    axis.set_title(f"{body['pipeline_id']}: {body['resource_type']} ({body['unit']})")
-    axis.legend(loc="upper left")
-    figure.autofmt_xdate()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", bbox_inches="tight")
-    pyplot.close(figure)
-    return buffer.getvalue()
 
 
 def get_service(runtime: Runtime) -> PredictService:

@@ -13,7 +13,7 @@ from services.gateway.deps import ProjectDep, ProjectReadDep, RuntimeDep, Sessio
 from services.vector_sink import store
 from services.vector_sink.config import REDACTED, StoreType, parse_options, redacted, split_secrets
 from services.vector_sink.connectors.base import CollectionNotFound, UnsupportedOperation
-from services.vector_sink.domain import ConnectorConfigError, Document, FilterError, MetadataValue
+from services.vector_sink.domain.model import ConnectorConfigError, Document, FilterError, MetadataValue
 from services.vector_sink.service import (
     ConnectorMisconfigured,
     IngestReport,

@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from services.vector_sink.domain import ChunkingPolicy, FieldType, Metric
+from services.vector_sink.domain.chunking import ChunkingPolicy
+from services.vector_sink.domain.model import FieldType, Metric
 from services.vector_sink.embeddings import DEFAULT_MODEL, EmbeddingConfig
 
 StoreType = Literal["milvus", "weaviate", "pinecone"]

@@ -23,21 +23,23 @@ from services.vector_sink import store
 from services.vector_sink.config import CommonOptions, parse_options
 from services.vector_sink.connectors import check_destinations, open_store
 from services.vector_sink.connectors.base import VectorStore
-from services.vector_sink.domain import (
+from services.vector_sink.domain.chunking import ChunkingPolicy
+from services.vector_sink.domain.filters import parse_filter
+from services.vector_sink.domain.ids import scoped_collection
+from services.vector_sink.domain.model import (
     Chunk,
-    ChunkingPolicy,
     CollectionSpec,
     ConnectorConfigError,
     Document,
+    Hit,
+    RejectedDocument,
+)
+from services.vector_sink.domain.planning import (
     DocumentPlan,
     DocumentRecord,
-    Hit,
     Limits,
-    RejectedDocument,
     batches,
-    parse_filter,
     plan_document,
-    scoped_collection,
     validate_document,
 )
 from services.vector_sink.embeddings import Embedder, EmbeddingConfig, create_embedder

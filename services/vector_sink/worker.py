@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from services.runtime import Runtime
-from services.vector_sink.domain import Document
+from services.vector_sink.domain.model import Document
 from services.vector_sink.service import ConnectorMisconfigured, UnknownConnector, service_of
 from shared.bus import BatchConsumer, PermanentError, ServiceRouter
 from shared.events import Event, Topic

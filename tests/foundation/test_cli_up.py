@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.demo import embedded_env
+from services.demo.launcher import embedded_env
 from shared.embedded_broker import free_port, port_open
 
 PASSWORD = "e2e-admin-password"

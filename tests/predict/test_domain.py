@@ -16,8 +16,8 @@ from services.predict.domain import window as window_domain
 from services.predict.domain.alerts import transition
 from services.predict.domain.features import failure_labels, pipeline_features
 from services.predict.domain.forecast import forecast
-from services.predict.service import BatchWriter
 from services.predict.simulator import simulate
+from services.predict.writer import BatchWriter
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,8 @@ from services.features.tables import OfflineValue
 from services.vector_sink import store as vector_store
 from services.vector_sink.config import MilvusOptions, split_secrets
 from services.vector_sink.connectors.milvus import MilvusStore
-from services.vector_sink.domain import make_chunks, scoped_collection
+from services.vector_sink.domain.ids import scoped_collection
+from services.vector_sink.domain.planning import make_chunks
 from services.vector_sink.embeddings import EmbeddingConfig, create_embedder
 from services.vector_sink.tables import DocumentChunks
 from services.vector_sink.worker import to_document

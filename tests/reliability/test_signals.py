@@ -18,7 +18,7 @@ import httpx
 import psutil
 import pytest
 
-from services.demo import embedded_env
+from services.demo.launcher import embedded_env
 from shared.embedded_broker import free_port, port_open
 from tests.reliability.conftest import ROOT, Stack
 

@@ -8,7 +8,8 @@ import httpx
 
 from services.runtime import Runtime
 from services.vector_sink import store
-from services.vector_sink.domain import CollectionSpec, scoped_collection
+from services.vector_sink.domain.ids import scoped_collection
+from services.vector_sink.domain.model import CollectionSpec
 from services.vector_sink.service import service_of
 
 API = "/api/v1"

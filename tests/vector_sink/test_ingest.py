@@ -10,7 +10,10 @@ import pytest
 from services.runtime import Runtime
 from services.vector_sink import store
 from services.vector_sink.config import MilvusOptions, split_secrets
-from services.vector_sink.domain import ChunkingPolicy, Document, make_chunks, scoped_collection
+from services.vector_sink.domain.chunking import ChunkingPolicy
+from services.vector_sink.domain.ids import scoped_collection
+from services.vector_sink.domain.model import Document
+from services.vector_sink.domain.planning import make_chunks
 from services.vector_sink.service import VectorSinkService, service_of
 
 WORDS = [

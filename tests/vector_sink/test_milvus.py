@@ -16,7 +16,8 @@ from services.vector_sink.config import MilvusOptions
 from services.vector_sink.connectors import milvus_uri
 from services.vector_sink.connectors.base import CollectionNotFound
 from services.vector_sink.connectors.milvus import MilvusStore, milvus_expr
-from services.vector_sink.domain import CollectionSpec, parse_filter
+from services.vector_sink.domain.filters import parse_filter
+from services.vector_sink.domain.model import CollectionSpec
 from services.vector_sink.embeddings import EmbeddingConfig, create_embedder
 from shared.embedded_broker import free_port
 from shared.outbound import OutboundPolicy

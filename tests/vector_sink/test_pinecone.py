@@ -15,8 +15,10 @@ from services.runtime import Runtime
 from services.vector_sink import store
 from services.vector_sink.config import PineconeOptions, split_secrets
 from services.vector_sink.connectors.base import UnsupportedOperation
-from services.vector_sink.connectors.pinecone import PineconeStore
-from services.vector_sink.domain import CollectionSpec, Document, doc_key
+from services.vector_sink.connectors.pinecone import PineconeStore, to_pinecone
+from services.vector_sink.domain.filters import Compare, parse_filter
+from services.vector_sink.domain.ids import doc_key
+from services.vector_sink.domain.model import CollectionSpec, Document
 from services.vector_sink.embeddings import EmbeddingConfig, create_embedder
 from services.vector_sink.service import service_of
 from tests.vector_sink.fakes.pinecone_fake import FakePinecone
@@ -50,6 +52,14 @@ def _rows(n: int) -> pd.DataFrame:
             "lang": ["en" if i % 2 else None for i in range(n)],
         }
     )
+
+
+def test_filters_translate_to_pinecone_form() -> None:
+    """The parsed filter tree goes back to Pinecone's explicit-operator form (lists for tuples)."""
+    assert to_pinecone(Compare("lang", "$in", ("de", "fr"))) == {"lang": {"$in": ["de", "fr"]}}
+    parsed = parse_filter({"year": {"$gte": 2020}, "draft": {"$exists": False}})
+    assert parsed is not None
+    assert to_pinecone(parsed) == {"$and": [{"year": {"$gte": 2020}}, {"draft": {"$exists": False}}]}
 
 
 def test_write_query_filter_delete_round_trip(pinecone: PineconeStore, fake: FakePinecone) -> None:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from services.ops import readers
 from services.vector_sink import store
-from services.vector_sink.domain import ChunkingPolicy, Document, DocumentPlan, plan_document
+from services.vector_sink.domain.chunking import ChunkingPolicy
+from services.vector_sink.domain.model import Document
+from services.vector_sink.domain.planning import DocumentPlan, plan_document
 from shared.db import Database
 from shared.migrate import upgrade_async
 

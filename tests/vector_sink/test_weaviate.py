@@ -17,7 +17,7 @@ from services.runtime import Runtime
 from services.vector_sink import store
 from services.vector_sink.config import WeaviateOptions, split_secrets
 from services.vector_sink.connectors.weaviate import WeaviateStore
-from services.vector_sink.domain import CollectionSpec, Document
+from services.vector_sink.domain.model import CollectionSpec, Document
 from services.vector_sink.embeddings import EmbeddingConfig, create_embedder
 from services.vector_sink.service import service_of
 from tests.vector_sink.fakes.weaviate_fake import FakeWeaviate

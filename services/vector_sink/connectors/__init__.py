@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from services.vector_sink.config import CommonOptions, MilvusOptions, PineconeOptions, WeaviateOptions
 from services.vector_sink.connectors.base import VectorStore
-from services.vector_sink.domain import ConnectorConfigError
+from services.vector_sink.domain.model import ConnectorConfigError
 from services.vector_sink.embeddings import Embedder
 from shared.outbound import OutboundPolicy, inside, pinned_url
 from shared.settings import Settings

@@ -15,16 +15,14 @@ from pinecone import Pinecone, ServerlessSpec
 from pinecone.exceptions import NotFoundException
 
 from services.vector_sink.connectors.base import VectorRecord, VectorStore
-from services.vector_sink.domain import (
+from services.vector_sink.domain.filters import Compare, Exists, FilterNode, parse_filter
+from services.vector_sink.domain.ids import doc_key
+from services.vector_sink.domain.model import (
     CollectionSpec,
     CollectionStats,
     ConnectorConfigError,
-    FilterNode,
     Hit,
     Metric,
-    doc_key,
-    parse_filter,
-    to_pinecone,
 )
 from services.vector_sink.embeddings import Embedder
 from shared.outbound import OutboundPolicy
@@ -191,3 +189,13 @@ class PineconeStore(VectorStore):
                 token = page.pagination.next if page.pagination else None
                 if not token:
                     return ids
+
+
+def to_pinecone(node: FilterNode) -> dict[str, Any]:
+    """A parsed filter back in Pinecone's canonical form (explicit operators)."""
+    if isinstance(node, Compare):
+        value = list(node.value) if isinstance(node.value, tuple) else node.value
+        return {node.field: {node.op: value}}
+    if isinstance(node, Exists):
+        return {node.field: {"$exists": node.exists}}
+    return {node.op: [to_pinecone(part) for part in node.parts]}

@@ -23,17 +23,8 @@ from weaviate.collections.classes.data import DataObject
 from weaviate.util import generate_uuid5
 
 from services.vector_sink.connectors.base import VectorRecord, VectorStore
-from services.vector_sink.domain import (
-    CollectionSpec,
-    CollectionStats,
-    Compare,
-    Exists,
-    FieldType,
-    FilterNode,
-    Hit,
-    Metric,
-    parse_filter,
-)
+from services.vector_sink.domain.filters import Compare, Exists, FilterNode, parse_filter
+from services.vector_sink.domain.model import CollectionSpec, CollectionStats, FieldType, Hit, Metric
 from services.vector_sink.embeddings import Embedder
 
 DISTANCES: dict[Metric, VectorDistances] = {

@@ -1,133 +1,20 @@
-"""`aietl demo`: the whole loop, driven through the public REST API the way a user would drive it.
-
-Six numbered steps (log in, schema drift, feature store, templates, predictive maintenance, vector
-sink) print what the platform answered. Every figure printed comes from a response, except the
-simulation's hidden truth in step 5, which is labelled as such. Each step also checks the answer it
-got (a rename found, no leakage, a degrading pipeline ranked risky, the right document on top), so a
-passing demo is evidence, not a slideshow. Without `--url` the demo starts `aietl up` itself in a
-temporary folder on embedded defaults and stops it afterwards, failure or not.
-"""
+"""The six numbered steps of `aietl demo`, each a user's REST calls that check the answer they get."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import pandas as pd
 
-from shared.embedded_broker import free_port
-
-Report = Callable[[str], None]
+from services.demo.client import Api, ApiError, Context, DemoFailed, Report, Unexpected, expect, poll
 
 DEMO_PROJECT = "demo"
 CONNECTOR = "crm"
-READY_TIMEOUT_SECONDS = 240.0
-STOP_TIMEOUT_SECONDS = 30.0
-EVENT_TIMEOUT_SECONDS = 60.0
-# Variables that would point a self-started platform at outside services or change its defaults.
-_EXTERNAL_SETTINGS = frozenset(
-    {
-        "DATABASE_URL",
-        "REDIS_URL",
-        "KAFKA_BOOTSTRAP_SERVERS",
-        "CLICKHOUSE_HOST",
-        "CLICKHOUSE_PORT",
-        "CLICKHOUSE_USER",
-        "CLICKHOUSE_PASSWORD",
-        "CLICKHOUSE_DSN",
-        "MILVUS_HOST",
-        "MILVUS_PORT",
-        "WEAVIATE_URL",
-        "PINECONE_API_KEY",
-        "FEATURE_STORE_TTL_SECONDS",
-        "PREDICTION_HORIZON_DAYS",
-        "MIN_HISTORICAL_DAYS",
-    }
-)
-
-
-class DemoFailed(Exception):
-    """A step did not get the answer it needed; the message names the step and the server's words."""
-
-
-class ApiError(Exception):
-    def __init__(self, method: str, path: str, response: httpx.Response) -> None:
-        try:
-            detail: Any = response.json()
-            detail = detail.get("detail", detail) if isinstance(detail, dict) else detail
-        except ValueError:
-            detail = response.text[:500]
-        super().__init__(f"{method} {path} answered {response.status_code}: {detail}")
-
-
-class Unexpected(Exception):
-    """The platform answered, but not what the scenario expects."""
-
-
-def expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise Unexpected(message)
-
-
-@dataclass
-class Api:
-    """A logged-in client: JSON in and out, errors carrying the server's `detail`."""
-
-    http: httpx.Client
-    project: str = ""
-    base_url: str = ""
-
-    def call(self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 202), **kwargs: Any) -> Any:
-        params = kwargs.pop("params", {})
-        if self.project:
-            params = {"project_id": self.project, **params}
-        response = self.http.request(method, path, params=params, **kwargs)
-        if response.status_code not in ok:
-            raise ApiError(method, path, response)
-        return response.json() if response.content else None
-
-    def url(self, path: str, **params: str) -> str:
-        return f"{self.base_url}{path}?{urlencode({'project_id': self.project, **params})}"
-
-
-@dataclass
-class Context:
-    """What the steps share: the client, a tag that keeps this run's names apart, what to print."""
-
-    api: Api
-    report: Report
-    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
-
-    @property
-    def table(self) -> str:
-        return f"customers_{self.tag}"
-
-    def say(self, line: str) -> None:
-        self.report(f"   {line}")
-
-
-def poll(fetch: Callable[[], Any], what: str, timeout: float = EVENT_TIMEOUT_SECONDS) -> Any:
-    """Events are processed asynchronously: ask again until the answer is there or time is up."""
-    deadline = time.monotonic() + timeout
-    while not (value := fetch()):
-        if time.monotonic() > deadline:
-            raise Unexpected(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(0.2)
-    return value
 
 
 # --- 1. log in -------------------------------------------------------------------------------------
@@ -648,88 +535,3 @@ def run_scenario(base_url: str, username: str, password: str, report: Report) ->
                 raise DemoFailed(f"step {number} ({title}) failed: {error}") from error
             ctx.say(f"({time.perf_counter() - began:.1f} s)")
     return f"Demo passed in {time.perf_counter() - started:.0f} s: " + "; ".join(outcomes[1:]) + "."
-
-
-# --- a platform of its own -------------------------------------------------------------------------
-
-
-def embedded_env(password: str) -> dict[str, str]:
-    """This environment minus anything that would point `aietl up` elsewhere, plus the admin password."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("AIETL_") and key not in _EXTERNAL_SETTINGS
-    }
-    env["AIETL_ADMIN_PASSWORD"] = password
-    return env
-
-
-def _log_tail(path: Path, lines: int = 20) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _wait_ready(base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    with httpx.Client(base_url=base_url, timeout=5.0) as http:
-        while True:
-            if process.poll() is not None:
-                raise DemoFailed(f"aietl up exited with code {process.returncode}:\n{_log_tail(log)}")
-            with contextlib.suppress(httpx.HTTPError):
-                if http.get("/ready").json().get("status") == "ready":
-                    return
-            if time.monotonic() > deadline:
-                raise DemoFailed(
-                    f"aietl up not ready within {READY_TIMEOUT_SECONDS:.0f} s:\n{_log_tail(log)}"
-                )
-            time.sleep(0.3)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Ctrl-C, as a user would; the whole process group only if it does not stop in time."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-@contextlib.contextmanager
-def embedded_platform(report: Report) -> Iterator[tuple[str, str, str]]:
-    """`aietl up` in a temporary folder on free ports; yields (url, username, password); always stopped."""
-    password = secrets.token_urlsafe(24)
-    with tempfile.TemporaryDirectory(prefix="aietl-demo-") as folder:
-        port, broker_port = free_port(), free_port()
-        log = Path(folder) / "aietl-up.log"
-        command = [sys.executable, "-m", "services.cli", "up", "--data-dir", str(Path(folder) / "data")]
-        command += ["--port", str(port), "--broker-port", str(broker_port)]
-        started = time.perf_counter()
-        with log.open("wb") as output:
-            process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-                command,
-                cwd=folder,
-                env=embedded_env(password),
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a Ctrl-C meant for the demo reaches it through _stop
-            )
-        base_url = f"http://127.0.0.1:{port}"
-        try:
-            report(f"Starting aietl up in {folder} on {base_url} ...")
-            _wait_ready(base_url, process, log)
-            report(f"Platform ready in {time.perf_counter() - started:.0f} s.")
-            yield base_url, "admin", password
-        finally:
-            _stop(process)
-            report(f"Platform stopped (exit code {process.returncode}).")
-
-
-def run(url: str | None, username: str, password: str | None, report: Report) -> None:
-    """Drive the platform at `url`, or one started for the occasion when `url` is None."""
-    if url is not None:
-        summary = run_scenario(url.rstrip("/"), username, password or "", report)
-    else:
-        with embedded_platform(report) as (base_url, admin, generated):
-            summary = run_scenario(base_url, admin, generated, report)
-    report(summary)
