@@ -282,11 +282,11 @@ async def resolve(session: AsyncSession, project: str, refs: list[str]) -> list[
     found: list[FeatureSpec] = []
     missing: list[str] = []
     for ref in parsed:
-        row = latest.get(ref.name) if ref.version is None else by_key.get((ref.name, ref.version))
-        if row is None:
+        chosen = latest.get(ref.name) if ref.version is None else by_key.get((ref.name, ref.version))
+        if chosen is None:
             missing.append(str(ref))
         else:
-            found.append(spec_of(row))
+            found.append(spec_of(chosen))
     if missing:
         raise UnknownFeature(f"unknown features: {', '.join(missing)}")
     return found

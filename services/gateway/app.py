@@ -127,7 +127,12 @@ def _document_errors(app: FastAPI, routers: list[APIRouter]) -> None:
     has (`{"detail": ...}`), so that clients (and schemathesis' conformance checks) can rely on it.
     Routes also answer 422 with a single message (`HTTPException(422, "...")`): said too."""
     build = app.openapi
-    routes = [(API_PREFIX + route.path_format, route) for router in routers for route in router.routes]
+    routes = [
+        (API_PREFIX + route.path_format, route)
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
 
     def openapi() -> dict[str, Any]:
         schema = build()
@@ -149,7 +154,7 @@ def _document_errors(app: FastAPI, routers: list[APIRouter]) -> None:
         for path, route in routes:
             if not isinstance(route, APIRoute) or path not in schema["paths"]:
                 continue
-            for method in route.methods:
+            for method in route.methods or ():
                 operation = schema["paths"][path][method.lower()]
                 responses = operation["responses"]
                 for code, description in error_answers(route).items():

@@ -67,7 +67,8 @@ class BatchWriter:
 
     async def _drain(self) -> None:
         while self._pending:
-            batch, size = [], 0
+            batch: list[tuple[list[Sequence[object]], asyncio.Future[None]]] = []
+            size = 0
             while self._pending and (not batch or size + len(self._pending[0][0]) <= self._max_rows):
                 rows, future = self._pending.pop(0)
                 batch.append((rows, future))
@@ -432,7 +433,7 @@ class PredictService:
                     alert_type="failure_risk",
                     probability=round(probability, 4),
                     threshold=threshold,
-                    severity=failure_domain.severity_of(probability),  # type: ignore[arg-type]
+                    severity=failure_domain.severity_of(probability),
                     description=failure_domain.describe(pipeline_id, probability, horizon, factors),
                     episode_started_at=datetime.now(UTC),
                 )

@@ -352,14 +352,14 @@ def _entry_out(row: ControlEntry) -> ControlEntryOut:
         target_system=row.target_system,
         target_object=row.target_object,
         template_id=row.template_id,
-        load_type=row.load_type,  # type: ignore[arg-type]
+        load_type=row.load_type,
         watermark_column=row.watermark_column,
         keys=row.keys,
         enabled=row.enabled,
         order=row.run_order,
         schedule=row.schedule,
         schedule_timezone=row.schedule_timezone,
-        catch_up=row.catch_up,  # type: ignore[arg-type]
+        catch_up=row.catch_up,
         max_retries=row.max_retries,
         retry_backoff_seconds=row.retry_backoff_seconds,
         config=row.config,

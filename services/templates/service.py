@@ -582,8 +582,8 @@ class TemplatesService:
             names = await self._names(session, instance)
         try:
             target = await self.connections.target(project_id, instance.connection)
-        except (UnknownConnection, BadConnection) as error:
-            raise InvalidConfig([ConfigProblem("/connection", str(error))]) from None
+        except (UnknownConnection, BadConnection) as unreachable:
+            raise InvalidConfig([ConfigProblem("/connection", str(unreachable))]) from None
         statements = await self.renderer.runnable(
             instance.code,
             instance.dialect,  # type: ignore[arg-type]
@@ -792,7 +792,7 @@ def generated_event(instance: PipelineInstance) -> PipelinesGenerated:
         template_id=instance.template_id,
         template_version=instance.template_version,
         instance_version=instance.version,
-        reason=instance.reason,  # type: ignore[arg-type]
+        reason=instance.reason,
         drift_event_id=uuid.UUID(instance.drift_event_id) if instance.drift_event_id else None,
     )
 
@@ -802,7 +802,7 @@ def run_metrics_event(run: PipelineRun) -> PipelineRunMetrics:
         project_id=run.project_id,
         pipeline_id=run.pipeline_name,
         run_id=run.run_id,
-        status=run.status,  # type: ignore[arg-type]
+        status=run.status,
         started_at=run.started_at,
         ended_at=run.ended_at,
         duration_seconds=run.duration_seconds,

@@ -39,7 +39,7 @@ def _text(rng: random.Random, paragraphs: int = 3) -> str:
 
 async def _connector(runtime: Runtime, project_id: str, **options: object) -> str:
     service = service_of(runtime)
-    plain, secrets = split_secrets(MilvusOptions(chunk_size=300, chunk_overlap=40, **options))  # type: ignore[arg-type]
+    plain, secrets = split_secrets(MilvusOptions(chunk_size=300, chunk_overlap=40, **options))
     async with runtime.database.transaction() as session:
         row = await store.add_connector(
             session,
