@@ -94,7 +94,7 @@ async def test_reload_with_changes_and_deletions_leaves_no_stale_vectors(runtime
         elif i in changed:  # one paragraph edited: the other chunks keep their ids and embeddings
             reload.append(
                 Document(
-                    doc.doc_id, text=doc.text + " appended sentence", metadata=doc.metadata, source="wiki"
+                    doc.doc_id, text=f"{doc.text} appended sentence", metadata=doc.metadata, source="wiki"
                 )
             )
         else:
