@@ -152,7 +152,7 @@ def _document_errors(app: FastAPI, routers: list[APIRouter]) -> None:
         }
         error_body = {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}}}
         for path, route in routes:
-            if not isinstance(route, APIRoute) or path not in schema["paths"]:
+            if path not in schema["paths"]:
                 continue
             for method in route.methods or ():
                 operation = schema["paths"][path][method.lower()]
