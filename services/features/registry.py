@@ -260,7 +260,7 @@ def spec_of(row: FeatureVersion) -> FeatureSpec:
         feature_type=FeatureType(row.feature_type),
         entity=row.entity,
         view=row.view,
-        storage_type=row.storage_type,  # type: ignore[arg-type]
+        storage_type=row.storage_type,
         ttl_seconds=row.ttl_seconds,
     )
 

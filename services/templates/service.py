@@ -254,7 +254,7 @@ class TemplatesService:
         prepared = await self.renderer.prepare(
             template.config_schema,
             template.code,
-            template.dialect or dialect or DEFAULT_DIALECT,  # type: ignore[arg-type]
+            template.dialect or dialect or DEFAULT_DIALECT,
             template.pattern,
             config,
             names,
@@ -523,7 +523,7 @@ class TemplatesService:
         when the config renders, and the dialect it is rendered in."""
         pattern: Any = template.pattern
         problems = entry_problems(spec, pattern)
-        dialect: SqlDialect = template.dialect or DEFAULT_DIALECT  # type: ignore[assignment]
+        dialect: SqlDialect = template.dialect or DEFAULT_DIALECT
         try:
             dialect = await self.check_connection(project_id, template, spec.target_system)
         except InvalidConfig as error:
@@ -586,7 +586,7 @@ class TemplatesService:
             raise InvalidConfig([ConfigProblem("/connection", str(unreachable))]) from None
         statements = await self.renderer.runnable(
             instance.code,
-            instance.dialect,  # type: ignore[arg-type]
+            instance.dialect,
             template.pattern,
             instance.config,
             names,
@@ -696,7 +696,7 @@ class TemplatesService:
                     template,
                     config,
                     reason="drift_adaptation",
-                    dialect=instance.dialect,  # type: ignore[arg-type]
+                    dialect=instance.dialect,
                     names=await self._names(session, instance),
                 )
             except (CannotAdapt, InvalidConfig, TemplateError, NotFound) as error:
@@ -709,7 +709,7 @@ class TemplatesService:
                 template=template,
                 config=ready,
                 rendered=rendered,
-                dialect=instance.dialect,  # type: ignore[arg-type]
+                dialect=instance.dialect,
                 connection=instance.connection,
                 reason="drift_adaptation",
                 drift_event_id=str(event.event_id),
@@ -763,7 +763,7 @@ def entry_timing(row: ControlEntry) -> Timing | None:
         return None
     return Timing(
         cron=Cron.parse(row.schedule, row.schedule_timezone or "UTC"),
-        catch_up=row.catch_up,  # type: ignore[arg-type]
+        catch_up=row.catch_up,
         max_retries=row.max_retries,
         retry_backoff_seconds=row.retry_backoff_seconds,
     )

@@ -239,7 +239,7 @@ def detect(costs: pd.Series, shape: np.ndarray | None = None) -> list[tuple[int,
 def anomalies(daily: pd.DataFrame) -> list[CostAnomaly]:
     """Anomalous days of every pipeline and of the project's total, in both directions."""
     found: list[CostAnomaly] = []
-    series: list[tuple[str, str | None, pd.Series]] = [
+    series: list[tuple[Literal["pipeline", "project"], str | None, pd.Series]] = [
         ("pipeline", str(pipeline), group.set_index("day")["cost"].sort_index())
         for pipeline, group in daily.groupby("pipeline_id")
     ]
@@ -252,7 +252,7 @@ def anomalies(daily: pd.DataFrame) -> list[CostAnomaly]:
         for position, kind, expected, score in detect(costs, shape):
             found.append(
                 CostAnomaly(
-                    scope=scope,  # type: ignore[arg-type]
+                    scope=scope,
                     pipeline_id=pipeline,
                     day=costs.index[position].date(),
                     kind=kind,
