@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install run test test-pure bench bench-smoke lint format services kafka clean
+.PHONY: install run test test-pure bench bench-smoke lint typecheck format services kafka clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,7 @@ kafka:  ## Resolve Apache Kafka 4 with Maven into .aietl/kafka: the tests start 
 # the bus, foundation, interop and poison suites again with Apache Kafka as the session's broker.
 test: install services kafka  ## Install, start services, run all tests
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 	AIETL_TEST_BROKER=kafka $(BIN)/pytest tests/foundation tests/interop tests/reliability/test_poison.py
 
@@ -43,9 +44,13 @@ bench: $(VENV)/.bench-installed services kafka  ## Benchmarks of every service, 
 bench-smoke: install services  ## Every suite at tiny scale, peers skipped (what `make test` runs in tests/bench)
 	AIETL_BENCH_SCALE=smoke $(BIN)/python -m bench
 
-lint: install
+lint: install  ## ruff (lint and format check), then mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+typecheck: install  ## mypy on services, shared, bench and tests ([tool.mypy] in pyproject.toml; cache in .aietl/mypy-cache)
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format .

@@ -134,7 +134,7 @@ def side(config: dict[str, Any]) -> None:
     try:
         import uvloop
 
-        loop = uvloop.new_event_loop()
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     except ImportError:
         loop = asyncio.new_event_loop()
     sizes, project = Sizes(**config["sizes"]), config["project"]

@@ -154,7 +154,7 @@ def _questions(
     """First and warm failure questions over HTTP; beside the latency, the platform process's CPU
     time per warm question, which the load of other processes on the machine does not inflate."""
     names = [f"pipeline-{index:03d}" for index in range(pipelines)]
-    params = {"project_id": PROJECT, "horizon_hours": 24}
+    params: dict[str, str | int] = {"project_id": PROJECT, "horizon_hours": 24}
 
     def ask(pipeline: str) -> float:
         began = time.perf_counter()

@@ -195,7 +195,7 @@ async def _reload(folder: Path, documents_count: int) -> dict[str, Any]:
         reload = [
             Document(d.doc_id, operation="delete")
             if i in deleted
-            else Document(d.doc_id, text=d.text + " edited", source="bench")
+            else Document(d.doc_id, text=f"{d.text} edited", source="bench")
             if i in changed
             else d
             for i, d in enumerate(documents)

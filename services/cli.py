@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import gc
 import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
@@ -487,4 +486,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

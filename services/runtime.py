@@ -54,7 +54,7 @@ class Runtime:
         """The process-wide instance of a service component, created on first use."""
         if key not in self._components:
             self._components[key] = factory()
-        return self._components[key]  # type: ignore[no-any-return]
+        return self._components[key]
 
     def on_shutdown(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)

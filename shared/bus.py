@@ -56,7 +56,7 @@ UNKNOWN_PROJECT = "unknown"
 PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
-SASL_MECHANISMS: dict[str, type[SASLPlaintext]] = {
+SASL_MECHANISMS: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
     "PLAIN": SASLPlaintext,
     "SCRAM-SHA-256": SASLScram256,
     "SCRAM-SHA-512": SASLScram512,
@@ -131,6 +131,7 @@ class _PlatformBroker(KafkaBroker):
             raise KafkaError("AIETL_KAFKA_IDEMPOTENT_PRODUCER is set but the broker grants no producer id")
         self._connection_kwargs["enable_idempotence"] = supported if idempotent is None else idempotent
         builder = await super()._connect()
+        assert isinstance(builder, partial), "faststream's producer builder is a functools.partial"
         safe = partial(DecodeSafeConsumer, *builder.args, **builder.keywords)
         self.config.broker_config.builder = safe
         return safe
@@ -155,7 +156,7 @@ async def idempotence_supported(settings: Settings, timeout: float = 15.0) -> bo
     try:
         await client.bootstrap()
         while True:
-            request = InitProducerIdRequest(None, 60_000)  # type: ignore[arg-type]
+            request = InitProducerIdRequest(None, 60_000)
             response = await client.send(client.get_random_node(), request)
             if response.error_code == 0:
                 return True
@@ -440,7 +441,7 @@ class ConsumerProgress:
             consumer = getattr(subscriber, "consumer", None)
             if consumer is None:
                 continue
-            group = subscriber.group_id or ""
+            group = getattr(subscriber, "group_id", None) or ""
             ends = await self._end_offsets(consumer)
             for partition, end in ends.items():
                 try:
@@ -719,9 +720,7 @@ class BatchConsumer(Generic[Parsed]):
         outputs: list[Event] = []
         for record, item in valid:
             try:
-                outputs.extend(
-                    await call_with_retries(lambda item=item: self.one(item), self.settings, self.topic)
-                )
+                outputs.extend(await call_with_retries(partial(self.one, item), self.settings, self.topic))
             except HandlingFailed as failed:
                 await self._dead_letter(record, failed.error, attempts=failed.attempts)
         return outputs
@@ -742,7 +741,7 @@ class ServiceRouter(KafkaRouter):
     """One router per service: its consumer group, tansu-safe consumer options, retries and DLQ."""
 
     def __init__(self, broker: KafkaBroker, settings: Settings, group_id: str) -> None:
-        middleware = type(
+        middleware: type[_DeadLetterMiddleware] = type(
             f"DeadLetter_{group_id}",
             (_DeadLetterMiddleware,),
             {"broker": broker, "settings": settings, "group_id": group_id},

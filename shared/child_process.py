@@ -122,7 +122,7 @@ class ChildWorker:
             self._kill()
             raise ChildTimeout(f"{self.name} did not finish {doing} within {timeout:g} s")
         try:
-            return connection.recv()  # type: ignore[no-any-return]
+            return connection.recv()
         except (EOFError, OSError):
             self._kill()
             raise ChildDied(f"{self.name} ended while {doing}") from None
@@ -134,7 +134,7 @@ class ChildWorker:
             connection.send((function, args))
             ok, value = await self._reply(connection, timeout, "working")
         if ok:
-            return value  # type: ignore[no-any-return]
+            return value
         raise value
 
     def _kill(self) -> None:
@@ -167,7 +167,7 @@ async def _readable(connection: Connection, timeout: float) -> bool:
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
     descriptor = connection.fileno()
-    loop.add_reader(descriptor, lambda: ready.done() or ready.set_result(True))
+    loop.add_reader(descriptor, lambda: None if ready.done() else ready.set_result(True))
     try:
         return await asyncio.wait_for(ready, timeout)
     except TimeoutError:

@@ -20,7 +20,7 @@ RECENT_SUCCESS_SECONDS = 5.0
 class ClickHouse:
     def __init__(self, dsn: str, *, username: str | None = None, password: str | None = None) -> None:
         self.dsn = dsn
-        self._credentials = {"username": username, "password": password} if username else {}
+        self._credentials: dict[str, Any] = {"username": username, "password": password} if username else {}
         self._client: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self._last_success = float("-inf")

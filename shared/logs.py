@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -13,7 +14,7 @@ SECRET_KEYS = re.compile(r"pass(word)?|secret|token|api[_-]?key|authorization|cr
 REDACTED = "***"
 
 
-def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     """Replace the value of any key that names a secret, at any depth."""
     return {key: _redact(key, value) for key, value in event_dict.items()}
 

@@ -232,7 +232,7 @@ class OutboundPolicy:
             infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError):
             raise Unresolved(f"host {name} cannot be resolved") from None
-        found = list(dict.fromkeys(info[4][0] for info in infos))
+        found = list(dict.fromkeys(str(info[4][0]) for info in infos))
         addresses = [address for text in found if (address := _ip(text.split("%")[0])) is not None]
         if not addresses:
             raise Unresolved(f"host {name} cannot be resolved")

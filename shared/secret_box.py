@@ -46,6 +46,6 @@ class SecretBox:
         if not sealed:
             return {}
         try:
-            return json.loads(self._fernet.decrypt(sealed.encode()))  # type: ignore[no-any-return]
+            return json.loads(self._fernet.decrypt(sealed.encode()))
         except InvalidToken:
             raise ValueError("stored secrets cannot be decrypted with the configured key") from None

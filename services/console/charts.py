@@ -330,10 +330,10 @@ def layered_graph(
         'orient="auto-start-reverse"><path class="arrowhead" d="M 0 0 L 10 5 L 0 10 z"/></marker></defs>'
     ]
     for index, (heading, nodes) in enumerate(layers):
-        x0 = 10 + index * column
+        x0: float = 10 + index * column
         body.append(_text(x0, 16, heading, "label heading"))
         for position, node in enumerate(nodes):
-            y0 = 30 + position * row
+            y0: float = 30 + position * row
             where[node.id] = (x0, y0)
     for source, target in edges:
         if source in where and target in where:

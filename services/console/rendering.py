@@ -35,6 +35,14 @@ def parse_time(value: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def required_time(value: Any) -> datetime:
+    """A timestamp the API always sends (a detection's creation, a forecast point)."""
+    moment = parse_time(value)
+    if moment is None:
+        raise ValueError("a timestamp the API always sends is missing")
+    return moment
+
+
 def when(value: Any) -> str:
     """UTC time to the second, as people read it."""
     moment = parse_time(value)

@@ -89,7 +89,7 @@ async def form_fields(request: Request) -> dict[str, list[str]]:
         for key, value in parse_qsl(body, keep_blank_values=True, max_num_fields=5_000):
             cached.setdefault(key, []).append(value)
         request.state.console_form = cached
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 @dataclass

@@ -40,14 +40,14 @@ def log_in(ctx: Context, username: str, password: str) -> str:
 
 # --- 2. schema drift -------------------------------------------------------------------------------
 
-SCHEMA_V1 = [
+SCHEMA_V1: list[dict[str, Any]] = [
     {"name": "customer_id", "type": "integer", "nullable": False, "primary_key": True},
     {"name": "customer_name", "type": "varchar(100)", "nullable": False},
     {"name": "lifetime_value", "type": "integer"},
     {"name": "email", "type": "varchar(255)", "nullable": False},
 ]
 # A rename, a widened type, a nullability change and a new column.
-SCHEMA_V2 = [
+SCHEMA_V2: list[dict[str, Any]] = [
     {"name": "customer_id", "type": "integer", "nullable": False, "primary_key": True},
     {"name": "customerName", "type": "varchar(100)", "nullable": False},
     {"name": "lifetime_value", "type": "bigint"},
@@ -359,7 +359,7 @@ def _run_payload(runs: pd.DataFrame) -> list[dict[str, Any]]:
     frame = runs.drop(columns=["project_id"])
     for column in ("started_at", "ended_at"):
         frame[column] = frame[column].dt.floor("us").map(lambda t: t.isoformat())
-    return list(frame.to_dict(orient="records"))
+    return [{str(key): value for key, value in record.items()} for record in frame.to_dict(orient="records")]
 
 
 def _failure_once_trained(ctx: Context, pipeline: str) -> dict[str, Any]:

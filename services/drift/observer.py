@@ -89,7 +89,7 @@ def _evidence_by_column(
         present = [value for value in column if value is not None]
         distinct = list(dict.fromkeys(present))
         found[name] = _Evidence(
-            values=distinct[:limit],
+            values=list(distinct[:limit]),
             distinct_ratio=round(len(distinct) / len(column), 4) if column else None,
             null_ratio=round(1 - len(present) / len(column), 4) if column else None,
         )
@@ -181,9 +181,7 @@ async def read_sql_tables(url: str, tables: Sequence[str], samples: int = 0) -> 
         async with engine.connect() as connection:
             for table in tables:
                 try:
-                    observation.columns[table] = await connection.run_sync(
-                        lambda sync, t=table: _read_sql_table(sync, t, samples)
-                    )
+                    observation.columns[table] = await connection.run_sync(_read_sql_table, table, samples)
                 except ObserveError as error:
                     observation.failed[table] = str(error).removeprefix("tables: ")
                 except Exception as error:

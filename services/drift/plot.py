@@ -23,7 +23,7 @@ def _timeline(versions: Sequence[SchemaVersion], detections: Sequence[Detection]
     span = max((end - start).total_seconds(), 1.0)
     most = max([len(v.columns) for v in versions] + [1])
 
-    def x(moment) -> float:  # type: ignore[no-untyped-def]
+    def x(moment) -> float:
         return MARGIN + (WIDTH - 2 * MARGIN) * (moment - start).total_seconds() / span
 
     def y(columns: int) -> float:

@@ -63,7 +63,7 @@ class NewDetection:
     after_hash: str
     observed_columns: list[dict[str, Any]]
     drifts: list[dict[str, Any]]
-    strategy: str
+    strategy: Strategy
     status: str
     decided_by: str
     created_at: datetime
@@ -397,8 +397,8 @@ def _event(
         before_hash=detection.before_hash,
         after_hash=detection.after_hash,
         drifts=list(drifts),
-        strategy=detection.strategy,  # type: ignore[arg-type]
-        status=detection.status,  # type: ignore[arg-type]
+        strategy=detection.strategy,
+        status=detection.status,
     )
 
 

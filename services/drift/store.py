@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, insert, select, tuple_
+from sqlalchemy import BindParameter, Row, bindparam, delete, func, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.drift.tables import AuditRecord, Block, Detection, Policy, SchemaVersion
+from shared.events.schema import Severity, Strategy
 
 OPEN_STATUSES = ("pending", "alerted", "blocked")  # "unblocked": closed by /unblock, decided anew
 # Rendered as literals: the partial index `ix_drift_detections_open` applies only when the planner
 # sees these very values.
-_OPEN = bindparam("open_statuses", OPEN_STATUSES, expanding=True, literal_execute=True)
+_OPEN: BindParameter[Any] = bindparam("open_statuses", OPEN_STATUSES, expanding=True, literal_execute=True)
 TableKey = tuple[str, str, str]  # project, connector, table
 
 
@@ -178,7 +179,7 @@ async def upsert_policy(
     project_id: str,
     connector_id: str,
     table_name: str,
-    strategies: dict[str, str],
+    strategies: Mapping[Severity, Strategy],
     actor: str,
 ) -> Policy:
     row = await session.scalar(
@@ -187,7 +188,7 @@ async def upsert_policy(
     if row is None:
         row = Policy(project_id=project_id, connector_id=connector_id, table_name=table_name)
         session.add(row)
-    row.strategies = strategies
+    row.strategies = {severity: strategy for severity, strategy in strategies.items()}
     row.updated_by = actor
     await session.flush()
     return row

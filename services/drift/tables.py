@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base
 from shared.events.base import utc_now
+from shared.events.schema import Strategy
 
 OPEN_PREDICATE = "status IN ('pending', 'alerted', 'blocked')"
 
@@ -73,7 +74,7 @@ class Detection(Base):
     after_hash: Mapped[str] = mapped_column(String(64))
     observed_columns: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     drifts: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
-    strategy: Mapped[str] = mapped_column(String(16))
+    strategy: Mapped[Strategy] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
     analysis: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)

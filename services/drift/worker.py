@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 from pydantic import ValidationError
@@ -48,7 +49,7 @@ async def process_batch(runtime: Runtime, events: Sequence[SchemaObserved]) -> l
                 ProcessedEvent.consumer == GROUP, ProcessedEvent.event_id.in_(ids)
             )
         )
-        done = dict(rows.tuples().all())
+        done: dict[str, dict[str, Any] | None] = dict(rows.tuples().all())
         fresh: dict[str, int] = {}  # event id -> its first place in the batch (a duplicate counts once)
         for index, event_id in enumerate(ids):
             if event_id not in done:

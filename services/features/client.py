@@ -50,7 +50,7 @@ class _Requests:
     def get_online(
         feature_names: Sequence[str], entity_ids: Sequence[str], request_data: Mapping[str, Any] | None
     ) -> tuple[str, str, Any]:
-        body = {"feature_names": list(feature_names), "entity_ids": list(entity_ids)}
+        body: dict[str, Any] = {"feature_names": list(feature_names), "entity_ids": list(entity_ids)}
         if request_data:
             body["request_data"] = dict(request_data)
         return "POST", "/get-online", body
@@ -124,12 +124,12 @@ class FeatureClient:
         entity_ids: Sequence[str],
         request_data: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        return self._call(_Requests.get_online(feature_names, entity_ids, request_data))["feature_vectors"]  # type: ignore[no-any-return]
+        return self._call(_Requests.get_online(feature_names, entity_ids, request_data))["feature_vectors"]
 
     def historical(
         self, feature_names: Sequence[str], entity_rows: Sequence[Mapping[str, Any]]
     ) -> list[dict[str, Any]]:
-        return self._call(_Requests.historical(feature_names, entity_rows))["rows"]  # type: ignore[no-any-return]
+        return self._call(_Requests.historical(feature_names, entity_rows))["rows"]
 
     def materialize(
         self,
@@ -188,12 +188,12 @@ class AsyncFeatureClient:
     ) -> list[dict[str, Any]]:
         return (await self._call(_Requests.get_online(feature_names, entity_ids, request_data)))[
             "feature_vectors"
-        ]  # type: ignore[no-any-return]
+        ]
 
     async def historical(
         self, feature_names: Sequence[str], entity_rows: Sequence[Mapping[str, Any]]
     ) -> list[dict[str, Any]]:
-        return (await self._call(_Requests.historical(feature_names, entity_rows)))["rows"]  # type: ignore[no-any-return]
+        return (await self._call(_Requests.historical(feature_names, entity_rows)))["rows"]
 
     async def materialize(
         self,

@@ -286,9 +286,9 @@ class _Evaluator:
                 return result
             case ast.Compare(left=left, ops=ops, comparators=comparators):
                 current = self._strict(left)
-                for op, comparator in zip(ops, comparators, strict=True):
+                for comparison, comparator in zip(ops, comparators, strict=True):
                     following = self._strict(comparator)
-                    if not _COMPARE[type(op)](current, following):
+                    if not _COMPARE[type(comparison)](current, following):
                         return False
                     current = following
                 return True

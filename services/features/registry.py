@@ -260,7 +260,7 @@ def spec_of(row: FeatureVersion) -> FeatureSpec:
         feature_type=FeatureType(row.feature_type),
         entity=row.entity,
         view=row.view,
-        storage_type=row.storage_type,  # type: ignore[arg-type]
+        storage_type=row.storage_type,
         ttl_seconds=row.ttl_seconds,
     )
 
@@ -282,11 +282,11 @@ async def resolve(session: AsyncSession, project: str, refs: list[str]) -> list[
     found: list[FeatureSpec] = []
     missing: list[str] = []
     for ref in parsed:
-        row = latest.get(ref.name) if ref.version is None else by_key.get((ref.name, ref.version))
-        if row is None:
+        chosen = latest.get(ref.name) if ref.version is None else by_key.get((ref.name, ref.version))
+        if chosen is None:
             missing.append(str(ref))
         else:
-            found.append(spec_of(row))
+            found.append(spec_of(chosen))
     if missing:
         raise UnknownFeature(f"unknown features: {', '.join(missing)}")
     return found

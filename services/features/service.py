@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -122,7 +122,7 @@ class _Cache:
     async def get(self, key: Any, load: Callable[[], Awaitable[T]]) -> T:
         hit = self._items.get(key)
         if hit is not None and hit[0] > time.monotonic():
-            return hit[1]  # type: ignore[no-any-return]
+            return hit[1]
         value = await load()
         if len(self._items) >= PLAN_CACHE_SIZE:
             self._items.clear()
@@ -227,7 +227,7 @@ class FeatureStore:
         vectors = []
         partial: list[str] = []
         for entity_id, raws in zip(entity_ids, rows, strict=True):
-            if None not in raws and min(raws) >= strictest:
+            if _complete(raws) and min(raws) >= strictest:
                 features = dict(zip(names, _decode_fresh(raws), strict=True))
                 statuses = all_present.copy()
             else:
@@ -502,12 +502,17 @@ def _decode_fresh(raws: list[bytes]) -> list[Any]:
     return values
 
 
+def _complete(raws: list[bytes | None]) -> TypeGuard[list[bytes]]:
+    """True when every field has a stored value (and says so to the type checker)."""
+    return None not in raws
+
+
 def _decode(
     raws: list[bytes | None], cutoffs: Sequence[bytes], strictest: bytes
 ) -> tuple[list[Any], list[str]]:
     """Values and statuses of one entity's fields (`strictest`: the latest of the cutoffs)."""
-    if None not in raws and min(raws) >= strictest:  # type: ignore[type-var]
-        return _decode_fresh(raws), ["present"] * len(raws)  # type: ignore[arg-type]
+    if _complete(raws) and min(raws) >= strictest:
+        return _decode_fresh(raws), ["present"] * len(raws)
     values: list[Any] = []
     statuses: list[str] = []
     for raw, cutoff in zip(raws, cutoffs, strict=True):

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from services.features.domain import StorageType
 from shared.db import Base
 from shared.events.base import utc_now
 
@@ -64,7 +65,7 @@ class FeatureVersion(Base):
     view: Mapped[str] = mapped_column(String(128))
     source: Mapped[str] = mapped_column(String(255), default="")
     pipeline_id: Mapped[str | None] = mapped_column(String(255), default=None)
-    storage_type: Mapped[str] = mapped_column(String(16))
+    storage_type: Mapped[StorageType] = mapped_column(String(16))
     ttl_seconds: Mapped[int] = mapped_column(BigInteger)
     description: Mapped[str] = mapped_column(Text, default="")
     definition_hash: Mapped[str] = mapped_column(String(64))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from types import ModuleType
 from typing import Any
@@ -128,7 +128,12 @@ def _document_errors(app: FastAPI, routers: list[APIRouter]) -> None:
     """The OpenAPI document lists every status an operation can answer, each with the one error
     body (`ErrorBody`), so that clients (and schemathesis' conformance checks) can rely on it."""
     build = app.openapi
-    routes = [(API_PREFIX + route.path_format, route) for router in routers for route in router.routes]
+    routes = [
+        (API_PREFIX + route.path_format, route)
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
 
     def openapi() -> dict[str, Any]:
         schema = build()
@@ -143,9 +148,9 @@ def _document_errors(app: FastAPI, routers: list[APIRouter]) -> None:
         schemas[ERROR_SCHEMA] = definitions
         error_body = {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}}}
         for path, route in routes:
-            if not isinstance(route, APIRoute) or path not in schema["paths"]:
+            if path not in schema["paths"]:
                 continue
-            for method in route.methods:
+            for method in route.methods or ():
                 operation = schema["paths"][path][method.lower()]
                 responses = operation["responses"]
                 for code, description in error_answers(route).items():
@@ -178,7 +183,7 @@ def _add_operational_routes(app: FastAPI, runtime: Runtime) -> None:
 
 
 def error_response(
-    error: ServiceError, status_code: int | None = None, headers: dict[str, str] | None = None
+    error: ServiceError, status_code: int | None = None, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     """The one error body, with the error's own status unless told."""
     return JSONResponse(

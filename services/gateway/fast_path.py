@@ -49,14 +49,22 @@ def mount_fast_routes(prefix: str, apis: list[ModuleType]) -> dict[tuple[str, st
         documented = {
             route.path: route
             for route in api.router.routes
-            if isinstance(route, APIRoute) and "POST" in route.methods and route.body_field is not None
+            if isinstance(route, APIRoute)
+            and route.methods
+            and "POST" in route.methods
+            and route.body_field is not None
         }
         for relative, fast in getattr(api, "fast_routes", {}).items():
             path = api.router.prefix + relative
             route = documented.get(path)
-            if route is None or route.body_field.field_info.annotation is not fast.model:
-                raise RuntimeError(f"fast route {path} has no POST route taking {fast.model.__name__}")
-            mounted[("POST", prefix + path)] = FastRoute(fast.model, fast.answer, route.path)
+            model: type[BaseModel] = fast.model
+            if (
+                route is None
+                or route.body_field is None
+                or route.body_field.field_info.annotation is not model
+            ):
+                raise RuntimeError(f"fast route {path} has no POST route taking {model.__name__}")
+            mounted[("POST", prefix + path)] = FastRoute(model, fast.answer, route.path)
     return mounted
 
 

@@ -27,10 +27,16 @@ from shared.events import CONTRACTS, DeadLetter, Topic
 from shared.events.base import utc_now
 
 router = APIRouter(prefix="/ops", tags=["operations"])
-UNAUTHORIZED = {401: {"description": "missing, invalid or expired bearer token"}}
-NOT_FOUND = {404: {"description": "the project (or the named resource) does not exist or is not yours"}}
-UNPROCESSABLE = {422: {"description": "a parameter or the body is invalid; the detail names it"}}
-BUS_DOWN = {503: {"description": "the event bus does not answer"}}
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing, invalid or expired bearer token"}
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "the project (or the named resource) does not exist or is not yours"}
+}
+UNPROCESSABLE: dict[int | str, dict[str, Any]] = {
+    422: {"description": "a parameter or the body is invalid; the detail names it"}
+}
+BUS_DOWN: dict[int | str, dict[str, Any]] = {503: {"description": "the event bus does not answer"}}
 ROLES = ("gateway", *WORKERS)
 MAINTAINER_ROLES = frozenset({"owner", "maintainer", "admin"})
 """Membership roles that may republish dead letters of their project (administrators may anywhere)."""

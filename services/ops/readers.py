@@ -25,7 +25,7 @@ from services.predict.service import get_service
 from services.runtime import Runtime
 from services.vector_sink import store as vector_store
 from services.vector_sink.tables import CachedEmbedding, DocumentChunks
-from shared.events.schema import Drift
+from shared.events.schema import Dialect, Drift
 
 HOURS_PER_WEEK = 168
 
@@ -49,7 +49,7 @@ async def schema_diff(
     if older not in versions or newer not in versions:
         return None
     before, after = versions[older].columns, versions[newer].columns
-    dialect = next((c.get("dialect") for c in after if c.get("dialect")), "generic")
+    dialect: Dialect = next((c["dialect"] for c in after if c.get("dialect")), "generic")
     drifts = detect(columns_from_stored(before), columns_from_stored(after), dialect)
     return SchemaDiff(
         connector_id=connector_id,
@@ -191,7 +191,7 @@ async def runs_summary(runtime: Runtime, project_id: str, days: int) -> RunsSumm
         per_day = costs.daily_costs(priced).groupby("day")["cost"].sum()
         daily = [
             DailyCost(day=day.to_pydatetime(), cost_usd=round(float(value), 4))
-            for day, value in per_day.items()
+            for day, value in zip(pd.DatetimeIndex(per_day.index), per_day.to_numpy(), strict=True)
         ]
     return RunsSummary(
         project_id=project_id,

@@ -62,7 +62,7 @@ class AlertEpisodes:
                     alert_type="failure_risk",
                     probability=round(probability, 4),
                     threshold=threshold,
-                    severity=failure_domain.severity_of(probability),  # type: ignore[arg-type]
+                    severity=failure_domain.severity_of(probability),
                     description=failure_domain.describe(pipeline_id, probability, horizon, factors),
                     episode_started_at=datetime.now(UTC),
                 )

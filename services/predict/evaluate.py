@@ -116,22 +116,22 @@ def compare_learners(sim: Simulation, horizon: float = 24, *, trees: int = 100) 
         for name, learn in learners.items():
             started = time.perf_counter()
             scores = learn()[:, 1]
-            results[name] = ranking_metrics(labels, scores) | {
+            # ranking_metrics is None when the held-out slice has one class only
+            results[name] = (ranking_metrics(labels, scores) or {}) | {
                 "training_seconds": round(time.perf_counter() - started, 1)
             }
     return results
 
 
+def _at_horizon(table: pd.DataFrame, horizon: float) -> pd.DataFrame:
+    """The rows labelled at `horizon`, with the horizon as an input and its label as `label`."""
+    rows = table.dropna(subset=[label_column(horizon)])
+    return rows.assign(log_horizon=np.log(horizon), label=rows[label_column(horizon)].to_numpy())
+
+
 def _survival(history: pd.DataFrame) -> HistGradientBoostingClassifier:
     table = training_table(history, SURVIVAL_GRID)
-    stacked = pd.concat(
-        [
-            table.dropna(subset=[label_column(h)]).assign(
-                log_horizon=np.log(h), label=lambda f, h=h: f[label_column(h)]
-            )
-            for h in SURVIVAL_GRID
-        ]
-    )
+    stacked = pd.concat([_at_horizon(table, h) for h in SURVIVAL_GRID])
     return HistGradientBoostingClassifier(
         max_iter=300,
         learning_rate=0.05,

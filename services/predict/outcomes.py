@@ -92,11 +92,17 @@ class Outcomes:
                 )
             )
         due_predictions = [p for p in predictions if p.as_of + timedelta(hours=p.horizon_hours) <= now]
-        due_episodes = [e for e in episodes if e.as_of + timedelta(hours=e.horizon_hours or 0) <= now]  # type: ignore[operator]
+        due_episodes = [
+            e
+            for e in episodes
+            if e.as_of is not None and e.as_of + timedelta(hours=e.horizon_hours or 0) <= now
+        ]
         pipelines: dict[tuple[str, str], datetime] = defaultdict(lambda: now)
-        for item in (*due_predictions, *due_episodes):
+        due: list[PredictionOutcome | AlertEpisode] = [*due_predictions, *due_episodes]
+        for item in due:
+            assert item.as_of is not None  # the query selects episodes with `as_of` only
             key = (item.project_id, item.pipeline_id)
-            pipelines[key] = min(pipelines[key], item.as_of)  # type: ignore[type-var]
+            pipelines[key] = min(pipelines[key], item.as_of)
         runs = {}
         for (project_id, pipeline_id), since in pipelines.items():
             history_start = min(since, now - timedelta(days=self.service.config.training_days))

@@ -24,7 +24,6 @@ scored.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -159,7 +158,9 @@ class _Trouble:
         self.cause[new] = cause
 
 
-def _episodes(rng: np.random.Generator, n: int, per_run_hours: float, gap_hours: Sequence[int]) -> list[int]:
+def _episodes(
+    rng: np.random.Generator, n: int, per_run_hours: float, gap_hours: tuple[int, int]
+) -> list[int]:
     """Start runs of successive episodes, separated by random gaps (in hours)."""
     starts, hour = [], float(rng.integers(24, 24 * 4))
     while hour / per_run_hours < n:

@@ -112,7 +112,10 @@ class Trainer:
                 )
                 raise
             seconds = float(result["seconds"])
-            timing = {"training_seconds": seconds, "training_cpu_seconds": float(result["cpu_seconds"])}
+            timing: dict[str, Any] = {
+                "training_seconds": seconds,
+                "training_cpu_seconds": float(result["cpu_seconds"]),
+            }
             metrics.FAILURE_MODEL_TRAINING_SECONDS.observe(seconds)
             if result["status"] == "refused":
                 await registry.finish(version, "refused", detail=result["detail"], **timing)

@@ -25,7 +25,8 @@ class BatchWriter:
 
     async def _drain(self) -> None:
         while self._pending:
-            batch, size = [], 0
+            batch: list[tuple[list[Sequence[object]], asyncio.Future[None]]] = []
+            size = 0
             while self._pending and (not batch or size + len(self._pending[0][0]) <= self._max_rows):
                 rows, future = self._pending.pop(0)
                 batch.append((rows, future))

@@ -85,7 +85,9 @@ class TemplateIn(Strict):
 
 class TemplateOut(BaseModel):
     template_id: str
-    name: str = Field(validation_alias="template_id", description="The specification's name for the id.")
+    name: str = Field(
+        validation_alias=AliasChoices("template_id"), description="The specification's name for the id."
+    )
     display_name: str | None
     version: str
     builtin: bool = False

@@ -186,7 +186,7 @@ class SandboxedClickHouse:
     async def execute(self, statements: Sequence[Statement], batch: str | None = None) -> RunStats:
         if batch is not None or any(statement.uses_batch for statement in statements):
             raise ValueError("ClickHouse pipelines consume topics with the Kafka engine, not batches")
-        return await self._call(execute, tuple(statements))  # type: ignore[no-any-return]
+        return await self._call(execute, tuple(statements))
 
     async def columns(self, table_sql: str) -> list[str]:
         _names, rows = await self._call(query, f"DESCRIBE TABLE {table_sql}")
@@ -197,7 +197,7 @@ class SandboxedClickHouse:
 
     async def query(self, sql: str) -> list[tuple[Any, ...]]:
         _names, rows = await self._call(query, sql)
-        return rows  # type: ignore[no-any-return]
+        return rows
 
     async def command(self, sql: str) -> None:
         await self._call(command, sql)

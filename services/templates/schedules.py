@@ -16,7 +16,7 @@ from services.templates.tables import PipelineSchedule
 def timing_of(row: PipelineSchedule) -> Timing:
     return Timing(
         cron=Cron(row.cron, row.timezone),
-        catch_up=row.catch_up,  # type: ignore[arg-type]
+        catch_up=row.catch_up,
         max_retries=row.max_retries,
         retry_backoff_seconds=row.retry_backoff_seconds,
     )

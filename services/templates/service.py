@@ -250,7 +250,7 @@ class TemplatesService:
         prepared = await self.renderer.prepare(
             template.config_schema,
             template.code,
-            template.dialect or dialect or DEFAULT_DIALECT,  # type: ignore[arg-type]
+            template.dialect or dialect or DEFAULT_DIALECT,
             template.pattern,
             config,
             names,
@@ -519,7 +519,7 @@ class TemplatesService:
         when the config renders, and the dialect it is rendered in."""
         pattern: Any = template.pattern
         problems = entry_problems(spec, pattern)
-        dialect: SqlDialect = template.dialect or DEFAULT_DIALECT  # type: ignore[assignment]
+        dialect: SqlDialect = template.dialect or DEFAULT_DIALECT
         try:
             dialect = await self.check_connection(project_id, template, spec.target_system)
         except InvalidConfig as error:
@@ -578,11 +578,11 @@ class TemplatesService:
             names = await self._names(session, instance)
         try:
             target = await self.connections.target(project_id, instance.connection)
-        except (UnknownConnection, BadConnection) as error:
-            raise InvalidConfig([ConfigProblem("/connection", str(error))]) from None
+        except (UnknownConnection, BadConnection) as unreachable:
+            raise InvalidConfig([ConfigProblem("/connection", str(unreachable))]) from None
         statements = await self.renderer.runnable(
             instance.code,
-            instance.dialect,  # type: ignore[arg-type]
+            instance.dialect,
             template.pattern,
             instance.config,
             names,
@@ -692,7 +692,7 @@ class TemplatesService:
                     template,
                     config,
                     reason="drift_adaptation",
-                    dialect=instance.dialect,  # type: ignore[arg-type]
+                    dialect=instance.dialect,
                     names=await self._names(session, instance),
                 )
             except (CannotAdapt, InvalidConfig, TemplateError, NotFound) as error:
@@ -705,7 +705,7 @@ class TemplatesService:
                 template=template,
                 config=ready,
                 rendered=rendered,
-                dialect=instance.dialect,  # type: ignore[arg-type]
+                dialect=instance.dialect,
                 connection=instance.connection,
                 reason="drift_adaptation",
                 drift_event_id=str(event.event_id),
@@ -759,7 +759,7 @@ def entry_timing(row: ControlEntry) -> Timing | None:
         return None
     return Timing(
         cron=Cron.parse(row.schedule, row.schedule_timezone or "UTC"),
-        catch_up=row.catch_up,  # type: ignore[arg-type]
+        catch_up=row.catch_up,
         max_retries=row.max_retries,
         retry_backoff_seconds=row.retry_backoff_seconds,
     )
@@ -788,7 +788,7 @@ def generated_event(instance: PipelineInstance) -> PipelinesGenerated:
         template_id=instance.template_id,
         template_version=instance.template_version,
         instance_version=instance.version,
-        reason=instance.reason,  # type: ignore[arg-type]
+        reason=instance.reason,
         drift_event_id=uuid.UUID(instance.drift_event_id) if instance.drift_event_id else None,
     )
 
@@ -798,7 +798,7 @@ def run_metrics_event(run: PipelineRun) -> PipelineRunMetrics:
         project_id=run.project_id,
         pipeline_id=run.pipeline_name,
         run_id=run.run_id,
-        status=run.status,  # type: ignore[arg-type]
+        status=run.status,
         started_at=run.started_at,
         ended_at=run.ended_at,
         duration_seconds=run.duration_seconds,

@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Float, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from services.templates.domain.model import SqlDialect
+from services.templates.domain.schedule import CatchUp
 from shared.db import Base
 from shared.events.base import utc_now
 
@@ -27,7 +29,7 @@ class TemplateVersion(Base):
     patch: Mapped[int] = mapped_column(Integer)
     pattern: Mapped[str] = mapped_column(String(32))
     category: Mapped[str] = mapped_column(String(32))
-    dialect: Mapped[str | None] = mapped_column(String(32), default=None)
+    dialect: Mapped[SqlDialect | None] = mapped_column(String(32), default=None)
     """None: a portable template, rendered for the dialect of the connection it is instantiated on."""
     display_name: Mapped[str | None] = mapped_column(String(255), default=None)
     description: Mapped[str] = mapped_column(Text, default="")
@@ -56,7 +58,7 @@ class ControlEntry(Base):
     run_order: Mapped[int] = mapped_column(Integer, default=0)
     schedule: Mapped[str | None] = mapped_column(String(255), default=None)
     schedule_timezone: Mapped[str] = mapped_column(String(64), default="UTC")
-    catch_up: Mapped[str | None] = mapped_column(String(16), default=None)
+    catch_up: Mapped[CatchUp | None] = mapped_column(String(16), default=None)
     max_retries: Mapped[int | None] = mapped_column(Integer, default=None)
     retry_backoff_seconds: Mapped[float | None] = mapped_column(Float, default=None)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -78,7 +80,7 @@ class PipelineInstance(Base):
     template_scope: Mapped[str] = mapped_column(String(64))
     template_id: Mapped[str] = mapped_column(String(255))
     template_version: Mapped[str] = mapped_column(String(32))
-    dialect: Mapped[str] = mapped_column(String(32))
+    dialect: Mapped[SqlDialect] = mapped_column(String(32))
     connection: Mapped[str] = mapped_column(String(255))
     source_system: Mapped[str | None] = mapped_column(String(255), default=None)
     source_object: Mapped[str | None] = mapped_column(String(255), default=None)
@@ -141,7 +143,7 @@ class PipelineSchedule(Base):
     instance_id: Mapped[str] = mapped_column(String(36), index=True)
     cron: Mapped[str] = mapped_column(String(255))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
-    catch_up: Mapped[str | None] = mapped_column(String(16), default=None)
+    catch_up: Mapped[CatchUp | None] = mapped_column(String(16), default=None)
     max_retries: Mapped[int | None] = mapped_column(Integer, default=None)
     retry_backoff_seconds: Mapped[float | None] = mapped_column(Float, default=None)
     slot_at: Mapped[datetime]

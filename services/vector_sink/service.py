@@ -366,7 +366,9 @@ class VectorSinkService:
 def _frame(chunks: list[Chunk], vectors: dict[str, np.ndarray]) -> pd.DataFrame:
     rows = [{**chunk.metadata, "id": chunk.id, "text": chunk.text} for chunk in chunks]
     frame = pd.DataFrame(rows, dtype=object)  # keep ints as ints where a column has gaps
-    frame["embedding"] = [vectors[chunk.content_hash] for chunk in chunks]
+    frame["embedding"] = pd.Series(
+        [vectors[chunk.content_hash] for chunk in chunks], index=frame.index, dtype=object
+    )
     return frame
 
 

@@ -104,7 +104,7 @@ RECORD_KEY = ("project_id", "connector_id", "collection", "doc_id")
 
 
 def _insert(session: AsyncSession) -> Any:
-    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
 async def _upsert_records(session: AsyncSession, values: list[dict[str, Any]], columns: list[str]) -> None:

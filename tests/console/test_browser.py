@@ -74,7 +74,10 @@ async def open_page(browser: Any) -> AsyncIterator[Any]:
             await dialog.dismiss()
 
         page.on("dialog", on_dialog)
-        page.on("console", lambda message: message.type == "error" and watched.errors.append(message.text))
+        page.on(
+            "console",
+            lambda message: watched.errors.append(message.text) if message.type == "error" else None,
+        )
         page.on("pageerror", lambda error: watched.errors.append(str(error)))
         return watched
 
@@ -556,7 +559,7 @@ async def test_state_changes_need_the_csrf_token_and_responses_carry_the_policy(
         )
         page = await http.get("/console/drift")
         assert page.status_code == 200 and page.headers["x-frame-options"] == "DENY"
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        token = re.findall(r'name="csrf_token" value="([^"]+)"', page.text)[0]
 
         for sent in ({}, {"csrf_token": "0" * 64}):
             refused = await http.post(

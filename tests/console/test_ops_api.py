@@ -27,6 +27,7 @@ async def test_every_worker_and_the_gateway_report_a_heartbeat(
         return body if set(states.values()) == {"ready"} else None
 
     body = await eventually(all_ready, timeout=60)
+    assert body is not None
     assert {r["role"] for r in body["roles"]} >= {
         "gateway",
         "drift",

@@ -35,9 +35,9 @@ def test_every_chart_escapes_its_text() -> None:
 def test_a_forecast_draws_its_band_and_capacity_where_the_values_are() -> None:
     points = [charts.ForecastPoint(T0 + timedelta(hours=h), 10.0, 5.0, 15.0) for h in range(1, 5)]
     svg = str(charts.forecast_chart("memory", "MB", [(T0, 8.0)], points, 20.0))
-    band = re.search(r'<polygon class="band" points="([^"]+)"', svg).group(1).split()
+    band = re.findall(r'<polygon class="band" points="([^"]+)"', svg)[0].split()
     assert len(band) == 2 * len(points)
-    capacity = re.search(r'<line class="capacity" x1="[\d.]+" y1="([\d.]+)"', svg).group(1)
+    capacity = re.findall(r'<line class="capacity" x1="[\d.]+" y1="([\d.]+)"', svg)[0]
     upper = band[0].split(",")[1]
     assert float(capacity) < float(upper)  # 20 is drawn above 15 (SVG y grows downwards)
     assert "capacity 20 MB" in svg and 'role="img"' in svg and "<title" in svg and "<desc" in svg

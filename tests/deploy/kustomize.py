@@ -206,7 +206,7 @@ def _apply_labels(label_set: dict[str, Any], resources: list[Resource]) -> None:
 def pod_spec(resource: Resource) -> dict[str, Any] | None:
     if resource["kind"] not in WORKLOADS:
         return None
-    return resource["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+    return resource["spec"]["template"]["spec"]
 
 
 def image_name(image: str) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 from prometheus_client.metrics import MetricWrapperBase
+from pydantic import AliasChoices
 
 from services.cli import cli
 from services.runtime import WORKERS
@@ -54,7 +55,7 @@ def settings_env_names() -> frozenset[str]:
             names.add(f"{prefix}{field_name}".upper())
         elif isinstance(alias, str):
             names.add(alias.upper())
-        else:
+        elif isinstance(alias, AliasChoices):
             names.update(str(choice).upper() for choice in alias.choices)
     return frozenset(names)
 
@@ -79,8 +80,8 @@ def consumed_topics(worker: str) -> frozenset[str]:
     return frozenset(
         topic
         for subscriber in runtime.broker.subscribers
-        if subscriber.group_id == worker
-        for topic in subscriber.specification.topics
+        if getattr(subscriber, "group_id") == worker
+        for topic in getattr(subscriber.specification, "topics")
     )
 
 
@@ -122,7 +123,7 @@ def registered_metrics() -> dict[str, tuple[str, frozenset[str]]]:
         if not isinstance(value, MetricWrapperBase):
             continue
         labels = frozenset(value._labelnames)
-        for suffix in suffixes[value._type]:
+        for suffix in suffixes[str(value._type)]:
             sample_labels = labels | {"le"} if suffix == "_bucket" else labels
             samples[f"{value._name}{suffix}"] = (value._name, sample_labels)
     return samples

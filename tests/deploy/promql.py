@@ -12,7 +12,7 @@ MATCHER = re.compile(r'(\w+)\s*(?:=~|!~|!=|=)\s*"')
 GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
 IDENTIFIER = re.compile(r"(?<![\w$.])([A-Za-z_:][\w:]*)(?!\s*[\w(])")
 # Series every Prometheus target has, and labels Prometheus attaches to every scraped sample.
-PROMETHEUS_SERIES = {"up": frozenset()}
+PROMETHEUS_SERIES: dict[str, frozenset[str]] = {"up": frozenset()}
 TARGET_LABELS = frozenset({"job", "instance", "service", "pod", "namespace"})
 
 

@@ -21,6 +21,7 @@ LEGEND_LABEL = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 def generator() -> ModuleType:
     spec = importlib.util.spec_from_file_location("grafana_dashboards", GRAFANA / "dashboards.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
     spec.loader.exec_module(module)

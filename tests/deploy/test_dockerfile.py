@@ -32,7 +32,8 @@ NON_APP_ENV = {
 
 def instructions() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    logical, parts = [], []
+    logical: list[str] = []
+    parts: list[str] = []
     for line in DOCKERFILE.read_text().splitlines():
         if not parts and (not line.strip() or line.lstrip().startswith("#")):
             continue
@@ -76,7 +77,7 @@ def test_service_extra_selects_what_is_installed() -> None:
     build = stages()[0]
     assert ("ARG", "SERVICE_EXTRA=all") in build
     install = next(args for name, args in build if name == "RUN" and "pip install" in args and "[" in args)
-    extras = re.search(r'"\.\[([^\]]+)\]"', install).group(1).split(",")
+    extras = re.findall(r'"\.\[([^\]]+)\]"', install)[0].split(",")
     assert "${SERVICE_EXTRA}" in extras
     upgrade = install.find("pip install --upgrade pip")
     assert -1 < upgrade < install.find('pip install ".['), "old pip ignores `[vector_sink]` (PEP 685)"

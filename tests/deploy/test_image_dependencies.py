@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata as metadata
 import sys
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def imports_of(module: str, *, inside_functions: bool) -> set[str]:
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
 
-    def visit(nodes: list[ast.stmt]) -> None:
+    def visit(nodes: Sequence[ast.AST]) -> None:
         for node in nodes:
             if isinstance(node, ast.Import):
                 found.update(alias.name for alias in node.names)
@@ -65,7 +66,8 @@ def imports_of(module: str, *, inside_functions: bool) -> set[str]:
 
 def third_party_imports(seeds: list[str], own_package: str | None) -> dict[str, str]:
     """Top-level third-party module -> the first-party module that imports it."""
-    pending, seen, external = list(seeds), set(), {}
+    pending, seen = list(seeds), set()
+    external: dict[str, str] = {}
     while pending:
         module = pending.pop()
         if module in seen:
@@ -85,7 +87,7 @@ def third_party_imports(seeds: list[str], own_package: str | None) -> dict[str, 
 
 @cache
 def distributions_of_module() -> dict[str, list[str]]:
-    return metadata.packages_distributions()
+    return dict(metadata.packages_distributions())
 
 
 def aietl_requirements(extras: set[str]) -> list[str]:

@@ -180,7 +180,7 @@ def test_overlay_builds_on_the_base_with_one_autoscaler(overlay: str) -> None:
 def test_manifests_validate_against_kubernetes_schemas(
     rendered: dict[str, list[Resource]], overlay: str
 ) -> None:
-    kinds = Counter()
+    kinds: Counter[str] = Counter()
     for resource in rendered[overlay]:
         kinds[resource["kind"]] += 1
         if resource["kind"] == "ScaledObject":
@@ -323,9 +323,7 @@ def test_deployments_have_probes_on_the_served_port(
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert container[probe]["httpGet"]["port"] in ports
         env = environment(rendered[overlay], container)
-        served = int(
-            env.get("AIETL_GATEWAY_PORT" if container["args"] == ["gateway"] else "AIETL_METRICS_PORT")
-        )
+        served = int(env["AIETL_GATEWAY_PORT" if container["args"] == ["gateway"] else "AIETL_METRICS_PORT"])
         assert served in ports.values()
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
         assert int(annotations["prometheus.io/port"]) == served
@@ -442,6 +440,7 @@ def test_kafka_credentials_come_from_secrets(rendered: dict[str, list[Resource]]
     secrets = by_kind(resources, "Secret")
     for deployment in by_kind(resources, "Deployment").values():
         spec = pod_spec(deployment)
+        assert spec is not None
         container = spec["containers"][0]
         env = environment(resources, container)
         assert {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"} <= set(env)

@@ -336,7 +336,7 @@ def _django_type(call: ast.Call, kind: str, pk_types: dict[str, str], app: str) 
     return f"varchar({length})" if isinstance(length, int) else "text"
 
 
-def _django_field(name: str, call: ast.AST, pk_types: dict[str, str], app: str) -> DjangoField | None:
+def _django_field(name: str, call: ast.AST | None, pk_types: dict[str, str], app: str) -> DjangoField | None:
     if not isinstance(call, ast.Call):
         return None
     kind = _call_name(call)
@@ -855,7 +855,7 @@ def _sa_type(node: ast.AST | None) -> str | None:
     return SQLALCHEMY_TYPES.get(name)
 
 
-def _sa_column(replay: Replay, node: ast.AST) -> Col | None:
+def _sa_column(replay: Replay, node: ast.AST | None) -> Col | None:
     if not (isinstance(node, ast.Call) and _call_name(node) == "Column" and node.args):
         return None
     name = _literal(node.args[0], None)
@@ -1001,7 +1001,11 @@ def _topological(revisions: dict[str, tuple[str, ast.Module, list[str]]]) -> lis
 
 # --- the projects --------------------------------------------------------------------------------
 
-HISTORIES = {"django": DjangoHistory, "rails": RailsHistory, "alembic": AlembicHistory}
+HISTORIES: dict[str, type[DjangoHistory | RailsHistory | AlembicHistory]] = {
+    "django": DjangoHistory,
+    "rails": RailsHistory,
+    "alembic": AlembicHistory,
+}
 
 
 def framework_of(repo: Repo) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import httpx
 
@@ -11,7 +12,7 @@ from shared.events import Topic
 from tests.support import read_topic
 
 API = "/api/v1/advanced/schema-drift"
-COLUMNS = [
+COLUMNS: list[dict[str, Any]] = [
     {"name": "id", "type": "bigint", "nullable": False, "primary_key": True},
     {"name": "amount", "type": "numeric(10,2)"},
     {"name": "note", "type": "text"},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import sqlglot
 
@@ -18,7 +20,7 @@ from services.drift.domain import (
 from services.drift.domain.adapt import apply_drifts
 from shared.events.schema import ObservedColumn
 
-BASE = [
+BASE: list[dict[str, Any]] = [
     {"name": "id", "type": "bigint", "nullable": False, "primary_key": True},
     {"name": "cust_nm", "type": "varchar(50)"},
     {"name": "amount", "type": "numeric(10,2)", "nullable": False},
@@ -101,6 +103,7 @@ def test_rename_detected_with_calibrated_confidence_and_mapping() -> None:
     ]
     rename = next(d for d in drifts if d.drift_type == "renamed_column")
     assert rename.previous_name == "cust_nm" and rename.confidence_score > 0.9
+    assert rename.suggested_mapping is not None
     assert (
         rename.suggested_mapping.transformation_logic == 'CAST("customerName" AS VARCHAR(255)) AS "cust_nm"'
     )

@@ -47,6 +47,7 @@ async def test_postgres_mappings_execute_on_a_sample(runtime: Runtime) -> None:
             await connection.execute(text(f"INSERT INTO sample VALUES ({values})"))
             await connection.execute(text(f"INSERT INTO sample VALUES ({', '.join('NULL' for _ in after)})"))
             for drift in drifts:
+                assert drift.suggested_mapping is not None
                 expression = drift.suggested_mapping.transformation_logic
                 source = "sample" if drift.change_class != "incompatible" else "sample WHERE false"
                 rows = (await connection.execute(text(f"SELECT {expression} FROM {source}"))).all()

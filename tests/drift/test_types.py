@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.drift.domain import classify, normalise, parse_type
+from shared.events.schema import Dialect
 
 SAME_TYPES = [
     [
@@ -107,7 +108,7 @@ def test_unsigned_and_array_classification() -> None:
 @pytest.mark.parametrize(
     ("type_string", "dialect"), [("bogus_type", "postgres"), ("my_enum", "generic"), ("int int", "mysql")]
 )
-def test_unknown_types_are_opaque_names_never_refused(type_string: str, dialect: str) -> None:
+def test_unknown_types_are_opaque_names_never_refused(type_string: str, dialect: Dialect) -> None:
     parsed = normalise(type_string, dialect)
     assert parsed.family == "opaque" and parsed.detail == type_string
     assert classify(parsed, normalise(type_string, dialect)) == "same"
@@ -149,7 +150,7 @@ ACCEPTED = {  # (dialect, spelling) -> canonical: every type the databases repor
 
 
 @pytest.mark.parametrize(("key", "canonical"), ACCEPTED.items(), ids=lambda v: str(v))
-def test_every_reported_type_is_accepted(key: tuple[str, str], canonical: str) -> None:
+def test_every_reported_type_is_accepted(key: tuple[Dialect, str], canonical: str) -> None:
     dialect, spelling = key
     assert normalise(spelling, dialect).canonical == canonical
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -36,7 +37,7 @@ async def _versions(runtime: Runtime, table: str) -> list[int]:
 async def test_observed_to_detected_and_idempotent_on_redelivery(runtime: Runtime) -> None:
     table = f"orders_{uuid.uuid4().hex[:8]}"
     servers = runtime.settings.resolved_kafka_servers
-    base = [
+    base: list[dict[str, Any]] = [
         {"name": "id", "type": "bigint", "nullable": False, "primary_key": True},
         {"name": "qty", "type": "int"},
     ]

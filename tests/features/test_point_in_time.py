@@ -69,12 +69,11 @@ async def test_point_in_time_matches_brute_force_oracle(offline: OfflineStore, s
         event = events[0][0]
         entity_rows += [(entity, event), (entity, event + ttl), (entity, event + ttl + 1)]
     got = await offline.historical(project, entity_rows, features)
-    for column, feature in zip(got, features, strict=True):
+    for column, spec in zip(got, features, strict=True):
         expected = [
-            latest_at(history.get((feature.field, entity), []), at, feature.ttl_us)
-            for entity, at in entity_rows
+            latest_at(history.get((spec.field, entity), []), at, spec.ttl_us) for entity, at in entity_rows
         ]
-        assert [None if raw is None else orjson.loads(raw) for raw in column] == expected, feature.field
+        assert [None if raw is None else orjson.loads(raw) for raw in column] == expected, spec.field
 
 
 async def test_latest_for_online_by_event_and_write_window(offline: OfflineStore) -> None:

@@ -42,6 +42,7 @@ def platform(tmp_path: Path):
         stderr=subprocess.STDOUT,
         text=True,
     )
+    assert process.stdout is not None
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while not port_open("127.0.0.1", port):

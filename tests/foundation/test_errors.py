@@ -115,7 +115,7 @@ async def test_unavailable_backend_and_the_gateway_own_refusals(
     _, headers = project_user
     table = f"t_{uuid.uuid4().hex[:8]}"
     columns = [{"name": "id", "type": "bigint"}, {"name": "note", "type": "text"}]
-    body = {"connector_id": "pg", "table_name": table, "current_schema": {"columns": columns}}
+    body: dict[str, Any] = {"connector_id": "pg", "table_name": table, "current_schema": {"columns": columns}}
     await client.post(f"{API}/schema-drift/detect", json=body, headers=headers)
     body["current_schema"]["columns"] = columns[:1]
     detection = (await client.post(f"{API}/schema-drift/detect", json=body, headers=headers)).json()

@@ -64,7 +64,7 @@ async def test_happy_path_is_answered_and_everything_else_declines(
     good = json.dumps({"feature_names": ["clicks"], "entity_ids": ["u1"]}).encode()
     answered = await answer_fast(route, runtime, tokens, _scope(headers, f"project_id={project}"), good)
     assert answered is not None and answered.status_code == 200
-    assert json.loads(answered.body)["feature_vectors"][0]["features"] == {"clicks": 3}
+    assert json.loads(bytes(answered.body))["feature_vectors"][0]["features"] == {"clicks": 3}
     token = headers["Authorization"].removeprefix("Bearer ")
     declined = [
         (_scope({}), good),  # no token

@@ -266,7 +266,7 @@ async def test_unknown_or_repeated_query_parameters_are_refused_by_name(
         twice.status_code == 422
         and twice.json()["detail"] == "query parameter given more than once: project_id"
     )
-    blackouts = [("blackout", "Mon 08:00-Mon 09:00"), ("blackout", "Tue 08:00-Tue 09:00")]
+    blackouts = (("blackout", "Mon 08:00-Mon 09:00"), ("blackout", "Tue 08:00-Tue 09:00"))
     repeated = await client.get(
         "/api/v1/advanced/predict/maintenance-window/p", params=blackouts, headers=auth
     )

@@ -53,10 +53,11 @@ def test_one_head_so_that_alembic_upgrade_head_works() -> None:
 
 def test_alembic_ini_lists_every_service_migration_folder() -> None:
     from_ini = Config(str(ROOT / "alembic.ini"))
-    listed = {Path(p).resolve() for p in from_ini.get_main_option("version_locations").split()}
-    expected = {
-        Path(p).resolve() for p in alembic_config("sqlite://").get_main_option("version_locations").split()
-    }
+    ini_locations = from_ini.get_main_option("version_locations")
+    app_locations = alembic_config("sqlite://").get_main_option("version_locations")
+    assert ini_locations and app_locations
+    listed = {Path(p).resolve() for p in ini_locations.split()}
+    expected = {Path(p).resolve() for p in app_locations.split()}
     assert listed == expected
 
 

@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from aiokafka import TopicPartition
 from aiokafka.client import AIOKafkaClient
@@ -21,7 +22,8 @@ from kafka import KafkaProducer
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_LIB = Path(os.environ.get("AIETL_KAFKA_CACHE", ROOT / ".aietl" / "kafka")) / "lib"
 JAVA_SOURCE = Path(__file__).with_name("InteropProducer.java")
-CODECS = ("gzip", "snappy", "lz4", "zstd")
+Codec = Literal["gzip", "snappy", "lz4", "zstd"]
+CODECS: tuple[Codec, ...] = ("gzip", "snappy", "lz4", "zstd")
 CODEC_IDS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 
 
@@ -61,7 +63,7 @@ class JavaProducer:
         assert done.returncode == 0, done.stderr
         return cls(into, idempotent)
 
-    def send(self, servers: str, messages: Sequence[Message], codec: str) -> list[Written]:
+    def send(self, servers: str, messages: Sequence[Message], codec: Codec) -> list[Written]:
         def encoded(data: bytes) -> str:
             return base64.b64encode(data).decode()
 
@@ -107,7 +109,7 @@ class ConfluentKafka:
 
     name: str = "confluent-kafka"
 
-    def send(self, servers: str, messages: Sequence[Message], codec: str) -> list[Written]:
+    def send(self, servers: str, messages: Sequence[Message], codec: Codec) -> list[Written]:
         producer = ConfluentProducer(
             {
                 "bootstrap.servers": servers,
@@ -137,7 +139,7 @@ class KafkaPython:
     idempotent: bool = False
     name: str = "kafka-python"
 
-    def send(self, servers: str, messages: Sequence[Message], codec: str) -> list[Written]:
+    def send(self, servers: str, messages: Sequence[Message], codec: Codec) -> list[Written]:
         producer = KafkaProducer(
             bootstrap_servers=servers.split(","),
             compression_type=codec,

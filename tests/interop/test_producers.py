@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 import httpx
@@ -32,6 +33,7 @@ from shared.events import (
 )
 from tests.interop.producers import (
     CODECS,
+    Codec,
     ConfluentKafka,
     JavaProducer,
     KafkaPython,
@@ -50,7 +52,7 @@ COLLECTION = "interop"
 class Sender(Protocol):
     name: str
 
-    def send(self, servers: str, messages: Sequence[Message], codec: str) -> list[Written]: ...
+    def send(self, servers: str, messages: Sequence[Message], codec: Codec) -> list[Written]: ...
 
 
 @pytest.fixture(scope="session")
@@ -201,9 +203,9 @@ async def test_every_foreign_producer_and_codec_reaches_every_worker(
             cases.append(case)
 
     for case in cases:
-        await eventually(lambda case=case: schema_versions(client, headers, case), timeout=120)
-        await eventually(lambda case=case: online_values(client, headers, case), timeout=120)
-        history = await eventually(lambda case=case: run_history(client, headers, case), timeout=120)
+        await eventually(partial(schema_versions, client, headers, case), timeout=120)
+        await eventually(partial(online_values, client, headers, case), timeout=120)
+        history = await eventually(partial(run_history, client, headers, case), timeout=120)
         assert history == pytest.approx(1.5, abs=0.01), case.tag  # both runs stored, two days apart
     documents = await eventually(
         lambda: documents_found(client, headers, project, connector, len(cases)), timeout=180

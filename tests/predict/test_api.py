@@ -102,7 +102,7 @@ async def test_failure_prediction_explains_itself_in_the_specifications_words(
 async def test_a_warm_question_is_answered_in_milliseconds(
     client: httpx.AsyncClient, auth: dict[str, str], history: str
 ) -> None:
-    params = {"project_id": history, "horizon_hours": 24}
+    params: dict[str, str | int] = {"project_id": history, "horizon_hours": 24}
     await client.get(f"{BASE}/failure/pipeline-002", params=params, headers=auth)
     timings = []
     for _ in range(20):
@@ -265,7 +265,7 @@ def test_min_historical_days_defaults_to_the_specifications_14(monkeypatch: pyte
 async def test_resource_forecast_and_plot(
     client: httpx.AsyncClient, auth: dict[str, str], history: str
 ) -> None:
-    params = {"project_id": history, "resource_type": "memory", "forecast_hours": 36}
+    params: dict[str, str | int] = {"project_id": history, "resource_type": "memory", "forecast_hours": 36}
     response = await client.get(f"{BASE}/resources/pipeline-002", params=params, headers=auth)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -477,8 +477,10 @@ async def test_predictions_and_alerts_are_scored_once_their_horizon_has_passed(
         resolved_episode = await session.get(AlertEpisode, episode.id)
     assert scored is not None and scored.failed is failed and scored.predicted_failure
     assert resolved_episode is not None and resolved_episode.prevented is (not failed)
-    assert (resolved_episode.saving_usd > 0) is (not failed)
+    assert resolved_episode.saving_usd is not None and (resolved_episode.saving_usd > 0) is (not failed)
     assert REGISTRY.get_sample_value("aietl_prediction_outcomes_total", {"outcome": outcome}) == before + 1
     rate = "aietl_prediction_false_positive_rate" if not failed else "aietl_prediction_false_negative_rate"
-    assert 0 <= REGISTRY.get_sample_value(rate) <= 1
-    assert 0 <= REGISTRY.get_sample_value("aietl_prevention_success_rate") <= 1
+    rate_value = REGISTRY.get_sample_value(rate)
+    success_rate = REGISTRY.get_sample_value("aietl_prevention_success_rate")
+    assert rate_value is not None and 0 <= rate_value <= 1
+    assert success_rate is not None and 0 <= success_rate <= 1

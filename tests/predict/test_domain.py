@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -75,6 +76,19 @@ def test_failure_model_ranks_on_held_out_time(sim: evaluate.Simulation) -> None:
     assert result["model"]["roc_auc"] >= 0.75, result  # sudden breaks are unpredictable by design
     assert result["model"]["roc_auc"] > result["last_run_failed"]["roc_auc"], result
     assert result["model"]["recall_at_5pct_fpr"] > result["last_run_failed"]["recall_at_5pct_fpr"], result
+
+
+def test_learner_comparison_keeps_its_timings_when_the_held_out_time_has_no_failure(
+    sim: evaluate.Simulation,
+) -> None:
+    """Ranking metrics need both classes; without them a learner still reports how long it trained
+    (this used to raise TypeError: `None | dict`)."""
+    runs = sim.runs.copy()
+    runs.loc[runs["started_at"] >= runs["started_at"].quantile(0.6), "status"] = "success"
+    results = evaluate.compare_learners(dataclasses.replace(sim, runs=runs), 24, trees=10)
+    assert set(results) == {"random_forest", "hist_gradient_boosting", "survival_gradient_boosting"}
+    for figures in results.values():
+        assert set(figures) == {"training_seconds"} and figures["training_seconds"] >= 0
 
 
 def test_failure_model_refuses_without_failures_to_learn_from() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -105,7 +106,7 @@ def test_risk_never_falls_as_the_horizon_grows(sim: Simulation, model: failure_d
 
 def test_version_metrics_are_time_ordered_and_beside_the_baseline(model: failure_domain.FailureModel) -> None:
     for horizon in model.horizons.values():
-        metrics = horizon.metrics
+        metrics: dict[str, Any] = horizon.metrics
         assert set(failure_domain.RANKING_FIGURES) == {
             "roc_auc",
             "pr_auc",

@@ -278,7 +278,8 @@ async def stack(
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Apache Kafka runs pair with PostgreSQL only: the SQLite runs stand for `aietl up`, whose bus
     is tansu, and the pair would double the slowest tests for nothing either run does not show."""
-    kept, dropped = [], []
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         pair = (params.get("stack_broker"), params.get("stack_database"))

@@ -112,7 +112,7 @@ async def test_every_non_public_route_refuses_bad_tokens(
         assert not operation or documented(operation, 401), (method, path)
         for name, header in bad_tokens(admin_token).items():
             headers = {"Authorization": header} if header else {}
-            body = {} if method in WRITES else None
+            body: dict[str, Any] | None = {} if method in WRITES else None
             response = await http.request(method, concrete(path), headers=headers, json=body)
             assert response.status_code == 401, (method, path, name, response.status_code, response.text)
             assert response.headers.get("www-authenticate") == "Bearer", (method, path, name)
@@ -170,7 +170,7 @@ async def test_other_projects_are_indistinguishable_from_missing_ones(
     assert len(scoped) >= 10, scoped
     not_found = 0
     for method, path, operation in scoped:
-        body = {} if method in WRITES else None
+        body: dict[str, Any] | None = {} if method in WRITES else None
         answers = {}
         for project in (theirs, missing):
             response = await http.request(
@@ -301,8 +301,9 @@ async def test_viewers_read_and_only_members_write(
     for path, route in api_routes():
         if not uses_project_dependency(route):
             continue
-        for method in route.methods:
-            url, body = concrete(path), {} if method in WRITES else None
+        for method in route.methods or ():
+            url = concrete(path)
+            body: dict[str, Any] | None = {} if method in WRITES else None
             as_viewer = await http.request(
                 method, url, params={"project_id": project}, headers=viewer, json=body
             )

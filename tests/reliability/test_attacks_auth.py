@@ -231,8 +231,8 @@ async def test_guessing_cannot_lock_out_the_real_user(runtime: Runtime, auth: He
 
     # a distributed attack: many clients, one guess each; then only clients without failures pass
     bots = [random_address() for _ in range(4 * limit)]
-    for bot in bots:
-        async with gateway_client(first, bot) as http:
+    for address in bots:
+        async with gateway_client(first, address) as http:
             assert await _login(http, victim, "distributed-guess") == 401
     async with gateway_client(second, bots[0]) as bot, gateway_client(second, random_address()) as clean:
         assert await _login(bot, victim, password) == 429

@@ -116,13 +116,19 @@ async def drift_state(stack: Stack, project: str) -> dict[str, dict[str, list[tu
     async with stack.database.sessions() as session:
         for row in await session.scalars(select(SchemaVersion).where(SchemaVersion.project_id == project)):
             state[row.table_name]["versions"].append((row.version, row.schema_hash))
-        for row in await session.scalars(select(Detection).where(Detection.project_id == project)):
-            state[row.table_name]["detections"].append(
-                (row.baseline_version, row.new_version or 0, row.before_hash, row.after_hash, row.status)
+        for detection in await session.scalars(select(Detection).where(Detection.project_id == project)):
+            state[detection.table_name]["detections"].append(
+                (
+                    detection.baseline_version,
+                    detection.new_version or 0,
+                    detection.before_hash,
+                    detection.after_hash,
+                    detection.status,
+                )
             )
-        for row in await session.scalars(select(AuditRecord).where(AuditRecord.project_id == project)):
-            state[row.table_name]["audit"].append(
-                (row.action, row.strategy or "", row.before_hash or "", row.after_hash or "")
+        for audit in await session.scalars(select(AuditRecord).where(AuditRecord.project_id == project)):
+            state[audit.table_name]["audit"].append(
+                (audit.action, audit.strategy or "", audit.before_hash or "", audit.after_hash or "")
             )
         detected = list(
             await session.scalars(select(Detection.observed_event_id).where(Detection.project_id == project))
@@ -191,7 +197,8 @@ async def test_features_worker_survives_sigkill(stack: Stack) -> None:
         version, _ = await register_feature(session, project, definition)
     feature = f"crash_score@v{version.version}"
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    events, expected = [], {}
+    events: list[FeaturesWritten] = []
+    expected: dict[tuple[str, int], float] = {}
     for number in range(stack.events(FEATURE_EVENTS)):
         values = []
         for _ in range(rng.randint(1, 3)):

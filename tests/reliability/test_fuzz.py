@@ -24,7 +24,8 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import CheckFunction, not_a_server_error
+from schemathesis.core.result import Ok
 
 from services.gateway.app import create_app
 from services.runtime import Runtime
@@ -59,6 +60,7 @@ def fuzz(base_url: str, openapi: dict, headers: dict[str, str]) -> FuzzReport:
     schema = schemathesis.openapi.from_dict(openapi, config=config)
     report = FuzzReport()
     for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result
         operation = result.ok()
         if ONLY not in operation.label:
             continue
@@ -75,7 +77,9 @@ def fuzz(base_url: str, openapi: dict, headers: dict[str, str]) -> FuzzReport:
             )
             def run(case: schemathesis.Case) -> None:
                 report.cases += 1
-                excluded = [not_a_server_error] if operation.label in ANSWERS_503_BY_DESIGN else []
+                excluded: list[CheckFunction] = (
+                    [not_a_server_error] if operation.label in ANSWERS_503_BY_DESIGN else []
+                )
                 case.call_and_validate(
                     base_url=base_url, headers=headers, excluded_checks=excluded, timeout=15
                 )

@@ -19,7 +19,7 @@ from sqlglot import exp
 
 from services.features.domain import FeatureError
 from services.features.on_demand import compile_expression
-from services.templates.domain.model import InvalidConfig, TemplateError
+from services.templates.domain.model import InvalidConfig, SqlDialect, TemplateError
 from services.templates.domain.rendering import compile_template, render
 
 CANARY = Path(f"/tmp/aietl-canary-{uuid.uuid4().hex}")
@@ -124,7 +124,7 @@ def test_template_arithmetic_cannot_exhaust_the_process() -> None:
 
 @pytest.mark.parametrize("dialect", ["postgres", "sqlite", "clickhouse"])
 @pytest.mark.parametrize("value", INJECTIONS)
-def test_config_values_cannot_inject_sql(dialect: str, value: str) -> None:
+def test_config_values_cannot_inject_sql(dialect: SqlDialect, value: str) -> None:
     """Identifiers and literals from a config stay one identifier and one literal whatever they hold."""
     code = (
         "SELECT {{ config.column | ident }} FROM {{ config.table | qualified }} "

@@ -41,9 +41,9 @@ class Consumed:
 
 def consumed_topics(runtime: Runtime) -> list[Consumed]:
     found = {
-        Consumed(topic, subscriber.group_id)
+        Consumed(topic, getattr(subscriber, "group_id"))
         for subscriber in runtime.broker.subscribers
-        for topic in subscriber.topic_names
+        for topic in getattr(subscriber, "topic_names")
         if topic in CONTRACTS
     }
     return sorted(found, key=lambda c: c.topic)

@@ -6,6 +6,7 @@ Each scenario also reruns the same batch and checks that the rerun writes nothin
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -163,7 +164,7 @@ async def test_incremental_older_landing_row_never_overwrites_a_newer_one(backen
 async def test_cdc_applies_latest_change_ignores_stale_and_tombstoned(backend: Backend) -> None:
     await backend.create_source("src", {"id": "int", "val": "text", "seq": "int", "op": "text"})
     config = base_config(backend, sequence_column="seq", operation_column="op")
-    batch1 = [
+    batch1: list[dict[str, Any]] = [
         {"id": 1, "val": "a", "seq": 1, "op": "INSERT"},
         {"id": 1, "val": "b", "seq": 3, "op": "UPDATE"},
         {"id": 2, "val": "x", "seq": 1, "op": "INSERT"},
@@ -176,7 +177,7 @@ async def test_cdc_applies_latest_change_ignores_stale_and_tombstoned(backend: B
     assert await target_rows(backend, NAMES) == sorted(tuple(r[n] for n in NAMES) for r in expected.values())
     assert (await backend.run("cdc", config)).rows_written == 0
 
-    batch2 = [
+    batch2: list[dict[str, Any]] = [
         {"id": 1, "val": "stale", "seq": 2, "op": "UPDATE"},  # older than the target's sequence
         {"id": 2, "val": "zombie", "seq": 3, "op": "UPDATE"},  # older than the delete's tombstone
         {"id": 3, "val": "r", "seq": 5, "op": "UPDATE"},
@@ -197,7 +198,7 @@ async def test_cdc_applies_latest_change_ignores_stale_and_tombstoned(backend: B
     assert await target_rows(backend, NAMES) == sorted(tuple(r[n] for n in NAMES) for r in expected.values())
 
 
-SCD2_BATCHES = [
+SCD2_BATCHES: list[list[dict[str, Any]]] = [
     [  # several changes per key, a no-op change, a delete (lower case), a key with a NULL value
         {"id": 1, "val": "a", "seq": 10, "op": "INSERT"},
         {"id": 1, "val": "b", "seq": 30, "op": "UPDATE"},
@@ -285,7 +286,7 @@ async def test_scd2_any_arrival_order_ends_in_the_same_history(backend: Backend,
 
 # The histories of keys 1 and 2 after the five batches, worked out by hand (docs/templates.md shows
 # the same example): (id, v, valid_from, valid_to, is_current, is_deleted).
-KEY_1_AND_2 = {
+KEY_1_AND_2: dict[str, list[tuple[Any, ...]]] = {
     "invalidate": [
         (1, "a", 10, 20, False, False),
         (1, "late", 20, 30, False, False),
@@ -377,7 +378,7 @@ async def test_delete_values_match_case_insensitively_and_a_log_without_deletes_
 
 
 # docs/templates.md's worked example: one customer's change log arriving in five batches.
-DOCS_EXAMPLE = [
+DOCS_EXAMPLE: list[list[dict[str, Any]]] = [
     [
         {"id": 7, "val": "basic", "seq": 10, "op": "INSERT"},
         {"id": 7, "val": "gold", "seq": 30, "op": "UPDATE"},
@@ -391,7 +392,7 @@ DOCS_EXAMPLE = [
         {"id": 7, "val": None, "seq": 75, "op": "Delete"},
     ],
 ]
-DOCS_HISTORY = {
+DOCS_HISTORY: dict[str, list[tuple[Any, ...]]] = {
     "invalidate": [
         (7, "basic", 10, 30, False, False),
         (7, "gold", 30, 40, False, False),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import sqlglot
 
@@ -15,7 +17,7 @@ from services.templates.domain.generation import (
     entry_config,
     template_variables,
 )
-from services.templates.domain.model import InvalidConfig, SemVer, TemplateError
+from services.templates.domain.model import InvalidConfig, SemVer, SqlDialect, TemplateError
 from services.templates.domain.preparation import prepared
 from services.templates.domain.rendering import compile_template, parse_statements, render
 from shared.events.schema import Drift, SuggestedMapping
@@ -64,15 +66,16 @@ INJECTIONS = [
 
 @pytest.mark.parametrize("dialect", ["postgres", "clickhouse", "sqlite"])
 @pytest.mark.parametrize("payload", INJECTIONS)
-def test_identifiers_and_literals_cannot_inject(dialect: str, payload: str) -> None:
+def test_identifiers_and_literals_cannot_inject(dialect: SqlDialect, payload: str) -> None:
     code = "SELECT {{ config.c | ident }} FROM {{ config.t | qualified }} WHERE a = {{ config.v | literal }};"
     rendered = render(code, dialect, {"c": payload, "t": {"schema": payload, "name": payload}, "v": payload})
     assert len(rendered.statements) == 1
     tree = sqlglot.parse_one(rendered.statements[0].sql, read=dialect)
     assert isinstance(tree, sqlglot.exp.Select)
     assert [column.name for column in tree.find_all(sqlglot.exp.Column) if column.name != "a"] == [payload]
-    assert tree.find(sqlglot.exp.Table).name == payload
-    assert tree.find(sqlglot.exp.Literal).this == payload
+    table, literal = tree.find(sqlglot.exp.Table), tree.find(sqlglot.exp.Literal)
+    assert table is not None and table.name == payload
+    assert literal is not None and literal.this == payload
 
 
 @pytest.mark.parametrize("value", [1, None, ["a"], {"name": 1}, "", "a\x00b"])
@@ -112,7 +115,7 @@ def test_statements_split_on_top_level_semicolons_only() -> None:
 
 
 def _config(pattern: str) -> dict:
-    base = {
+    base: dict[str, Any] = {
         "target": {"schema": "dw", "name": "orders"},
         "columns": [{"name": "id"}, {"name": "amount", "source": "amt"}, {"name": "seq"}],
         "keys": ["id"],
@@ -125,13 +128,13 @@ def _config(pattern: str) -> dict:
             "brokers": ["kafka:9092"],
             "consumer_group": "aietl-orders",
         }
-    extra = {
+    extras: dict[str, dict[str, Any]] = {
         "full_load": {},
         "incremental": {"watermark_column": "seq", "lag_seconds": 300},
         "cdc": {"sequence_column": "seq", "operation_column": "op"},
         "scd2": {"sequence_column": "seq", "operation_column": "op", "hard_deletes": "new_record"},
-    }[pattern]
-    return {**base, "source": {"schema": "raw", "name": "orders"}, **extra}
+    }
+    return {**base, "source": {"schema": "raw", "name": "orders"}, **extras[pattern]}
 
 
 @pytest.mark.parametrize("template", builtin_templates(), ids=lambda t: t.template_id)
@@ -181,7 +184,7 @@ def test_every_builtin_stays_within_its_scope(template, hard_deletes: str | None
         ("clickhouse", "SET max_memory_usage = 0"),
     ],
 )
-def test_only_transaction_local_work_mem_may_be_set(dialect: str, code: str) -> None:
+def test_only_transaction_local_work_mem_may_be_set(dialect: SqlDialect, code: str) -> None:
     with pytest.raises(TemplateError):
         prepared({"type": "object"}, code, dialect, "full_load", {}, PipelineNames("p"))
 
@@ -292,7 +295,7 @@ def _drift(kind: str, column: str, **extra: object) -> Drift:
 
 
 def test_adaptation_follows_renames_adds_and_removes_columns() -> None:
-    config = {
+    config: dict[str, Any] = {
         "columns": [
             {"name": "id", "source": "id"},
             {"name": "amount", "source": "amt"},

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -66,7 +67,7 @@ async def warehouse_sql(runtime: Runtime, service: TemplatesService, statement: 
         await connection.exec_driver_sql(statement)
 
 
-def service_of(runtime: Runtime, **config: object) -> TemplatesService:
+def service_of(runtime: Runtime, **config: Any) -> TemplatesService:
     return TemplatesService(runtime, TemplatesSettings(scheduler_enabled=False, **config))
 
 

@@ -51,6 +51,7 @@ async def test_connector_crud_never_returns_secrets(
     service_box = service_of(runtime).secret_box
     async with runtime.database.sessions() as session:
         row = await store.get_connector(session, project, created["id"])
+    assert row is not None
     assert service_box.open(row.sealed_secrets)["token"] == secret  # `***` kept the secret
 
     checked = await client.post(f"{API}/connectors/{created['id']}/test", headers=headers)

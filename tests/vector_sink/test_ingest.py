@@ -42,7 +42,7 @@ def _text(rng: random.Random, paragraphs: int = 3) -> str:
 
 async def _connector(runtime: Runtime, project_id: str, **options: object) -> str:
     service = service_of(runtime)
-    plain, secrets = split_secrets(MilvusOptions(chunk_size=300, chunk_overlap=40, **options))  # type: ignore[arg-type]
+    plain, secrets = split_secrets(MilvusOptions(chunk_size=300, chunk_overlap=40, **options))
     async with runtime.database.transaction() as session:
         row = await store.add_connector(
             session,
@@ -97,7 +97,7 @@ async def test_reload_with_changes_and_deletions_leaves_no_stale_vectors(runtime
         elif i in changed:  # one paragraph edited: the other chunks keep their ids and embeddings
             reload.append(
                 Document(
-                    doc.doc_id, text=doc.text + " appended sentence", metadata=doc.metadata, source="wiki"
+                    doc.doc_id, text=f"{doc.text} appended sentence", metadata=doc.metadata, source="wiki"
                 )
             )
         else:

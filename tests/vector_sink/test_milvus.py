@@ -98,6 +98,7 @@ def test_text_query_finds_semantic_neighbours(milvus: MilvusStore, shared: str) 
 
 
 def test_vector_query_and_dimension_check(milvus: MilvusStore, shared: str) -> None:
+    assert milvus.embedder is not None
     vector = milvus.embedder.embed(["sourdough"])[0].tolist()
     assert milvus.query(shared, vector=vector, top_k=1)[0].id == "c2"
     with pytest.raises(ValueError, match="dimension 3"):

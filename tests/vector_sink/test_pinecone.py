@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -77,7 +78,7 @@ def test_write_query_filter_delete_round_trip(pinecone: PineconeStore, fake: Fak
     assert hits[0].score > hits[1].score
 
     probe = [float(x) for x in rows.iloc[0].embedding]
-    cases = {
+    cases: dict[str, tuple[dict[str, Any], int]] = {
         "year >= 2290": ({"year": {"$gte": 2290}}, 10),
         "$in": ({"doc_id": {"$in": ["d0", "d2"]}, "year": {"$lt": 2030}}, 20),
         "$exists false": ({"lang": {"$exists": False}}, 150),

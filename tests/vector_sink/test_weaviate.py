@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -66,13 +67,14 @@ def test_collection_write_query_delete(weaviate: WeaviateStore, fake: FakeWeavia
     hits = weaviate.query(name, text="I forgot my password", top_k=2)
     assert hits[0].id == "c0" and hits[0].text == TEXTS[0] and hits[0].metadata["year"] == 2020
     assert hits[0].score > hits[1].score
-    for spec_filter, expected in [
+    cases: list[tuple[dict[str, Any], set[str]]] = [
         ({"year": {"$gte": 2022}}, {"c2", "c3"}),
         ({"lang": {"$in": ["de"]}}, {"c2"}),
         ({"lang": {"$exists": False}}, {"c1"}),
         ({"year": {"$nin": [2020, 2021]}, "$or": [{"doc_id": "food"}, {"lang": "en"}]}, {"c2", "c3"}),
         ({"year": {"$ne": 2020, "$lt": 2022}}, {"c1"}),
-    ]:
+    ]
+    for spec_filter, expected in cases:
         assert {h.id for h in weaviate.query(name, text="x", top_k=10, filter=spec_filter)} == expected
 
     hybrid = weaviate.query(name, text="bake bread", top_k=2, hybrid=True, filter={"year": {"$gt": 2020}})

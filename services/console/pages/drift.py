@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from services.console import charts
 from services.console.client import ApiError
 from services.console.pages.common import gather, notice
-from services.console.rendering import parse_time, render
+from services.console.rendering import render, required_time
 from services.console.session import Console, ConsoleDep
 from shared.events.schema import Severity, Strategy
 
@@ -39,10 +39,10 @@ async def _page(console: Console, error: str | None = None) -> Response:
     marks = [
         charts.Mark(
             f"{d['connector_id']}/{d['table_name']}",
-            parse_time(d["created_at"]),
+            required_time(d["created_at"]),
             d["status"],
             worst(d["drifts"]),
-        )  # type: ignore[arg-type]
+        )
         for d in reversed(detections)
     ]
     return render(

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from services.console import charts
 from services.console.pages.common import gather
-from services.console.rendering import parse_time, render
+from services.console.rendering import parse_time, render, required_time
 from services.console.session import ConsoleDep
 
 router = APIRouter()
@@ -113,9 +113,9 @@ async def pipeline(
     if forecast.value:
         body = forecast.value
         points = [
-            charts.ForecastPoint(parse_time(p["time"]), p["mean"], p["lower"], p["upper"])
+            charts.ForecastPoint(required_time(p["time"]), p["mean"], p["lower"], p["upper"])
             for p in body["forecast"]
-        ]  # type: ignore[arg-type]
+        ]
         history = hourly(profile["recent"], RESOURCES[resource])[-24 * 7 :]
         chart = charts.forecast_chart(
             f"{resource} of {pipeline_id}: history and {len(points)}-hour forecast",

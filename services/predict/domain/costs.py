@@ -239,18 +239,20 @@ def detect(costs: pd.Series, shape: np.ndarray | None = None) -> list[tuple[int,
 def anomalies(daily: pd.DataFrame) -> list[CostAnomaly]:
     """Anomalous days of every pipeline and of the project's total, in both directions."""
     found: list[CostAnomaly] = []
-    series = [
+    series: list[tuple[Literal["pipeline", "project"], str | None, pd.Series]] = [
         ("pipeline", str(pipeline), group.set_index("day")["cost"].sort_index())
         for pipeline, group in daily.groupby("pipeline_id")
     ]
     total = daily.groupby("day")["cost"].sum().sort_index()
     series.append(("project", None, total))
-    shape = weekly_shape(np.log(total.to_numpy(dtype=float) + MIN_COST_USD), total.index.dayofweek.to_numpy())
+    shape = weekly_shape(
+        np.log(total.to_numpy(dtype=float) + MIN_COST_USD), pd.DatetimeIndex(total.index).dayofweek.to_numpy()
+    )
     for scope, pipeline, costs in series:
         for position, kind, expected, score in detect(costs, shape):
             found.append(
                 CostAnomaly(
-                    scope=scope,  # type: ignore[arg-type]
+                    scope=scope,
                     pipeline_id=pipeline,
                     day=costs.index[position].date(),
                     kind=kind,

@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -211,8 +211,8 @@ class FailureModel:
         minus its base probability (what it says before looking at any feature).
         """
         model = self.explaining_model(horizon_hours)
-        score, contributions = model.forest.contributions(row[None, :])
-        score, contributions = float(score[0]), contributions[0]
+        scores, contribution_rows = model.forest.contributions(row[None, :])
+        score, contributions = float(scores[0]), contribution_rows[0]
         base_score = model.forest.base_score
         probability = float(model.calibration(np.array([score]))[0])
         base_probability = float(model.calibration(np.array([base_score]))[0])
@@ -223,7 +223,7 @@ class FailureModel:
         else:
             step = 1e-3
             scale = float(np.diff(model.calibration(np.array([score - step, score + step])))[0] / (2 * step))
-        found = []
+        found: list[Factor] = []
         for index in np.argsort(-contributions):
             contribution = float(contributions[index] * scale)
             if contribution < MIN_FACTOR_CONTRIBUTION or len(found) == MAX_FACTORS:
@@ -258,7 +258,7 @@ class FailureModel:
     # --- storage: arrays and JSON only ---
     def to_bytes(self) -> bytes:
         arrays: dict[str, np.ndarray] = {}
-        meta: dict[str, object] = {
+        meta: dict[str, Any] = {
             "format": FORMAT_VERSION,
             "features": list(FEATURES),
             "trained_at": self.trained_at.isoformat(),
@@ -271,7 +271,7 @@ class FailureModel:
         }
         for position, (horizon, model) in enumerate(sorted(self.horizons.items())):
             arrays |= model.forest.arrays(f"h{position}.")
-            meta["horizons"].append(  # type: ignore[union-attr]
+            meta["horizons"].append(
                 {
                     "hours": horizon,
                     "calibration": [model.calibration.slope, model.calibration.intercept],

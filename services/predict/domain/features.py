@@ -90,8 +90,8 @@ def pipeline_features(runs: pd.DataFrame) -> pd.DataFrame:
     span_days = ((index - index[0]).total_seconds() / 86_400).to_numpy().clip(1, 7)
 
     def hours_since(mask: pd.Series) -> np.ndarray:
-        times = pd.Series(np.where(mask.to_numpy() > 0, index.asi8, np.nan)).ffill().to_numpy()
-        hours = (index.asi8 - times) / 3.6e12
+        times = pd.Series(np.where(mask.to_numpy() > 0, _ticks(index), np.nan)).ffill().to_numpy()
+        hours = (_ticks(index) - times) / 3.6e12
         return np.where(np.isnan(hours), HOURS_CAP, np.minimum(hours, HOURS_CAP))
 
     streak = failed.groupby((failed == 0).cumsum()).cumsum()
@@ -141,8 +141,13 @@ def _known_failure_window_share(runs: pd.DataFrame, index: pd.DatetimeIndex) -> 
     known_at = pd.Series(np.nan_to_num(labels, nan=0.0), index=index + pd.Timedelta(hours=KNOWN_WINDOW_HOURS))
     counted = pd.Series(~np.isnan(labels), index=known_at.index).astype(float)
     share = known_at.rolling("7D").sum() / counted.rolling("7D").sum().replace(0, np.nan)
-    positions = np.searchsorted(known_at.index.asi8, index.asi8, side="right") - 1
+    positions = np.searchsorted(_ticks(known_at.index), _ticks(index), side="right") - 1
     return np.where(positions >= 0, share.to_numpy()[np.maximum(positions, 0)], np.nan)
+
+
+def _ticks(index: pd.Index) -> np.ndarray:
+    """A DatetimeIndex as int64 in its unit (`asi8`, which pandas-stubs leaves out)."""
+    return index.asi8  # type: ignore[attr-defined]
 
 
 def failure_labels(runs: pd.DataFrame, horizon_hours: float) -> pd.Series:
@@ -153,7 +158,7 @@ def failure_labels(runs: pd.DataFrame, horizon_hours: float) -> pd.Series:
     be known yet), and a model learning from it would overrate risk.
     """
     runs = runs.sort_values("started_at")
-    times = pd.DatetimeIndex(runs["started_at"]).as_unit("ns").asi8
+    times = _ticks(pd.DatetimeIndex(runs["started_at"]).as_unit("ns"))
     failed_times = times[runs["status"].to_numpy() == "failed"]
     horizon = int(horizon_hours * 3.6e12)
     padded = np.append(failed_times, np.iinfo(np.int64).max)  # "never" after the last failure
@@ -177,7 +182,7 @@ def training_table(runs: pd.DataFrame, horizons: Sequence[float]) -> pd.DataFram
         features = pipeline_features(group)
         for horizon in horizons:
             features[label_column(horizon)] = failure_labels(group, horizon).to_numpy()
-        features["project_id"], features["pipeline_id"] = project, pipeline
+        features["project_id"], features["pipeline_id"] = str(project), str(pipeline)
         features["time"] = features.index
         parts.append(features.reset_index(drop=True))
     if not parts:

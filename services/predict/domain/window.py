@@ -87,7 +87,8 @@ def hourly_profile(runs: pd.DataFrame) -> pd.DataFrame:
     hourly = frame.groupby("hour").agg(load=("load", "sum"), failed=("failed", "mean"))
     span = pd.date_range(hourly.index.min(), hourly.index.max(), freq="h")
     hourly = hourly.reindex(span).fillna({"load": 0.0, "failed": 0.0})
-    hourly["hour_of_week"] = hourly.index.dayofweek * 24 + hourly.index.hour
+    stamps = pd.DatetimeIndex(hourly.index)
+    hourly["hour_of_week"] = stamps.dayofweek * 24 + stamps.hour
     return hourly
 
 
@@ -95,8 +96,8 @@ def expected_impact(hourly: pd.DataFrame) -> np.ndarray:
     """Impact per hour of week from an hour-of-day x day-of-week load model and failure history."""
     mean_load = hourly["load"].mean() or 1.0
     load = hourly["load"] / mean_load
-    hour = hourly.index.hour
-    day = hourly.index.dayofweek
+    hour = pd.DatetimeIndex(hourly.index).hour
+    day = pd.DatetimeIndex(hourly.index).dayofweek
     by_hour = load.groupby(hour).mean().reindex(range(24), fill_value=0.0).to_numpy()
     day_factor = (
         (load.groupby(day).mean() / load.mean()).reindex(range(7), fill_value=1.0).to_numpy()
@@ -115,7 +116,10 @@ def _failure_rate(hourly: pd.DataFrame) -> np.ndarray:
     """
     overall = float(hourly["failed"].mean())
     by_hour_of_day = (
-        hourly["failed"].groupby(hourly.index.hour).agg(["sum", "count"]).reindex(range(24), fill_value=0)
+        hourly["failed"]
+        .groupby(pd.DatetimeIndex(hourly.index).hour)
+        .agg(["sum", "count"])
+        .reindex(range(24), fill_value=0)
     )
     daily_rate = (by_hour_of_day["sum"] + SHRINKAGE * overall) / (by_hour_of_day["count"] + SHRINKAGE)
     by_slot = (

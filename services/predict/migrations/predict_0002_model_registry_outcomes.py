@@ -6,6 +6,7 @@ Create Date: 2026-12-01
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -15,7 +16,7 @@ down_revision: str | None = "templates_0004"  # after the joined head (one head)
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-EPISODE_COLUMNS = (
+EPISODE_COLUMNS: tuple[sa.Column[Any], ...] = (
     sa.Column("as_of", sa.DateTime(timezone=True), nullable=True),
     sa.Column("horizon_hours", sa.Float(), nullable=True),
     sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),

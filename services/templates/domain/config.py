@@ -40,7 +40,11 @@ def check_schema(schema: dict[str, Any]) -> None:
 
 def _problem(error: ValidationError) -> ConfigProblem:
     path = list(error.absolute_path)
-    if error.validator == "required" and isinstance(error.instance, dict):
+    if (
+        error.validator == "required"
+        and isinstance(error.instance, dict)
+        and isinstance(error.validator_value, list)
+    ):
         missing = [name for name in error.validator_value if name not in error.instance]
         named = [name for name in missing if repr(name) in error.message]
         if named:

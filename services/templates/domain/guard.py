@@ -236,7 +236,7 @@ def _configured(table: Any, dialect: str) -> tuple[str | None, str] | None:
     )
 
 
-def footprint(statement: exp.Expression, dialect: str) -> Footprint:
+def footprint(statement: exp.Expr, dialect: str) -> Footprint:
     """What a parsed statement shape does (see the module docstring)."""
     written = _written_tables(statement)
     tables: list[TableUse] = []
@@ -326,7 +326,7 @@ def refusals(footprint: Footprint, names: Sequence[str], scope: Scope) -> list[s
     return problems
 
 
-def _kind_problems(statement: exp.Expression, dialect: str) -> Iterable[str]:
+def _kind_problems(statement: exp.Expr, dialect: str) -> Iterable[str]:
     if isinstance(
         statement, exp.Query | exp.Insert | exp.Update | exp.Delete | exp.Merge | exp.TruncateTable
     ):
@@ -361,7 +361,7 @@ def _transaction_local(statement: exp.Set, dialect: str) -> bool:
     )
 
 
-def _written_tables(statement: exp.Expression) -> set[exp.Table]:
+def _written_tables(statement: exp.Expr) -> set[exp.Table]:
     """The tables a statement creates, changes or drops, wherever in it (the rest it only reads)."""
     targets: list[Any] = [node.this for node in statement.find_all(*MODIFYING)]
     if isinstance(statement, exp.Drop | exp.TruncateTable):
@@ -378,7 +378,7 @@ def _table_of(target: Any) -> exp.Table | None:
     return target if isinstance(target, exp.Table) else None
 
 
-def _target_problems(statement: exp.Expression) -> Iterable[str]:
+def _target_problems(statement: exp.Expr) -> Iterable[str]:
     """INSERT INTO FUNCTION and the like: what a statement modifies must be a table."""
     for node in statement.find_all(*MODIFYING):
         if isinstance(node.this, exp.Index) or node.this is None:

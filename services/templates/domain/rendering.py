@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -189,7 +189,7 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         return bounded_binop(operator, left, right)
 
-    def concat(self, parts: tuple[Any, ...]) -> str:
+    def concat(self, parts: Iterable[Any]) -> str:
         texts = [str(part) for part in parts]
         if sum(map(len, texts)) > MAX_RENDERED_CHARS:
             raise LimitExceeded(f"a string longer than {MAX_RENDERED_CHARS} characters")
@@ -327,7 +327,9 @@ def scope_refusals(statements: Sequence[Statement], scope: Scope) -> list[str]:
 
 def _split(text: str, dialect: SqlDialect) -> list[tuple[str, str, tuple[str, ...]]]:
     pieces: list[tuple[str, str, tuple[str, ...]]] = []
-    start, shape, names = 0, [], []
+    start = 0
+    shape: list[str] = []
+    names: list[str] = []
     cursor = 0
     for match in _SCANNERS[dialect].finditer(text):
         shape.append(text[cursor : match.start()])

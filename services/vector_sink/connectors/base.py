@@ -44,8 +44,8 @@ def _clean(value: Any) -> MetadataValue:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
     if isinstance(value, np.generic):
-        return value.item()  # type: ignore[no-any-return]
-    return value  # type: ignore[no-any-return]
+        return value.item()
+    return value
 
 
 class VectorStore(ABC):
@@ -127,7 +127,7 @@ class VectorStore(ABC):
             array = np.asarray(vector, dtype=np.float32).reshape(-1)
             if array.shape[0] != dimension:
                 raise ValueError(f"row {id_!r}: embedding dimension {array.shape[0]} != {dimension}")
-            records.append(VectorRecord(id_, array, text, {k: _clean(v) for k, v in meta.items()}))
+            records.append(VectorRecord(id_, array, text, {str(k): _clean(v) for k, v in meta.items()}))
         return records
 
     @abstractmethod

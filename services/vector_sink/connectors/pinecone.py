@@ -63,7 +63,7 @@ class PineconeStore(VectorStore):
     def connect(self) -> None:
         with self._lock:
             if self._client is None:
-                options = {"host": self._control_host} if self._control_host else {}
+                options: dict[str, Any] = {"host": self._control_host} if self._control_host else {}
                 self._client = Pinecone(api_key=self._api_key, **options)
 
     def _data_plane(self, dimension: int | None = None) -> Any:
@@ -85,6 +85,8 @@ class PineconeStore(VectorStore):
                     )
                 description = self._client.describe_index(self._index_name)
                 host = description.host
+                if not host:
+                    raise LookupError(f"pinecone index {self._index_name!r} has no host yet")
                 if self._outbound is not None:  # the control plane's answer decides where we connect
                     self._outbound.check_url(host if "://" in host else f"https://{host}")
                 self._metric = str(description.metric).lower()  # type: ignore[assignment]

@@ -247,6 +247,7 @@ class WeaviateStore(VectorStore):
             properties = dict(obj.properties)
             chunk_id = str(properties.pop("chunk_id", obj.uuid))
             text = properties.pop("text", None)
+            text = None if text is None else str(text)
             metadata = {k: v for k, v in properties.items() if v is not None}
             hits.append(Hit(id=chunk_id, score=score, text=text, metadata=metadata))
         return hits

@@ -152,7 +152,7 @@ class FakePinecone:
                 (space or {}).pop(vector_id, None)
         elif "filter" in body:
             for vector_id in [k for k, v in (space or {}).items() if matches(body["filter"], v["metadata"])]:
-                del space[vector_id]  # type: ignore[index]
+                (space or {}).pop(vector_id)
         return 200, {}
 
     def _describe_index_stats(self, _body: dict[str, Any], _: dict[str, str]) -> tuple[int, dict[str, Any]]:

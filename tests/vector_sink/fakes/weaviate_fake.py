@@ -62,10 +62,9 @@ def _floats(message: Any) -> list[float]:
 
 def _filter_value(node: Any) -> Any:
     kind = node.WhichOneof("test_value")
-    value = getattr(node, kind) if kind else None
     if kind and kind.endswith("_array"):
-        return list(value.values)
-    return value
+        return list(getattr(node, kind).values)
+    return getattr(node, kind) if kind else None
 
 
 def _matches(node: Any, obj: dict[str, Any]) -> bool:
@@ -189,11 +188,11 @@ class _Servicer(weaviate_pb2_grpc.WeaviateServicer):
         scored.sort(key=lambda entry: -entry[0])
         wanted = list(request.properties.non_ref_properties) if request.HasField("properties") else []
         results = []
-        for score, distance, obj in scored[: request.limit or 10]:
+        for score, hit_distance, obj in scored[: request.limit or 10]:
             props = {k: v for k, v in obj["properties"].items() if not wanted or k in wanted}
             metadata = search_get_pb2.MetadataResult(id=obj["uuid"])
-            if distance is not None:
-                metadata.distance, metadata.distance_present = distance, True
+            if hit_distance is not None:
+                metadata.distance, metadata.distance_present = hit_distance, True
             else:
                 metadata.score, metadata.score_present = score, True
             results.append(
