@@ -20,7 +20,7 @@ from services.runtime import Runtime
 from services.templates.builtin import builtin
 from services.templates.domain.config import validated
 from services.templates.domain.rendering import render
-from services.templates.service import templates_service
+from services.templates.service import service_of
 from services.templates.tables import ControlEntry
 from services.templates.targets import SqlAlchemyTarget
 from shared.migrate import upgrade_async
@@ -61,7 +61,7 @@ async def generation(runtime: Runtime, entries: int) -> dict[str, Any]:
     project = "bench"
     async with runtime.database.transaction() as session:
         session.add_all(_entry(project, index) for index in range(entries))
-    service = templates_service(runtime)
+    service = service_of(runtime)
     await service.ensure_builtins()
     timings, cpu = [], []
     for _ in range(GENERATION_ROUNDS):

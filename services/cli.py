@@ -408,16 +408,14 @@ def connections() -> None:
 
 def _with_connections(project_id: str | None, action: Callable[[Any, str], Awaitable[Any]]) -> Any:
     """Run `action(connections, project)` with the templates service of a short-lived runtime."""
-    from services.templates.service import templates_service
+    from services.templates.service import service_of
 
     settings = _settings(None)
 
     async def run() -> Any:
         runtime = Runtime(settings)
         try:
-            return await action(
-                templates_service(runtime).connections, project_id or settings.default_project
-            )
+            return await action(service_of(runtime).connections, project_id or settings.default_project)
         finally:
             await runtime.close()
 

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.features import registry
-from services.features.component import feature_store
+from services.features.component import service_of
 from services.features.domain import FeatureType, StorageType, UnknownFeature
 from services.features.on_demand import MAX_TEXT_LENGTH
 from services.features.service import ValueIn
@@ -191,7 +191,7 @@ async def register_feature(
         pipeline_id=body.pipeline_id,
         description=body.description,
     )
-    row, created = await feature_store(runtime).register_feature(project_id, definition)
+    row, created = await service_of(runtime).register_feature(project_id, definition)
     return _json({**_feature_out(row), "created": created}, 201)
 
 
@@ -209,7 +209,7 @@ async def register_view(body: ViewRegistration, project_id: ProjectDep, runtime:
         tags=body.tags,
         description=body.description,
     )
-    view, rows = await feature_store(runtime).register_view(project_id, definition)
+    view, rows = await service_of(runtime).register_view(project_id, definition)
     return _json(_view_out(view, rows), 201)
 
 
@@ -228,7 +228,7 @@ async def register_on_demand(
         tags=body.tags,
         description=body.description,
     )
-    view = await feature_store(runtime).register_on_demand(project_id, definition)
+    view = await service_of(runtime).register_on_demand(project_id, definition)
     return _json(_view_out(view, []), 201)
 
 
@@ -284,12 +284,12 @@ async def describe_view(name: str, project_id: ProjectDep, session: SessionDep) 
 async def write(body: WriteRequest, project_id: ProjectDep, runtime: RuntimeDep) -> Response:
     """Write values to online, offline or both; the same value written twice changes nothing."""
     values = [ValueIn(v.feature_name, v.entity_id, v.value, v.timestamp) for v in body.features]
-    result = await feature_store(runtime).write(project_id, values, body.storage)
+    result = await service_of(runtime).write(project_id, values, body.storage)
     return _json({"written": {"online": result.online, "offline": result.offline}})
 
 
 async def _online_vectors(runtime: Runtime, project_id: str, body: OnlineRequest) -> Response:
-    vectors = await feature_store(runtime).get_online(
+    vectors = await service_of(runtime).get_online(
         project_id, body.feature_names, body.entity_ids, body.request_data
     )
     return _json({"feature_vectors": vectors})
@@ -307,7 +307,7 @@ fast_routes = {"/get-online": FastRoute(OnlineRequest, _online_vectors)}
 @router.post("/historical")
 async def historical(body: HistoricalRequest, project_id: ProjectReadDep, runtime: RuntimeDep) -> Response:
     """Point-in-time correct values for training: latest at or before each row's time, within TTL."""
-    rows = await feature_store(runtime).historical(
+    rows = await service_of(runtime).historical(
         project_id, body.feature_names, [(row.entity_id, row.timestamp) for row in body.entity_rows]
     )
     return _json(
@@ -327,7 +327,7 @@ async def historical(body: HistoricalRequest, project_id: ProjectReadDep, runtim
 @router.post("/materialize")
 async def materialize(body: MaterializeRequest, project_id: ProjectDep, runtime: RuntimeDep) -> Response:
     """Offline → online: a time range [start, end), or incrementally from where the last run stopped."""
-    store = feature_store(runtime)
+    store = service_of(runtime)
     if body.incremental:
         if body.start or body.end:
             raise Invalid("incremental takes no start/end", at="/body/incremental")

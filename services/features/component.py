@@ -7,7 +7,7 @@ from services.features.stores import offline_store_from_settings, online_store_f
 from services.runtime import Runtime
 
 
-def feature_store(runtime: Runtime) -> FeatureStore:
+def service_of(runtime: Runtime) -> FeatureStore:
     def create() -> FeatureStore:
         online = online_store_from_settings(runtime)
         offline = offline_store_from_settings(runtime)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.features.component import feature_store
+from services.features.component import service_of
 from services.features.domain import FeatureError
 from services.features.service import ValueIn
 from services.runtime import Runtime
@@ -27,7 +27,7 @@ def create_router(runtime: Runtime) -> ServiceRouter:
 
     @router.consumes(Topic.FEATURES_WRITTEN)
     async def on_features_written(event: FeaturesWritten) -> None:
-        store = feature_store(runtime)
+        store = service_of(runtime)
         values = [ValueIn(v.feature_name, v.entity_id, v.value, v.timestamp) for v in event.values]
 
         async def work(session: AsyncSession) -> None:

@@ -14,14 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.drift import store as drift_store
 from services.drift.domain import columns_from_stored, detect
+from services.features import component as features
 from services.features import registry
-from services.features.component import feature_store
 from services.features.stores.clickhouse_offline import TABLE as CLICKHOUSE_VALUES
 from services.features.stores.clickhouse_offline import ClickHouseOfflineStore
 from services.features.stores.sql_offline import SqlOfflineStore
 from services.features.tables import OfflineValue
+from services.predict import service as predict
 from services.predict.domain import costs, window
-from services.predict.service import get_service
 from services.runtime import Runtime
 from services.vector_sink import store as vector_store
 from services.vector_sink.tables import CachedEmbedding, DocumentChunks
@@ -113,7 +113,7 @@ def _from_us(value: int) -> datetime:
 
 async def _newest_offline_values(runtime: Runtime, project_id: str) -> dict[str, tuple[int, int, int]]:
     """Per stored field (name@vN): value count, newest event time and newest write time (µs)."""
-    offline = feature_store(runtime).offline
+    offline = features.service_of(runtime).offline
     if isinstance(offline, ClickHouseOfflineStore):
         rows = await offline.clickhouse.query(
             f"SELECT feature, count(), max(event_us), max(written_us) FROM {CLICKHOUSE_VALUES} "
@@ -164,7 +164,7 @@ class RunsSummary(BaseModel):
 
 async def _runs(runtime: Runtime, project_id: str, days: int, pipeline_id: str | None = None) -> pd.DataFrame:
     since = datetime.now(UTC) - timedelta(days=days)
-    metrics = get_service(runtime).store
+    metrics = predict.service_of(runtime).store
     if pipeline_id is None:
         return await metrics.project_runs(project_id, since)
     return await metrics.pipeline_runs(project_id, pipeline_id, since)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from services.gateway.deps import PrincipalDep, ProjectDep, RuntimeDep
 from services.predict.domain.window import Blackout, NoAllowedWindow, parse_blackout
-from services.predict.service import PredictService, get_service
+from services.predict.service import PredictService, service_of
 from shared.errors import Invalid, pointer
 from shared.events import PipelineRunMetrics
 
@@ -35,7 +35,7 @@ class Ingested(BaseModel):
 
 
 def _service(runtime: RuntimeDep) -> PredictService:
-    return get_service(runtime)
+    return service_of(runtime)
 
 
 def _horizon(service: PredictService, asked: int | None, name: str) -> int:

@@ -548,5 +548,6 @@ def _model_name(result: Forecast) -> str:
     )
 
 
-def get_service(runtime: Runtime) -> PredictService:
+def service_of(runtime: Runtime) -> PredictService:
+    """The process-wide service, shared by the worker and the routes (every service's factory)."""
     return runtime.component(COMPONENT, lambda: PredictService(runtime))

@@ -26,7 +26,7 @@ import structlog
 
 from services.predict.domain import NotAnswerable
 from services.predict.domain import failure as failure_domain
-from services.predict.service import MIN_NEW_RUNS_TO_RETRY, PredictService, get_service
+from services.predict.service import MIN_NEW_RUNS_TO_RETRY, PredictService, service_of
 from services.runtime import Runtime
 from shared import metrics
 
@@ -176,7 +176,7 @@ COMPONENT = "predict.trainer"
 
 def get_trainer(runtime: Runtime) -> Trainer:
     """The process's trainer (the predict worker's), running in the background once the workers consume."""
-    return runtime.component(COMPONENT, lambda: _start(get_service(runtime)))
+    return runtime.component(COMPONENT, lambda: _start(service_of(runtime)))
 
 
 def _start(service: PredictService) -> Trainer:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.predict.service import get_service
+from services.predict.service import service_of
 from services.predict.trainer import get_trainer
 from services.runtime import Runtime
 from shared.bus import BatchConsumer, ServiceRouter
@@ -26,7 +26,7 @@ def create_router(runtime: Runtime) -> ServiceRouter:
     get_trainer(runtime)  # trains and scores in the background while the worker consumes
 
     async def batch(events: Sequence[PipelineRunMetrics]) -> list[Event]:
-        service = get_service(runtime)
+        service = service_of(runtime)
         await service.ingest(events)
         for project_id, pipeline_id in dict.fromkeys((e.project_id, e.pipeline_id) for e in events):
             await service.evaluate_alerts(project_id, pipeline_id)

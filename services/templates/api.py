@@ -35,7 +35,7 @@ from services.templates.service import (
     GeneratedEntry,
     NotFound,
     TemplatesService,
-    templates_service,
+    service_of,
 )
 from services.templates.tables import (
     ControlEntry,
@@ -266,7 +266,7 @@ class RunOut(BaseModel):
 
 
 def _service(runtime: RuntimeDep) -> TemplatesService:
-    return templates_service(runtime)
+    return service_of(runtime)
 
 
 def _template_out(row: TemplateVersion, instances: int = 0, runs: int = 0) -> TemplateOut:

@@ -811,5 +811,6 @@ def run_metrics_event(run: PipelineRun) -> PipelineRunMetrics:
     )
 
 
-def templates_service(runtime: Runtime) -> TemplatesService:
+def service_of(runtime: Runtime) -> TemplatesService:
+    """The process-wide service, shared by the worker and the routes (every service's factory)."""
     return runtime.component(COMPONENT, lambda: TemplatesService(runtime))

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.runtime import Runtime
 from services.templates.scheduler import Scheduler
-from services.templates.service import AdaptationOutcome, templates_service
+from services.templates.service import AdaptationOutcome, service_of
 from shared.bus import ServiceRouter, publish_event
 from shared.db import process_once
 from shared.events import DriftDetected, Topic
@@ -17,7 +17,7 @@ GROUP = "templates"
 
 def create_router(runtime: Runtime) -> ServiceRouter:
     router = ServiceRouter(runtime.broker, runtime.settings, GROUP)
-    service = templates_service(runtime)
+    service = service_of(runtime)
     if service.config.scheduler_enabled:
         runtime.on_start(Scheduler(runtime, service).start)
 

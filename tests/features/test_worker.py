@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from services.features import registry
-from services.features.component import feature_store
+from services.features.component import service_of
 from services.features.domain import FeatureType
 from services.runtime import Runtime, create_worker_router
 from shared.bus import ensure_topics, publish_event
@@ -81,7 +81,7 @@ async def test_features_written_event_lands_online_and_offline_once(worker_runti
     connection would wait for the marker's write lock until the event was dead-lettered."""
     runtime = worker_runtime
     project = f"kw{uuid.uuid4().hex[:8]}"
-    store = feature_store(runtime)
+    store = service_of(runtime)
     await store.register_feature(
         project, registry.FeatureDefinition("txn_count", FeatureType.INT64, "user", ttl_seconds=3600)
     )

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from services.gateway.admin import ensure_bootstrap_admin
 from services.gateway.app import create_app
 from services.predict.domain import failure as failure_domain
-from services.predict.service import PredictService, get_service
+from services.predict.service import PredictService, service_of
 from services.predict.simulator import simulate
 from services.predict.tables import AlertEpisode, PredictionOutcome
 from services.predict.trainer import get_trainer
@@ -132,7 +132,7 @@ async def test_another_process_serves_the_latest_version_from_the_registry(
     runtime: Runtime, history: str
 ) -> None:
     """A gateway on its own (no trainer) loads what the worker stored: arrays, never a pickle."""
-    trained_version, trained = await get_service(runtime).current_model()
+    trained_version, trained = await service_of(runtime).current_model()
     elsewhere = PredictService(runtime)
     version, model = await elsewhere.current_model()
     assert version == trained_version and model.data_hash == trained.data_hash
@@ -231,7 +231,7 @@ async def test_the_specifications_examples_work_as_written(
 async def test_prediction_horizon_days_sets_the_default_and_the_maximum(
     client: httpx.AsyncClient, auth: dict[str, str], history: str, runtime: Runtime
 ) -> None:
-    service = get_service(runtime)
+    service = service_of(runtime)
     original = service.settings
     try:
         service.settings = original.model_copy(update={"prediction_horizon_days": 2})
@@ -404,7 +404,7 @@ async def test_same_run_twice_is_one_row_and_the_bus_feeds_the_store(
     event = PipelineRunMetrics(project_id=history, **{**runs[0], "run_id": "from-bus"})
     await publish_event(runtime.broker, event)
     await publish_event(runtime.broker, event)  # redelivery: still one row
-    store = get_service(runtime).store
+    store = service_of(runtime).store
     since = datetime.now(UTC) - timedelta(days=3)
 
     async def stored() -> bool:
@@ -415,7 +415,7 @@ async def test_same_run_twice_is_one_row_and_the_bus_feeds_the_store(
 
 
 async def test_alert_once_per_episode(runtime: Runtime, history: str) -> None:
-    service = get_service(runtime)
+    service = service_of(runtime)
     original = service.config
     try:
         service.config = original.model_copy(update={"alert_threshold": 0.0})
@@ -441,7 +441,7 @@ async def test_predictions_and_alerts_are_scored_once_their_horizon_has_passed(
     runtime: Runtime, history: str
 ) -> None:
     """Accuracy, prevention and savings from what the runs after a prediction show."""
-    service = get_service(runtime)
+    service = service_of(runtime)
     since = datetime.now(UTC) - timedelta(days=30)
     for index in range(6):  # a pipeline that has failed before: a prevented failure saves its cost
         pipeline = f"pipeline-{index:03d}"

@@ -24,7 +24,7 @@ from sqlalchemy import update
 
 from services.runtime import Runtime
 from services.templates.clickhouse_sandbox import SandboxRefused
-from services.templates.service import templates_service
+from services.templates.service import service_of
 from services.templates.tables import PipelineInstance
 from shared.settings import Settings
 
@@ -214,7 +214,7 @@ async def test_the_sandbox_itself_refuses_files_urls_settings_and_platform_table
     await platform.command(
         "CREATE TABLE IF NOT EXISTS platform_only.metrics (a Int64) ENGINE = MergeTree ORDER BY a"
     )
-    sandbox = templates_service(runtime).connections.sandbox()
+    sandbox = service_of(runtime).connections.sandbox()
     platform_db = settings.resolved_database_url.rpartition("///")[2] or "/tmp/aietl.db"
     denied_by_the_user = [  # no FILE/URL/REMOTE/SQLITE/... source grant, no SYSTEM, no access management
         f"SELECT * FROM sqlite('{platform_db}', 'users')",
@@ -250,7 +250,7 @@ async def test_stored_code_outside_its_scope_is_refused_at_run_time(
 ) -> None:
     """An instance whose stored code predates the check (or was tampered with) does not run."""
     _project, headers = project_user
-    warehouse: Any = await templates_service(runtime).connections.target("", "warehouse")
+    warehouse: Any = await service_of(runtime).connections.target("", "warehouse")
     schema = f"a_{uuid.uuid4().hex[:8]}"
     async with warehouse.engine.begin() as connection:
         await connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
@@ -322,7 +322,7 @@ async def test_health_answers_while_a_render_bomb_is_stopped(
     project_maintainer: dict[str, str],
 ) -> None:
     _project, headers = project_user
-    renderer = templates_service(runtime).renderer
+    renderer = service_of(runtime).renderer
     spin = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
     template_id = await custom_template(client, project_maintainer, "postgres", f"SELECT 1; -- {spin}\n")
     assert (await client.get("/health")).status_code == 200
@@ -348,12 +348,12 @@ async def _source(runtime: Runtime, connection: str, schema: str) -> dict[str, s
     """A `src` table with two rows on the connection; its config reference."""
     rows = "(1, 'a'), (2, 'b')"
     if connection == "clickhouse":
-        sandbox = templates_service(runtime).connections.sandbox()
+        sandbox = service_of(runtime).connections.sandbox()
         await sandbox.command(f"CREATE DATABASE {schema}")
         await sandbox.command(f"CREATE TABLE {schema}.src (id Int64, name String) ENGINE = Memory")
         await sandbox.command(f"INSERT INTO {schema}.src VALUES {rows}")
         return {"schema": schema, "name": "src"}
-    target: Any = await templates_service(runtime).connections.target("", connection)
+    target: Any = await service_of(runtime).connections.target("", connection)
     qualified = f"{schema}.src" if connection == "warehouse" else f"src_{schema}"
     async with target.engine.begin() as sql:
         if connection == "warehouse":

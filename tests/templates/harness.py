@@ -13,7 +13,7 @@ from services.runtime import Runtime
 from services.templates.builtin import builtin
 from services.templates.domain.config import validated
 from services.templates.domain.rendering import render
-from services.templates.service import templates_service
+from services.templates.service import service_of
 from services.templates.targets import RunStats, SqlAlchemyTarget, Target
 
 TYPES = {
@@ -42,7 +42,7 @@ class Backend:
     @classmethod
     async def open(cls, runtime: Runtime, dialect: str) -> Backend:
         namespace = f"t_{uuid.uuid4().hex[:10]}"
-        connections = templates_service(runtime).connections
+        connections = service_of(runtime).connections
         if dialect == "postgres":
             target: Any = await connections.target("", "warehouse")
             backend = cls(dialect, namespace, target, runtime, target.engine)

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from services.runtime import Runtime
-from services.templates.service import templates_service
+from services.templates.service import service_of
 from shared.bus import publish_event
 from shared.events import Drift, DriftDetected, SuggestedMapping
 from shared.settings import Settings
@@ -20,7 +20,7 @@ BASE = "/api/v1/advanced/templates"
 
 async def sql(runtime: Runtime, statement: str) -> list[tuple]:
     """On the `warehouse` connection (the tests' PostgreSQL run target, not the platform's database)."""
-    target: Any = await templates_service(runtime).connections.target("", "warehouse")
+    target: Any = await service_of(runtime).connections.target("", "warehouse")
     async with target.engine.begin() as connection:
         result = await connection.exec_driver_sql(statement)
         return [tuple(row) for row in result.all()] if result.returns_rows else []

@@ -10,7 +10,7 @@ import pytest
 
 from services.runtime import Runtime
 from services.templates.connections import Connections, UnknownConnection, project_file
-from services.templates.service import templates_service
+from services.templates.service import service_of
 from services.templates.tables import ProjectConnection
 from shared.settings import Settings
 
@@ -64,7 +64,7 @@ async def test_connections_are_added_tested_listed_and_deleted_without_a_restart
     assert row is not None and PASSWORD not in row.sealed_url and PASSWORD not in row.summary
 
     # usable at once: a pipeline on the new SQLite connection
-    target: Any = await templates_service(runtime).connections.target(project, "lite_one")
+    target: Any = await service_of(runtime).connections.target(project, "lite_one")
     async with target.engine.begin() as sql:
         await sql.exec_driver_sql("CREATE TABLE src (id INTEGER, name TEXT)")
         await sql.exec_driver_sql("INSERT INTO src VALUES (1, 'a')")
@@ -116,7 +116,7 @@ async def test_unknown_connection_and_missing_source_are_reported_at_instantiate
 ) -> None:
     _project, headers = project_user
     schema = f"c_{uuid.uuid4().hex[:8]}"
-    warehouse: Any = await templates_service(runtime).connections.target("", "warehouse")
+    warehouse: Any = await service_of(runtime).connections.target("", "warehouse")
     async with warehouse.engine.begin() as sql:
         await sql.exec_driver_sql(f"CREATE SCHEMA {schema}")
         await sql.exec_driver_sql(f"CREATE TABLE {schema}.orders (id BIGINT, amt NUMERIC)")
@@ -189,7 +189,7 @@ async def test_a_request_without_connection_gets_the_projects_only_one_else_the_
         f"{BASE}/connections", json={"name": "mine", "url": "sqlite:///mine.db"}, headers=project_maintainer
     )
     assert added.status_code == 201, added.text
-    target: Any = await templates_service(runtime).connections.target(project, "mine")
+    target: Any = await service_of(runtime).connections.target(project, "mine")
     async with target.engine.begin() as sql:
         await sql.exec_driver_sql("CREATE TABLE src (id INTEGER)")
     own = await instantiate("on_mine", {"source_table": "src"})

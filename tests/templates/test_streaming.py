@@ -10,7 +10,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from services.runtime import Runtime
-from services.templates.service import templates_service
+from services.templates.service import service_of
 from services.templates.streaming import decode
 from shared.bus import ensure_topics
 from shared.settings import Settings
@@ -41,7 +41,7 @@ async def test_topic_into_postgres_upserts_latest_per_key(
     topic = f"orders-{uuid.uuid4().hex[:8]}"
     schema = f"st_{uuid.uuid4().hex[:8]}"
     await ensure_topics(settings, [topic])
-    warehouse: Any = await templates_service(runtime).connections.target("", "warehouse")
+    warehouse: Any = await service_of(runtime).connections.target("", "warehouse")
     async with warehouse.engine.begin() as connection:
         await connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
     config = {
