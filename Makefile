@@ -32,7 +32,7 @@ kafka:  ## Resolve Apache Kafka 4 with Maven into .aietl/kafka: the tests start 
 test: install services kafka  ## Install, start services, run all tests
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 	AIETL_TEST_BROKER=kafka $(BIN)/pytest tests/foundation tests/interop tests/reliability/test_poison.py
 
 test-pure: install  ## The pure domain tests only (no services, seconds)
