@@ -524,6 +524,8 @@ class _DeadLetterMiddleware(BaseMiddleware):
 
     async def consume_scope(self, call_next: Callable[..., Any], msg: Any) -> Any:
         record = msg.raw_message
+        if isinstance(record, tuple | list):  # a batch: `BatchConsumer` does this per record itself
+            return await call_next(msg)
         topic = record.topic
         labels = {"topic": topic, "group": self.group_id}
         metrics.EVENTS_CONSUMED.labels(**labels).inc()
@@ -673,13 +675,13 @@ class BatchConsumer(Generic[Parsed]):
         self.parse, self.batch, self.one = parse, batch, one
         self.labels = {"topic": topic, "group": group_id}
 
-    def subscribe(self, *, max_records: int, wait_ms: int) -> None:
-        """Register on the broker itself (a router's middleware would wrap batches whole)."""
+    def subscribe(self, router: KafkaRouter, *, max_records: int, wait_ms: int) -> None:
+        """Register on the service's router (its dead-letter middleware lets batches through)."""
 
         async def on_batch(values: list[bytes], message: KafkaMessage) -> None:
             await self.handle(message.raw_message)
 
-        self.broker.subscriber(
+        router.subscriber(
             self.topic,
             group_id=self.group_id,
             batch=True,
@@ -747,8 +749,25 @@ class ServiceRouter(KafkaRouter):
             {"broker": broker, "settings": settings, "group_id": group_id},
         )
         super().__init__(middlewares=[middleware])
+        self.platform_broker = broker
         self.settings = settings
         self.group_id = group_id
+
+    def consumes_batches(
+        self,
+        topic: str,
+        *,
+        parse: Callable[[bytes], Parsed],
+        batch: Callable[[Sequence[Parsed]], Awaitable[Sequence[Event]]],
+        one: Callable[[Parsed], Awaitable[Sequence[Event]]],
+        max_records: int,
+        wait_ms: int,
+    ) -> None:
+        """Subscribe this service's group to `topic` in batches (`BatchConsumer`)."""
+        consumer = BatchConsumer(
+            self.platform_broker, self.settings, self.group_id, topic, parse=parse, batch=batch, one=one
+        )
+        consumer.subscribe(self, max_records=max_records, wait_ms=wait_ms)
 
     def consumes(self, topic: str, **overrides: Any) -> Callable[..., Any]:
         """`@router.consumes(Topic.X)`: subscribe this service's group with the platform's defaults."""

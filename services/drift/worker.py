@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.drift import service, store
 from services.runtime import Runtime
-from shared.bus import BatchConsumer, ServiceRouter, describe_error
+from shared.bus import ServiceRouter, describe_error
 from shared.db import ProcessedEvent, process_once
 from shared.events import DriftDetected, SchemaObserved, Topic
 from shared.events.base import utc_now
@@ -129,7 +129,8 @@ def create_router(runtime: Runtime) -> ServiceRouter:
         output = await process_one(runtime, event)
         return [] if output is None else [output]
 
-    BatchConsumer(
-        runtime.broker, runtime.settings, GROUP, Topic.SCHEMA_OBSERVED, parse=parse, batch=batch, one=one
-    ).subscribe(max_records=MAX_BATCH, wait_ms=BATCH_WAIT_MS)
-    return ServiceRouter(runtime.broker, runtime.settings, GROUP)
+    router = ServiceRouter(runtime.broker, runtime.settings, GROUP)
+    router.consumes_batches(
+        Topic.SCHEMA_OBSERVED, parse=parse, batch=batch, one=one, max_records=MAX_BATCH, wait_ms=BATCH_WAIT_MS
+    )
+    return router

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from services.predict.service import service_of
 from services.predict.trainer import get_trainer
 from services.runtime import Runtime
-from shared.bus import BatchConsumer, ServiceRouter
+from shared.bus import ServiceRouter
 from shared.events import Event, PipelineRunMetrics, Topic
 
 GROUP = "predict"
@@ -35,13 +35,13 @@ def create_router(runtime: Runtime) -> ServiceRouter:
     async def one(event: PipelineRunMetrics) -> list[Event]:
         return await batch([event])
 
-    BatchConsumer(
-        runtime.broker,
-        runtime.settings,
-        GROUP,
+    router = ServiceRouter(runtime.broker, runtime.settings, GROUP)
+    router.consumes_batches(
         Topic.METRICS_INGESTED,
         parse=PipelineRunMetrics.model_validate_json,
         batch=batch,
         one=one,
-    ).subscribe(max_records=MAX_BATCH, wait_ms=BATCH_WAIT_MS)
-    return ServiceRouter(runtime.broker, runtime.settings, GROUP)
+        max_records=MAX_BATCH,
+        wait_ms=BATCH_WAIT_MS,
+    )
+    return router

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from services.runtime import Runtime
 from services.vector_sink.domain.model import Document
 from services.vector_sink.service import ConnectorMisconfigured, UnknownConnector, service_of
-from shared.bus import BatchConsumer, PermanentError, ServiceRouter
+from shared.bus import PermanentError, ServiceRouter
 from shared.events import Event, Topic
 from shared.events.documents import DocumentIngested
 
@@ -56,13 +56,13 @@ def create_router(runtime: Runtime) -> ServiceRouter:
     async def one(event: DocumentIngested) -> list[Event]:
         return await batch([event])
 
-    BatchConsumer(
-        runtime.broker,
-        runtime.settings,
-        GROUP,
+    router = ServiceRouter(runtime.broker, runtime.settings, GROUP)
+    router.consumes_batches(
         Topic.DOCUMENTS_INGESTED,
         parse=DocumentIngested.model_validate_json,
         batch=batch,
         one=one,
-    ).subscribe(max_records=MAX_BATCH, wait_ms=BATCH_WAIT_MS)
-    return ServiceRouter(runtime.broker, runtime.settings, GROUP)
+        max_records=MAX_BATCH,
+        wait_ms=BATCH_WAIT_MS,
+    )
+    return router

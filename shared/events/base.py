@@ -10,10 +10,21 @@ from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Literal
 from uuid import UUID, uuid4
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 ProjectId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+
+
+def _iso_8601_only(value: object) -> object:
+    """The published contracts say `format: date-time`; pydantic alone also takes a number as Unix
+    seconds, which no schema allows (the OpenAPI fuzz sent `occurred_at: 1.5` and got a 202)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("a timestamp is an ISO 8601 string with a time zone, not a number")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_8601_only)]
 
 
 def utc_now() -> datetime:
@@ -35,7 +46,7 @@ class Event(Contract):
         default_factory=uuid4, description="Idempotency key: redelivery has no second effect."
     )
     project_id: ProjectId
-    occurred_at: AwareDatetime = Field(default_factory=utc_now)
+    occurred_at: Timestamp = Field(default_factory=utc_now)
     schema_version: Literal[1] = 1
 
     def partition_key(self) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
-from shared.events.base import Event, Name, Topic
+from shared.events.base import Event, Name, Timestamp, Topic
 
 MetadataValue = str | int | float | bool | None
 
@@ -23,7 +23,7 @@ class DocumentIngested(Event):
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
     source: str | None = None
     author: str | None = None
-    created_at: AwareDatetime | None = None
+    created_at: Timestamp | None = None
 
     @model_validator(mode="after")
     def _content_for_upserts(self) -> DocumentIngested:

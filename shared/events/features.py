@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from shared.events.base import Contract, Event, Name, Topic
+from shared.events.base import Contract, Event, Name, Timestamp, Topic
 
 FeatureScalar = bool | int | float | str | None
 FeatureData = FeatureScalar | list[float] | list[int] | list[str]
@@ -19,7 +19,7 @@ class FeatureValue(Contract):
     )
     entity_id: Name
     value: FeatureData
-    timestamp: AwareDatetime = Field(description="Event time of the value: what point-in-time joins use.")
+    timestamp: Timestamp = Field(description="Event time of the value: what point-in-time joins use.")
 
 
 class FeaturesWritten(Event):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from shared.events.base import Event, Name, Topic
+from shared.events.base import Event, Name, Timestamp, Topic
 
 RunStatus = Literal["success", "failed"]
 
@@ -18,8 +18,8 @@ class PipelineRunMetrics(Event):
     pipeline_id: Name
     run_id: Name = Field(description="Idempotency key of the run: the same run stored twice is one row.")
     status: RunStatus
-    started_at: AwareDatetime
-    ended_at: AwareDatetime
+    started_at: Timestamp
+    ended_at: Timestamp
     duration_seconds: float = Field(ge=0)
     rows_read: int = Field(default=0, ge=0)
     rows_written: int = Field(default=0, ge=0)

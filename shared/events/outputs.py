@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from shared.events.base import Event, Name, Topic
+from shared.events.base import Event, Name, Timestamp, Topic
 from shared.events.schema import Severity
 
 
@@ -35,7 +35,7 @@ class MaintenanceAlert(Event):
     threshold: float = Field(ge=0.0, le=1.0)
     severity: Severity
     description: str
-    episode_started_at: AwareDatetime
+    episode_started_at: Timestamp
 
     def partition_key(self) -> str:
         return self.pipeline_id

@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.runtime import Runtime
 from shared.bus import (
-    BatchConsumer,
     ConsumerProgress,
     ConsumerStalled,
     ServiceRouter,
@@ -262,10 +261,12 @@ async def test_empty_values_are_dead_lettered_by_single_and_batch_consumers(migr
     async def one(event: Ping) -> list[Event]:
         return await batch([event])
 
+    batches = ServiceRouter(broker, migrated, f"batch-{topic}")
+    batches.consumes_batches(
+        topic, parse=Ping.model_validate_json, batch=batch, one=one, max_records=10, wait_ms=20
+    )
     broker.include_router(single)
-    BatchConsumer(
-        broker, migrated, f"batch-{topic}", topic, parse=Ping.model_validate_json, batch=batch, one=one
-    ).subscribe(max_records=10, wait_ms=20)
+    broker.include_router(batches)
     await broker.start()
     try:
         await eventually(lambda: _value(handled and batched))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -151,3 +152,19 @@ def test_dead_letter_keeps_original_bytes() -> None:
         attempts=0,
     )
     assert letter.original_value() == b"\x00\x01\x02\xff"
+
+
+@pytest.mark.parametrize("number", [1.5, 1_700_000_000])
+def test_timestamps_are_iso_8601_strings_as_the_published_schema_says(number: float) -> None:
+    """Pydantic alone reads a number as Unix seconds; the JSON Schema says `format: date-time`."""
+    event = {
+        "project_id": "p",
+        "connector_id": "c",
+        "table_name": "t",
+        "columns": [{"name": "id", "type": "int"}],
+    }
+    with pytest.raises(ValidationError, match="ISO 8601 string with a time zone, not a number"):
+        SchemaObserved.model_validate_json(json.dumps({**event, "occurred_at": number}))
+    parsed = SchemaObserved.model_validate_json(json.dumps({**event, "occurred_at": "2026-12-03T10:00:00Z"}))
+    assert parsed.occurred_at == datetime(2026, 12, 3, 10, tzinfo=UTC)
+    assert SchemaObserved.model_json_schema()["properties"]["occurred_at"]["format"] == "date-time"
