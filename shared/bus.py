@@ -344,8 +344,31 @@ async def ensure_topics(settings: Settings, topics: Iterable[str] | None = None)
         for name, code, message in response.topic_errors:
             if code not in TOPIC_CREATE_ERRORS_OK:
                 raise KafkaError(f"cannot create topic {name}: {message} (code {code})")
+        await _until_visible(admin, [topic.name for topic in wanted])
     finally:
         await admin.close()
+
+
+async def _until_visible(admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0) -> None:
+    """Return once the topics have leaders in the metadata of (very likely) every broker: twice as many
+    answers in a row as there are brokers, each from a broker taken at random. A topic just created
+    is not in every broker's metadata at once; a consumer that asked such a broker got no partitions
+    and waited `metadata.max.age.ms` (5 minutes) to ask again (seen on the three-broker cluster)."""
+    brokers = len((await admin.describe_cluster())["brokers"])
+    deadline, answers = time.monotonic() + timeout, 0
+    while answers < 2 * brokers:
+        topics = await admin.describe_topics(names)
+        visible = len(topics) == len(names) and all(
+            topic["error_code"] == 0
+            and topic["partitions"]
+            and all(partition["leader"] >= 0 for partition in topic["partitions"])
+            for topic in topics
+        )
+        answers = answers + 1 if visible else 0
+        if not visible:
+            if time.monotonic() > deadline:
+                raise KafkaError(f"topics without leaders after {timeout:.0f} s: {names}")
+            await asyncio.sleep(0.05)
 
 
 async def publish_event(broker: KafkaBroker, event: Event, *, topic: str | None = None) -> None:
