@@ -17,6 +17,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
+COPY aietl ./aietl
 # A current pip first: pip < 23.3 does not normalise extra names (PEP 685) and would silently install
 # nothing for `vector_sink` (published as `vector-sink`).
 RUN /opt/aietl/bin/pip install --upgrade pip \

@@ -29,21 +29,21 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
+from aietl.services.drift import worker as drift_worker
+from aietl.services.drift.domain import columns_of, detect, schema_hash
+from aietl.services.drift.domain.names import name_similarity, tokens
+from aietl.services.drift.domain.types import parse_type
+from aietl.services.runtime import Runtime
+from aietl.shared.bus import ServiceRouter, ensure_topics, publish_event
+from aietl.shared.db import ProcessedEvent
+from aietl.shared.embedded_broker import EmbeddedBroker, free_port
+from aietl.shared.events import DriftDetected, SchemaObserved, Topic
+from aietl.shared.events.schema import ObservedColumn
+from aietl.shared.migrate import upgrade_async
+from aietl.shared.settings import Settings
 from bench import Scale
 from bench.processes import ROOT, aietl
 from bench.sides import quantile
-from services.drift import worker as drift_worker
-from services.drift.domain import columns_of, detect, schema_hash
-from services.drift.domain.names import name_similarity, tokens
-from services.drift.domain.types import parse_type
-from services.runtime import Runtime
-from shared.bus import ServiceRouter, ensure_topics, publish_event
-from shared.db import ProcessedEvent
-from shared.embedded_broker import EmbeddedBroker, free_port
-from shared.events import DriftDetected, SchemaObserved, Topic
-from shared.events.schema import ObservedColumn
-from shared.migrate import upgrade_async
-from shared.settings import Settings
 from tests.drift.wide_tables import wide_renamed_tables
 
 WIDE_COLUMNS = 1_000
@@ -283,7 +283,7 @@ def detect_http_latency(requests: int) -> dict[str, Any]:
     """`POST /detect` over HTTP on an embedded platform (`aietl up`: SQLite + tansu), a 50-column
     table: every other request adds a nullable column (adapted: a new version is written and
     `drift.detected` published), the others repeat the current schema (nothing to write)."""
-    from services.demo.launcher import embedded_platform
+    from aietl.services.demo.launcher import embedded_platform
 
     columns = [
         {"name": f"c{i}", "type": TYPES[i % len(TYPES)], "nullable": i > 0, "primary_key": i == 0}

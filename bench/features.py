@@ -34,6 +34,15 @@ from typing import Any
 
 import httpx
 
+from aietl.services.features import registry
+from aietl.services.features.domain import FeatureType
+from aietl.services.features.service import FeatureStore, ValueIn
+from aietl.services.features.stores.clickhouse_offline import ClickHouseOfflineStore
+from aietl.services.features.stores.redis_online import KEY_PREFIX, RedisOnlineStore
+from aietl.services.runtime import Runtime
+from aietl.shared.embedded_broker import EmbeddedBroker, free_port
+from aietl.shared.migrate import upgrade_async
+from aietl.shared.settings import Settings
 from bench import Scale
 from bench.compare import Case, Measurement, SideProcess, compare
 from bench.feature_data import (
@@ -47,15 +56,6 @@ from bench.feature_data import (
 )
 from bench.processes import ROOT, aietl, delete_keys, serving
 from bench.sides import post_json, serve, timed
-from services.features import registry
-from services.features.domain import FeatureType
-from services.features.service import FeatureStore, ValueIn
-from services.features.stores.clickhouse_offline import ClickHouseOfflineStore
-from services.features.stores.redis_online import KEY_PREFIX, RedisOnlineStore
-from services.runtime import Runtime
-from shared.embedded_broker import EmbeddedBroker, free_port
-from shared.migrate import upgrade_async
-from shared.settings import Settings
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 FEAST_VENV = ROOT / ".aietl" / "venv-feast"

@@ -20,13 +20,13 @@ from typing import Any, ClassVar
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aietl.shared.bus import ServiceRouter, create_broker, ensure_topics, publish_event
+from aietl.shared.db import Database, process_once
+from aietl.shared.embedded_broker import EmbeddedBroker, free_port
+from aietl.shared.events import Event
+from aietl.shared.migrate import upgrade_async
+from aietl.shared.settings import Settings
 from bench import Scale
-from shared.bus import ServiceRouter, create_broker, ensure_topics, publish_event
-from shared.db import Database, process_once
-from shared.embedded_broker import EmbeddedBroker, free_port
-from shared.events import Event
-from shared.migrate import upgrade_async
-from shared.settings import Settings
 from tests.support import fresh_postgres_database
 
 POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -56,7 +56,7 @@ def cold_start_seconds(times: int) -> dict[str, float]:
                 [
                     sys.executable,
                     "-m",
-                    "services.cli",
+                    "aietl.services.cli",
                     "up",
                     "--data-dir",
                     folder,

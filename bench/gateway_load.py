@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 import httpx
 import psutil
 
+from aietl.services.features.stores.redis_online import KEY_PREFIX
+from aietl.shared.embedded_broker import EmbeddedBroker, free_port
+from aietl.shared.migrate import upgrade_async
 from bench import Scale
 from bench.processes import aietl, delete_keys, serving
-from services.features.stores.redis_online import KEY_PREFIX
-from shared.embedded_broker import EmbeddedBroker, free_port
-from shared.migrate import upgrade_async
 from tests.support import fresh_postgres_database
 
 CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")

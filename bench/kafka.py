@@ -27,15 +27,15 @@ from typing import Any
 
 from sqlalchemy import select
 
+from aietl.services.features.domain import FeatureType
+from aietl.services.features.registry import FeatureDefinition, register_feature
+from aietl.shared.bus import create_broker, ensure_topics, publish_events
+from aietl.shared.db import Database, ProcessedEvent
+from aietl.shared.embedded_broker import EmbeddedBroker, free_port
+from aietl.shared.events import Event, FeaturesWritten, FeatureValue, ObservedColumn, SchemaObserved
+from aietl.shared.migrate import upgrade_async
+from aietl.shared.settings import Settings
 from bench import Scale
-from services.features.domain import FeatureType
-from services.features.registry import FeatureDefinition, register_feature
-from shared.bus import create_broker, ensure_topics, publish_events
-from shared.db import Database, ProcessedEvent
-from shared.embedded_broker import EmbeddedBroker, free_port
-from shared.events import Event, FeaturesWritten, FeatureValue, ObservedColumn, SchemaObserved
-from shared.migrate import upgrade_async
-from shared.settings import Settings
 from tests.kafka.cluster import running_cluster
 from tests.support import fresh_postgres_database
 
@@ -126,7 +126,7 @@ def spawn_worker(worker: str, env: dict[str, str], log: Path) -> subprocess.Pope
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         return subprocess.Popen(  # noqa: S603 - our own CLI
-            [sys.executable, "-m", "services.cli", "worker", worker],
+            [sys.executable, "-m", "aietl.services.cli", "worker", worker],
             cwd=ROOT,
             env=env,
             stdout=out,

@@ -32,10 +32,10 @@ from typing import Any
 import httpx
 import psutil
 
+from aietl.services.predict.domain.forecast import forecast
+from aietl.services.predict.simulator import simulate
+from aietl.shared.embedded_broker import free_port
 from bench import Scale
-from services.predict.domain.forecast import forecast
-from services.predict.simulator import simulate
-from shared.embedded_broker import free_port
 
 DAYS = 22  # more than MIN_HISTORICAL_DAYS (14), the spec's minimum before any prediction
 MIN_PIPELINES = 8  # the validation slice then holds failures of every horizon, even at a tiny scale
@@ -48,7 +48,7 @@ COLD_START = """
 import json, time
 started = time.perf_counter()
 import numpy as np
-from services.predict.domain.forecast import forecast
+from aietl.services.predict.domain.forecast import forecast
 imported = time.perf_counter()
 hours = np.arange(840)
 series = 50 + 10 * np.sin(2 * np.pi * hours / 24) + np.random.default_rng(0).normal(0, 1, 840)
@@ -90,7 +90,7 @@ def _start_platform(folder: str, trees: int) -> tuple[subprocess.Popen[bytes], s
     port, broker_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"}}
     env |= {"AIETL_ADMIN_PASSWORD": PASSWORD, "AIETL_PREDICT_FOREST_TREES": str(trees)}
-    command = [sys.executable, "-m", "services.cli", "up", "--data-dir", folder]
+    command = [sys.executable, "-m", "aietl.services.cli", "up", "--data-dir", folder]
     process = subprocess.Popen(  # noqa: S603 - our own CLI
         [*command, "--port", str(port), "--broker-port", str(broker_port)],
         cwd=folder,

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def aietl(*arguments: str) -> list[str]:
     """The command line of our own CLI in this interpreter (as `aietl ...` runs it)."""
-    return [sys.executable, "-m", "services.cli", *arguments]
+    return [sys.executable, "-m", "aietl.services.cli", *arguments]
 
 
 @contextlib.contextmanager

@@ -15,16 +15,16 @@ import time
 import uuid
 from typing import Any
 
+from aietl.services.runtime import Runtime
+from aietl.services.templates.builtin import builtin
+from aietl.services.templates.domain.config import validated
+from aietl.services.templates.domain.rendering import render
+from aietl.services.templates.service import service_of
+from aietl.services.templates.tables import ControlEntry
+from aietl.services.templates.targets import SqlAlchemyTarget
+from aietl.shared.migrate import upgrade_async
+from aietl.shared.settings import Settings
 from bench import Scale
-from services.runtime import Runtime
-from services.templates.builtin import builtin
-from services.templates.domain.config import validated
-from services.templates.domain.rendering import render
-from services.templates.service import service_of
-from services.templates.tables import ControlEntry
-from services.templates.targets import SqlAlchemyTarget
-from shared.migrate import upgrade_async
-from shared.settings import Settings
 from tests.support import fresh_postgres_database
 
 POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -22,19 +22,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from aietl.services.runtime import Runtime
+from aietl.services.vector_sink import store
+from aietl.services.vector_sink.config import MilvusOptions, split_secrets
+from aietl.services.vector_sink.connectors.milvus import MilvusStore
+from aietl.services.vector_sink.domain.ids import scoped_collection
+from aietl.services.vector_sink.domain.model import CollectionSpec, Document
+from aietl.services.vector_sink.embeddings import EmbeddingConfig, create_embedder
+from aietl.services.vector_sink.service import service_of
+from aietl.shared.migrate import upgrade_async
+from aietl.shared.settings import Settings
 from bench import Scale
 from bench.compare import Case, Measurement, compare
 from bench.sides import quantile
-from services.runtime import Runtime
-from services.vector_sink import store
-from services.vector_sink.config import MilvusOptions, split_secrets
-from services.vector_sink.connectors.milvus import MilvusStore
-from services.vector_sink.domain.ids import scoped_collection
-from services.vector_sink.domain.model import CollectionSpec, Document
-from services.vector_sink.embeddings import EmbeddingConfig, create_embedder
-from services.vector_sink.service import service_of
-from shared.migrate import upgrade_async
-from shared.settings import Settings
 
 DIMENSION = 384
 UPSERT_BATCH = 5_000

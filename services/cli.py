@@ -15,12 +15,12 @@ import click
 import uvicorn
 from starlette.types import ASGIApp
 
-from services.runtime import WORKERS, Runtime, create_worker_router
-from shared.bus import ensure_topics
-from shared.embedded_broker import EmbeddedBroker
-from shared.logs import configure_logging
-from shared.migrate import upgrade_async
-from shared.settings import Settings
+from aietl.services.runtime import WORKERS, Runtime, create_worker_router
+from aietl.shared.bus import ensure_topics
+from aietl.shared.embedded_broker import EmbeddedBroker
+from aietl.shared.logs import configure_logging
+from aietl.shared.migrate import upgrade_async
+from aietl.shared.settings import Settings
 
 
 class _Server(uvicorn.Server):
@@ -130,7 +130,7 @@ async def _up(settings: Settings, started: float) -> None:
 
 
 async def _up_on_broker(settings: Settings, started: float) -> None:
-    from services.gateway.app import create_app
+    from aietl.services.gateway.app import create_app
 
     runtime = Runtime(settings)
     try:
@@ -167,7 +167,7 @@ def worker(name: str, metrics_port: int | None) -> None:
 
 
 async def _worker(settings: Settings, name: str) -> None:
-    from services.operations import operations_app
+    from aietl.services.operations import operations_app
 
     runtime = Runtime(settings, client_id=f"aietl-{name}")
     try:
@@ -192,7 +192,7 @@ async def _worker(settings: Settings, name: str) -> None:
 @click.option("--port", type=int, default=None)
 def gateway(host: str | None, port: int | None) -> None:
     """Run the REST gateway alone (workers run elsewhere)."""
-    from services.gateway.app import create_app
+    from aietl.services.gateway.app import create_app
 
     settings = _settings(None, gateway_host=host, gateway_port=port)
     app = create_app(Runtime(settings, client_id="aietl-gateway"))
@@ -210,7 +210,7 @@ def jwt_keys() -> None:
 
 
 def _key_ring_file(data_dir: Path | None) -> Path:
-    from services.gateway.security import KeyRing
+    from aietl.services.gateway.security import KeyRing
 
     settings = _settings(data_dir)
     ring = KeyRing.from_settings(settings)
@@ -225,7 +225,7 @@ def _key_ring_file(data_dir: Path | None) -> Path:
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None)
 def jwt_keys_list(data_dir: Path | None) -> None:
     """The key ids, the signing one first."""
-    from services.gateway.security import KeyRing, read_key_ring
+    from aietl.services.gateway.security import KeyRing, read_key_ring
 
     for position, key in enumerate(read_key_ring(_key_ring_file(data_dir))):
         click.echo(f"{KeyRing.key_id(key)}{'  (signs)' if position == 0 else ''}")
@@ -235,7 +235,7 @@ def jwt_keys_list(data_dir: Path | None) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None)
 def jwt_keys_rotate(data_dir: Path | None) -> None:
     """A new key signs from now on; the others still verify the tokens they signed."""
-    from services.gateway.security import KeyRing, new_secret, read_key_ring, write_key_ring
+    from aietl.services.gateway.security import KeyRing, new_secret, read_key_ring, write_key_ring
 
     path = _key_ring_file(data_dir)
     key = new_secret()
@@ -247,7 +247,7 @@ def jwt_keys_rotate(data_dir: Path | None) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None)
 def jwt_keys_retire(data_dir: Path | None) -> None:
     """Keep only the signing key: tokens signed by the others stop working."""
-    from services.gateway.security import KeyRing, read_key_ring, write_key_ring
+    from aietl.services.gateway.security import KeyRing, read_key_ring, write_key_ring
 
     path = _key_ring_file(data_dir)
     current, *retired = read_key_ring(path)
@@ -282,7 +282,7 @@ async def _broker(port: int) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("docs/contracts"), show_default=True)
 def contracts(out: Path) -> None:
     """Write the AsyncAPI document and one JSON Schema per topic, for producers in any language."""
-    from services.contracts import write_contracts
+    from aietl.services.contracts import write_contracts
 
     for path in write_contracts(out):
         click.echo(path)
@@ -296,7 +296,7 @@ def contracts(out: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Every figure of every seed as JSON.")
 def predict_eval(seeds: str, pipelines: int, days: int, compare: bool, as_json: bool) -> None:
     """Score the predict service on simulated held-out time, beside baselines, and on real series."""
-    from services.predict.evaluate import main as evaluate
+    from aietl.services.predict.evaluate import main as evaluate
 
     arguments = ["--seeds", seeds, "--pipelines", str(pipelines), "--days", str(days)]
     evaluate(arguments + (["--compare"] if compare else []) + (["--json"] if as_json else []))
@@ -319,7 +319,7 @@ def predict_eval(seeds: str, pipelines: int, days: int, compare: bool, as_json: 
 def drift_eval(history: Path | None, synthetic: Path | None, no_lopo: bool) -> None:
     """Score drift detection on labelled corpora: per-type P/R/F1, renames, exact cases, leave-one-
     project-out, beside the plain name diff that infers no renames (needs scikit-learn to re-fit)."""
-    from services.drift import evaluate
+    from aietl.services.drift import evaluate
 
     history = history or evaluate.HISTORY
     synthetic = synthetic or evaluate.SYNTHETIC
@@ -345,8 +345,8 @@ def demo(url: str | None, username: str, password: str | None) -> None:
     With --url the demo writes into that platform (project `demo` for an administrator); its
     simulated runs also feed the shared failure model there.
     """
-    from services.demo.client import DemoFailed
-    from services.demo.launcher import run
+    from aietl.services.demo.client import DemoFailed
+    from aietl.services.demo.launcher import run
 
     if url is not None and password is None:
         password = click.prompt("Password", hide_input=True)
@@ -376,7 +376,7 @@ def observe(
     interval: float | None,
 ) -> None:
     """Publish the live schema of tables as schema.observed (once, or every --interval seconds)."""
-    from services.drift import observer
+    from aietl.services.drift import observer
 
     settings = _settings(None)
     names = [name.strip() for name in tables.split(",") if name.strip()]
@@ -408,7 +408,7 @@ def connections() -> None:
 
 def _with_connections(project_id: str | None, action: Callable[[Any, str], Awaitable[Any]]) -> Any:
     """Run `action(connections, project)` with the templates service of a short-lived runtime."""
-    from services.templates.service import service_of
+    from aietl.services.templates.service import service_of
 
     settings = _settings(None)
 
@@ -443,7 +443,7 @@ def connections_list(project_id: str | None) -> None:
 )
 def connections_add(name: str, project_id: str | None, url: str) -> None:
     """Add a connection (postgresql://, clickhouse:// or sqlite:///<file name>)."""
-    from services.templates.connections import BadConnection
+    from aietl.services.templates.connections import BadConnection
 
     try:
         info = _with_connections(project_id, lambda registry, project: registry.create(project, name, url))
@@ -457,7 +457,7 @@ def connections_add(name: str, project_id: str | None, url: str) -> None:
 @_project_option
 def connections_test(name: str, project_id: str | None) -> None:
     """Run SELECT 1 on it; a failure says only what kind of failure."""
-    from services.templates.connections import ConnectionFailed, UnknownConnection
+    from aietl.services.templates.connections import ConnectionFailed, UnknownConnection
 
     try:
         seconds = _with_connections(project_id, lambda registry, project: registry.test(project, name))
@@ -470,7 +470,7 @@ def connections_test(name: str, project_id: str | None) -> None:
 @click.argument("name")
 @_project_option
 def connections_delete(name: str, project_id: str | None) -> None:
-    from services.templates.connections import UnknownConnection
+    from aietl.services.templates.connections import UnknownConnection
 
     try:
         _with_connections(project_id, lambda registry, project: registry.delete(project, name))

@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from services.runtime import WORKERS, Runtime, create_worker_router
-from shared.events import CONTRACTS, DeadLetter, Topic
-from shared.settings import Settings
+from aietl.services.runtime import WORKERS, Runtime, create_worker_router
+from aietl.shared.events import CONTRACTS, DeadLetter, Topic
+from aietl.shared.settings import Settings
 
 OUTPUT_TOPICS = (Topic.DRIFT_DETECTED, Topic.PIPELINES_GENERATED, Topic.MAINTENANCE_ALERTS)
 

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.runtime import Runtime
+from aietl.services.runtime import Runtime
 
 READINESS_TIMEOUT_SECONDS = 3.0
 

@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 
 from faststream.kafka import KafkaBroker
 
-from shared.bus import ConsumerProgress, ServiceRouter, create_broker
-from shared.clickhouse import ClickHouse
-from shared.db import Database
-from shared.outbox import Outbox, Relay
-from shared.settings import Settings
+from aietl.shared.bus import ConsumerProgress, ServiceRouter, create_broker
+from aietl.shared.clickhouse import ClickHouse
+from aietl.shared.db import Database
+from aietl.shared.outbox import Outbox, Relay
+from aietl.shared.settings import Settings
 
 WORKERS = ("drift", "features", "templates", "predict", "vector_sink")
 T = TypeVar("T")
@@ -93,7 +93,7 @@ class Runtime:
     def start_heartbeat(self) -> None:
         """Record this process's readiness and consumer lag in the database, for operators; idempotent."""
         if self._heartbeat is None:
-            from services.ops.heartbeat import record_heartbeats
+            from aietl.services.ops.heartbeat import record_heartbeats
 
             self._heartbeat = self.background(record_heartbeats(self))
 
@@ -135,7 +135,7 @@ class Runtime:
 def create_worker_router(name: str, runtime: Runtime) -> ServiceRouter:
     if name not in WORKERS:
         raise ValueError(f"unknown worker {name!r}; choose one of {', '.join(WORKERS)}")
-    module = importlib.import_module(f"services.{name}.worker")
+    module = importlib.import_module(f"aietl.services.{name}.worker")
     router: ServiceRouter = module.create_router(runtime)
     runtime.add_role(name)
     return router

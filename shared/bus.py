@@ -42,10 +42,10 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 from pydantic import ValidationError
 from sqlalchemy.exc import StatementError
 
-from shared import metrics
-from shared.db import describe_database_error
-from shared.events import CONTRACTS, DeadLetter, Event, Topic
-from shared.settings import Settings
+from aietl.shared import metrics
+from aietl.shared.db import describe_database_error
+from aietl.shared.events import CONTRACTS, DeadLetter, Event, Topic
+from aietl.shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 Parsed = TypeVar("Parsed")
@@ -717,7 +717,7 @@ class BatchConsumer(Generic[Parsed]):
             decoder=_raw_bodies,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             title=f"{self.topic}:{self.group_id}",
-            # The handler sees raw bytes; `services.contracts` documents the topic's event model.
+            # The handler sees raw bytes; `aietl.services.contracts` documents the topic's event model.
             include_in_schema=False,
         )(on_batch)
 

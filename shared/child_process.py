@@ -68,7 +68,7 @@ def _serve(connection: Connection, memory_limit: int | None, setup: str | None, 
 class ChildWorker:
     """One spawned process serving calls one at a time; restarted after a timeout or a crash.
 
-    The child is a fresh interpreter (`python -m shared.child_process`), so nothing of the parent's
+    The child is a fresh interpreter (`python -m aietl.shared.child_process`), so nothing of the parent's
     state (or its `__main__`) is copied into it. `setup` ("module:function") runs once in each new
     child (given `setup_argument` when set); `memory_limit` caps the child's address space in bytes.
     Functions sent must be importable.
@@ -100,7 +100,7 @@ class ChildWorker:
             return self._connection
         self._kill()
         ours, theirs = socket.socketpair()
-        command = [sys.executable, "-m", "shared.child_process", str(theirs.fileno())]
+        command = [sys.executable, "-m", "aietl.shared.child_process", str(theirs.fileno())]
         command += [str(self.memory_limit or ""), self.setup or "", self.setup_argument]
         # forking a large parent takes a moment: not on the event loop
         process = await asyncio.get_running_loop().run_in_executor(

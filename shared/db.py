@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import NullPool
 
-from shared.events.base import utc_now
+from aietl.shared.events.base import utc_now
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

@@ -20,7 +20,7 @@ from sqlalchemy import String, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db import Base, Database
+from aietl.shared.db import Base, Database
 
 log = structlog.get_logger(__name__)
 Clock = Callable[[], datetime]

@@ -14,7 +14,7 @@ SERVICES_DIR = SHARED_DIR.parent / "services"
 SERVICES_WITH_TABLES = ("gateway", "drift", "features", "templates", "predict", "vector_sink", "ops")
 
 
-SHARED_TABLE_MODULES = ("shared.db", "shared.outbox", "shared.lease")
+SHARED_TABLE_MODULES = ("aietl.shared.db", "aietl.shared.outbox", "aietl.shared.lease")
 
 
 def import_table_modules() -> None:
@@ -23,7 +23,7 @@ def import_table_modules() -> None:
         importlib.import_module(module)
     for service in SERVICES_WITH_TABLES:
         if (SERVICES_DIR / service / "tables.py").exists():
-            importlib.import_module(f"services.{service}.tables")
+            importlib.import_module(f"aietl.services.{service}.tables")
 
 
 def alembic_config(database_url: str) -> Config:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from shared.settings import Settings
+from aietl.shared.settings import Settings
 
 if TYPE_CHECKING:
     import httpx

@@ -31,12 +31,12 @@ from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, delete, e
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared import metrics
-from shared.bus import OutgoingRecord, describe_error, publish_records, record_of
-from shared.db import Base, Database
-from shared.events import Event
-from shared.events.base import utc_now
-from shared.lease import Leases
+from aietl.shared import metrics
+from aietl.shared.bus import OutgoingRecord, describe_error, publish_records, record_of
+from aietl.shared.db import Base, Database
+from aietl.shared.events import Event
+from aietl.shared.events.base import utc_now
+from aietl.shared.lease import Leases
 
 log = structlog.get_logger(__name__)
 LEASE = "outbox-relay"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from shared.settings import Settings
+from aietl.shared.settings import Settings
 
 KEY_FILE = "vector_sink.key"
 

@@ -22,13 +22,13 @@ import aiosqlite
 import httpx
 import pytest
 
-from services.gateway.admin import ensure_bootstrap_admin
-from services.gateway.app import create_app
-from services.runtime import WORKERS, Runtime, create_worker_router
-from shared.bus import ensure_topics
-from shared.embedded_broker import EmbeddedBroker
-from shared.migrate import upgrade_async
-from shared.settings import Settings
+from aietl.services.gateway.admin import ensure_bootstrap_admin
+from aietl.services.gateway.app import create_app
+from aietl.services.runtime import WORKERS, Runtime, create_worker_router
+from aietl.shared.bus import ensure_topics
+from aietl.shared.embedded_broker import EmbeddedBroker
+from aietl.shared.migrate import upgrade_async
+from aietl.shared.settings import Settings
 from tests.kafka.cluster import KafkaCluster, running_cluster
 from tests.support import fresh_postgres_database
 

@@ -16,8 +16,8 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer
 from psycopg2 import sql
 
-from services.gateway.security import ALGORITHM, KeyRing
-from shared.embedded_broker import free_port
+from aietl.services.gateway.security import ALGORITHM, KeyRing
+from aietl.shared.embedded_broker import free_port
 
 T = TypeVar("T")
 

@@ -26,8 +26,8 @@ class ApiError(Exception):
 
 
 def describe(answer: Any) -> str:
-    """An error answer as one line: the `detail` of the API's one error body (`shared.errors.ErrorBody`),
-    or the text of an answer that is not JSON."""
+    """An error answer as one line: the `detail` of the API's one error body
+    (`aietl.shared.errors.ErrorBody`), or the text of an answer that is not JSON."""
     if isinstance(answer, dict) and isinstance(answer.get("detail"), str):
         return answer["detail"]
     return str(answer)

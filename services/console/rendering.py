@@ -11,7 +11,7 @@ from typing import Any
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from services.console.session import Console
+from aietl.services.console.session import Console
 
 HERE = Path(__file__).resolve().parent
 NAVIGATION = (

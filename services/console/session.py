@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, quote
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
-from services.console.client import Api, ApiError
+from aietl.services.console.client import Api, ApiError
 
 SESSION_COOKIE = "aietl_console"
 LOGIN_COOKIE = "aietl_console_login"

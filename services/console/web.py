@@ -11,10 +11,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pygments.formatters import HtmlFormatter
 
-from services.console.client import Api, ApiError
-from services.console.pages import drift, features, overview, pipelines, predict, vectors
-from services.console.rendering import HERE, render_plain
-from services.console.session import (
+from aietl.services.console.client import Api, ApiError
+from aietl.services.console.pages import drift, features, overview, pipelines, predict, vectors
+from aietl.services.console.rendering import HERE, render_plain
+from aietl.services.console.session import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
     ConsoleDep,

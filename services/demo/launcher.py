@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 
-from services.demo.client import DemoFailed, Report
-from services.demo.scenarios import run_scenario
-from shared.embedded_broker import free_port
+from aietl.services.demo.client import DemoFailed, Report
+from aietl.services.demo.scenarios import run_scenario
+from aietl.shared.embedded_broker import free_port
 
 READY_TIMEOUT_SECONDS = 240.0
 STOP_TIMEOUT_SECONDS = 30.0
@@ -92,7 +92,7 @@ def embedded_platform(report: Report) -> Iterator[tuple[str, str, str]]:
     with tempfile.TemporaryDirectory(prefix="aietl-demo-") as folder:
         port, broker_port = free_port(), free_port()
         log = Path(folder) / "aietl-up.log"
-        command = [sys.executable, "-m", "services.cli", "up", "--data-dir", str(Path(folder) / "data")]
+        command = [sys.executable, "-m", "aietl.services.cli", "up", "--data-dir", str(Path(folder) / "data")]
         command += ["--port", str(port), "--broker-port", str(broker_port)]
         started = time.perf_counter()
         with log.open("wb") as output:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from services.demo.client import Api, ApiError, Context, DemoFailed, Report, Unexpected, expect, poll
+from aietl.services.demo.client import Api, ApiError, Context, DemoFailed, Report, Unexpected, expect, poll
 
 DEMO_PROJECT = "demo"
 CONNECTOR = "crm"
@@ -314,7 +314,7 @@ class History:
 
 def simulated_history(now: datetime) -> History:
     """Simulated hourly runs ending now, with one pipeline's memory leak a day away from failures."""
-    from services.predict.simulator import simulate
+    from aietl.services.predict.simulator import simulate
 
     simulation = simulate(
         project_id=DEMO_PROJECT, pipelines=SIMULATED_PIPELINES, days=SIMULATED_DAYS, seed=SIMULATION_SEED

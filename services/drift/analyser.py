@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from shared.errors import Unavailable
-from shared.settings import Settings
+from aietl.shared.errors import Unavailable
+from aietl.shared.settings import Settings
 
 TIMEOUT_SECONDS = 30.0
 PROMPT = (

@@ -11,14 +11,14 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
-from services.drift import analyser, observer, plot, service, store
-from services.drift.tables import Detection
-from services.gateway.deps import AdminDep, PrincipalDep, ProjectDep, RuntimeDep, SessionDep
-from shared.errors import Invalid, NotFound
-from shared.events import SchemaObserved
-from shared.events.base import Name
-from shared.events.schema import Dialect, Drift, ObservedColumn, Severity, Strategy
-from shared.outbound import OutboundPolicy, OutboundRefused, PathRefused, checked_database_url
+from aietl.services.drift import analyser, observer, plot, service, store
+from aietl.services.drift.tables import Detection
+from aietl.services.gateway.deps import AdminDep, PrincipalDep, ProjectDep, RuntimeDep, SessionDep
+from aietl.shared.errors import Invalid, NotFound
+from aietl.shared.events import SchemaObserved
+from aietl.shared.events.base import Name
+from aietl.shared.events.schema import Dialect, Drift, ObservedColumn, Severity, Strategy
+from aietl.shared.outbound import OutboundPolicy, OutboundRefused, PathRefused, checked_database_url
 
 router = APIRouter(prefix="/advanced/schema-drift", tags=["schema-drift"])
 TableName = Annotated[str, Query(min_length=1, max_length=255)]

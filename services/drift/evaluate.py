@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.drift.domain import columns_of, detect
-from services.drift.domain.renames import RenameModel
-from shared.events.schema import Drift, ObservedColumn
+from aietl.services.drift.domain import columns_of, detect
+from aietl.services.drift.domain.renames import RenameModel
+from aietl.shared.events.schema import Drift, ObservedColumn
 
 DATA = Path(__file__).resolve().parents[2] / "tests" / "data"
 HISTORY = DATA / "drift_history.jsonl.gz"
@@ -193,7 +193,7 @@ def table(rows: dict[str, Scores]) -> str:
 
 def report(history: Path = HISTORY, synthetic: Path = SYNTHETIC, *, lopo: bool = True) -> str:
     """The text `aietl drift-eval` prints."""
-    from services.drift import rename_fit  # needs scikit-learn: only to re-fit for leave-one-out
+    from aietl.services.drift import rename_fit  # needs scikit-learn: only to re-fit for leave-one-out
 
     real = load_cases(history)
     made = load_cases(synthetic)

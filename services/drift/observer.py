@@ -22,11 +22,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.bus import create_broker, publish_event
-from shared.clickhouse import ClickHouse
-from shared.events import SchemaObserved
-from shared.events.schema import Dialect, ObservedColumn, SampleValue
-from shared.settings import Settings
+from aietl.shared.bus import create_broker, publish_event
+from aietl.shared.clickhouse import ClickHouse
+from aietl.shared.events import SchemaObserved
+from aietl.shared.events.schema import Dialect, ObservedColumn, SampleValue
+from aietl.shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 SAMPLE_ROWS_PER_VALUE = 5  # rows read per distinct value asked for: the bounded sample

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from services.drift.tables import Detection, SchemaVersion
+from aietl.services.drift.tables import Detection, SchemaVersion
 
 WIDTH, HEIGHT, MARGIN = 900, 260, 50
 BASE = HEIGHT - MARGIN

@@ -1,7 +1,7 @@
-"""Fit the rename model on the labelled corpora: `python -m services.drift.rename_fit`.
+"""Fit the rename model on the labelled corpora: `python -m aietl.services.drift.rename_fit`.
 
 Writes `services/drift/domain/rename_model.json`: the logistic weights over the features of
-`services.drift.domain.renames`, a Platt calibration fitted on leave-one-project-out scores (so the
+`aietl.services.drift.domain.renames`, a Platt calibration fitted on leave-one-project-out scores (so the
 confidence is what it is on projects the model has not seen), the decision threshold, and the
 sibling words (pairs of words naming two different columns side by side in a table of the corpora).
 Needs scikit-learn (the `predict` extra); the drift worker only reads the JSON.
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from services.drift.domain.names import words_swapped
-from services.drift.domain.renames import (
+from aietl.services.drift.domain.names import words_swapped
+from aietl.services.drift.domain.renames import (
     FEATURES,
     MODEL_FILE,
     RenameModel,
@@ -26,7 +26,7 @@ from services.drift.domain.renames import (
     candidate_pairs,
     features,
 )
-from services.drift.evaluate import (
+from aietl.services.drift.evaluate import (
     HISTORY,
     SYNTHETIC,
     SYNTHETIC_PROJECT,

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.drift import store
-from services.drift.domain import (
+from aietl.services.drift import store
+from aietl.services.drift.domain import (
     STATUS_OF,
     Column,
     columns_from_stored,
@@ -28,13 +28,13 @@ from services.drift.domain import (
     policy_scopes,
     schema_hash,
 )
-from services.drift.domain.adapt import apply_drifts
-from services.drift.tables import AuditRecord, Block, Detection, SchemaVersion
-from shared import metrics
-from shared.errors import Conflict, Invalid, NotFound
-from shared.events import DriftDetected, SchemaObserved
-from shared.events.base import utc_now
-from shared.events.schema import Drift, Severity, Strategy
+from aietl.services.drift.domain.adapt import apply_drifts
+from aietl.services.drift.tables import AuditRecord, Block, Detection, SchemaVersion
+from aietl.shared import metrics
+from aietl.shared.errors import Conflict, Invalid, NotFound
+from aietl.shared.events import DriftDetected, SchemaObserved
+from aietl.shared.events.base import utc_now
+from aietl.shared.events.schema import Drift, Severity, Strategy
 
 T = TypeVar("T")
 

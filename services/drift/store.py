@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import BindParameter, Row, bindparam, delete, func, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.drift.tables import AuditRecord, Block, Detection, Policy, SchemaVersion
-from shared.events.schema import Severity, Strategy
+from aietl.services.drift.tables import AuditRecord, Block, Detection, Policy, SchemaVersion
+from aietl.shared.events.schema import Severity, Strategy
 
 OPEN_STATUSES = ("pending", "alerted", "blocked")  # "unblocked": closed by /unblock, decided anew
 # Rendered as literals: the partial index `ix_drift_detections_open` applies only when the planner

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import JSON, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db import Base
-from shared.events.base import utc_now
-from shared.events.schema import Strategy
+from aietl.shared.db import Base
+from aietl.shared.events.base import utc_now
+from aietl.shared.events.schema import Strategy
 
 OPEN_PREDICATE = "status IN ('pending', 'alerted', 'blocked')"
 

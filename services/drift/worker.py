@@ -1,6 +1,6 @@
 """Drift worker: `schema.observed` in, `drift.detected` out, exactly once per observation.
 
-It consumes in batches (`shared.bus.BatchConsumer`): one transaction records a whole batch
+It consumes in batches (`aietl.shared.bus.BatchConsumer`): one transaction records a whole batch
 (baselines, detections, audit and the exactly-once markers, one executemany `INSERT` per table),
 and the outputs are then published in order with their acknowledgements awaited together.
 Per-event transactions would cap the worker at the round-trip rate of the database and the broker.
@@ -26,12 +26,12 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.drift import service, store
-from services.runtime import Runtime
-from shared.bus import ServiceRouter, describe_error
-from shared.db import ProcessedEvent, process_once
-from shared.events import DriftDetected, SchemaObserved, Topic
-from shared.events.base import utc_now
+from aietl.services.drift import service, store
+from aietl.services.runtime import Runtime
+from aietl.shared.bus import ServiceRouter, describe_error
+from aietl.shared.db import ProcessedEvent, process_once
+from aietl.shared.events import DriftDetected, SchemaObserved, Topic
+from aietl.shared.events.base import utc_now
 
 log = structlog.get_logger(__name__)
 GROUP = "drift"
@@ -120,7 +120,7 @@ def parse(body: bytes) -> SchemaObserved:
 
 
 def create_router(runtime: Runtime) -> ServiceRouter:
-    """The drift subscriber consumes batches (`shared.bus.BatchConsumer`)."""
+    """The drift subscriber consumes batches (`aietl.shared.bus.BatchConsumer`)."""
 
     async def batch(events: Sequence[SchemaObserved]) -> list[DriftDetected]:
         return await process_batch(runtime, events)

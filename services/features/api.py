@@ -9,17 +9,17 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from services.features import registry
-from services.features.component import service_of
-from services.features.domain import FeatureType, StorageType, UnknownFeature
-from services.features.on_demand import MAX_TEXT_LENGTH
-from services.features.service import ValueIn
-from services.features.tables import FeatureVersion, FeatureView
-from services.gateway.deps import ProjectDep, ProjectReadDep, RuntimeDep, SessionDep
-from services.gateway.fast_path import FastRoute
-from services.runtime import Runtime
-from shared.errors import Invalid
-from shared.events.features import FeatureData
+from aietl.services.features import registry
+from aietl.services.features.component import service_of
+from aietl.services.features.domain import FeatureType, StorageType, UnknownFeature
+from aietl.services.features.on_demand import MAX_TEXT_LENGTH
+from aietl.services.features.service import ValueIn
+from aietl.services.features.tables import FeatureVersion, FeatureView
+from aietl.services.gateway.deps import ProjectDep, ProjectReadDep, RuntimeDep, SessionDep
+from aietl.services.gateway.fast_path import FastRoute
+from aietl.services.runtime import Runtime
+from aietl.shared.errors import Invalid
+from aietl.shared.events.features import FeatureData
 
 router = APIRouter(prefix="/advanced/features", tags=["features"])
 Name = Annotated[str, Field(min_length=1, max_length=128)]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.features.service import FeatureStore
-from services.features.stores import offline_store_from_settings, online_store_from_settings
-from services.runtime import Runtime
+from aietl.services.features.service import FeatureStore
+from aietl.services.features.stores import offline_store_from_settings, online_store_from_settings
+from aietl.services.runtime import Runtime
 
 
 def service_of(runtime: Runtime) -> FeatureStore:

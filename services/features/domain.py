@@ -15,7 +15,7 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
-from shared.errors import Invalid, NotFound
+from aietl.shared.errors import Invalid, NotFound
 
 StorageType = Literal["online", "offline", "both"]
 Status = Literal["present", "expired", "missing"]

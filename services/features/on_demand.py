@@ -25,8 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.features.domain import FeatureError
-from shared.bounded import LimitExceeded, bounded_binop
+from aietl.services.features.domain import FeatureError
+from aietl.shared.bounded import LimitExceeded, bounded_binop
 
 Transform = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 _TRANSFORMS: dict[str, Transform] = {}

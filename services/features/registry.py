@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.features.domain import (
+from aietl.services.features.domain import (
     FeatureError,
     FeatureSpec,
     FeatureType,
@@ -18,9 +18,9 @@ from services.features.domain import (
     definition_hash,
     parse_ref,
 )
-from services.features.on_demand import compile_expression, registered_transform
-from services.features.tables import Entity, FeatureVersion, FeatureView, Materialization
-from shared.events.base import utc_now
+from aietl.services.features.on_demand import compile_expression, registered_transform
+from aietl.services.features.tables import Entity, FeatureVersion, FeatureView, Materialization
+from aietl.shared.events.base import utc_now
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from typing import Any, TypeGuard, TypeVar
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.features import registry
-from services.features.domain import (
+from aietl.services.features import registry
+from aietl.services.features.domain import (
     PAYLOAD_START,
     PREFIX_WIDTH,
     FeatureError,
@@ -33,11 +33,11 @@ from services.features.domain import (
     time_prefix,
     to_us,
 )
-from services.features.on_demand import Budget, compile_expression, registered_transform
-from services.features.stores import HistoricalFeature, OfflineStore, OnlineStore, Window
-from services.features.tables import FeatureVersion, FeatureView
-from shared.db import Database
-from shared.metrics import (
+from aietl.services.features.on_demand import Budget, compile_expression, registered_transform
+from aietl.services.features.stores import HistoricalFeature, OfflineStore, OnlineStore, Window
+from aietl.services.features.tables import FeatureVersion, FeatureView
+from aietl.shared.db import Database
+from aietl.shared.metrics import (
     FEATURE_NEWEST_VALUE,
     FEATURE_ONLINE_SECONDS,
     FEATURE_ONLINE_VALUES,

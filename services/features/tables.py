@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.features.domain import StorageType
-from shared.db import Base
-from shared.events.base import utc_now
+from aietl.services.features.domain import StorageType
+from aietl.shared.db import Base
+from aietl.shared.events.base import utc_now
 
 
 class Entity(Base):

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.features.component import service_of
-from services.features.domain import FeatureError
-from services.features.service import ValueIn
-from services.runtime import Runtime
-from shared.bus import PermanentError, ServiceRouter
-from shared.db import process_once
-from shared.events import FeaturesWritten, Topic
+from aietl.services.features.component import service_of
+from aietl.services.features.domain import FeatureError
+from aietl.services.features.service import ValueIn
+from aietl.services.runtime import Runtime
+from aietl.shared.bus import PermanentError, ServiceRouter
+from aietl.shared.db import process_once
+from aietl.shared.events import FeaturesWritten, Topic
 
 GROUP = "features"
 

@@ -17,10 +17,10 @@ import jwt
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.gateway.security import ExpiringCache, KeyRing, Principal, TokenVerifier, issue_token
-from services.gateway.tables import Membership, User
-from shared.db import Database
-from shared.settings import Settings
+from aietl.services.gateway.security import ExpiringCache, KeyRing, Principal, TokenVerifier, issue_token
+from aietl.services.gateway.tables import Membership, User
+from aietl.shared.db import Database
+from aietl.shared.settings import Settings
 
 
 class NotAuthenticated(Exception):

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.gateway.deps import (
+from aietl.services.gateway.deps import (
     ROLE_TOO_LOW,
     AdminDep,
     AuthenticatorDep,
@@ -22,12 +22,12 @@ from services.gateway.deps import (
     project_not_found,
     require_role,
 )
-from services.gateway.roles import Role
-from services.gateway.security import Password, Principal, hash_password, hashed_password
-from services.gateway.tables import Membership, Project, User
-from services.runtime import Runtime
-from shared.errors import Conflict, Invalid, NotFound
-from shared.events.base import ProjectId
+from aietl.services.gateway.roles import Role
+from aietl.services.gateway.security import Password, Principal, hash_password, hashed_password
+from aietl.services.gateway.tables import Membership, Project, User
+from aietl.services.runtime import Runtime
+from aietl.shared.errors import Conflict, Invalid, NotFound
+from aietl.shared.events.base import ProjectId
 
 router = APIRouter(tags=["admin"])
 

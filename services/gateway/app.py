@@ -16,24 +16,24 @@ from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.console.web import mount_console
-from services.drift import api as drift_api
-from services.features import api as features_api
-from services.gateway import admin, auth, events
-from services.gateway.accounts import Authenticator
-from services.gateway.admin import ensure_bootstrap_admin
-from services.gateway.deps import ERROR_RESPONSES, refuse_unknown_query
-from services.gateway.fast_path import FastRoute, answer_fast, mount_fast_routes
-from services.gateway.security import use_password_hashing_of
-from services.gateway.throttle import LoginThrottle
-from services.operations import health_response, metrics_response, readiness_response
-from services.ops import api as ops
-from services.predict import api as predict_api
-from services.runtime import Runtime
-from services.templates import api as templates_api
-from services.vector_sink import api as vector_sink_api
-from shared import metrics
-from shared.errors import ErrorBody, Invalid, ServiceError
+from aietl.services.console.web import mount_console
+from aietl.services.drift import api as drift_api
+from aietl.services.features import api as features_api
+from aietl.services.gateway import admin, auth, events
+from aietl.services.gateway.accounts import Authenticator
+from aietl.services.gateway.admin import ensure_bootstrap_admin
+from aietl.services.gateway.deps import ERROR_RESPONSES, refuse_unknown_query
+from aietl.services.gateway.fast_path import FastRoute, answer_fast, mount_fast_routes
+from aietl.services.gateway.security import use_password_hashing_of
+from aietl.services.gateway.throttle import LoginThrottle
+from aietl.services.operations import health_response, metrics_response, readiness_response
+from aietl.services.ops import api as ops
+from aietl.services.predict import api as predict_api
+from aietl.services.runtime import Runtime
+from aietl.services.templates import api as templates_api
+from aietl.services.vector_sink import api as vector_sink_api
+from aietl.shared import metrics
+from aietl.shared.errors import ErrorBody, Invalid, ServiceError
 
 log = structlog.get_logger(__name__)
 API_PREFIX = "/api/v1"
@@ -192,7 +192,7 @@ def error_response(
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    """Every error answer has one body (`shared.errors.ErrorBody`): the services raise the error
+    """Every error answer has one body (`aietl.shared.errors.ErrorBody`): the services raise the error
     family, FastAPI's validation and HTTP errors are put in the same shape here."""
 
     @app.exception_handler(ServiceError)
@@ -240,7 +240,7 @@ def _is_data_error(error: BaseException) -> bool:
 
 class RequestGuard:
     """Pure ASGI middleware: refuses oversized bodies early, answers fast routes
-    (`services.gateway.fast_path`) and records latency per route template."""
+    (`aietl.services.gateway.fast_path`) and records latency per route template."""
 
     def __init__(
         self, app: Any, max_body_bytes: int, fast_routes: dict[tuple[str, str], FastRoute] | None = None

@@ -9,12 +9,12 @@ from pydantic import BaseModel, Field, SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.gateway.accounts import Authenticator, load_account
-from services.gateway.deps import PrincipalDep, SessionDep
-from services.gateway.roles import Role
-from services.gateway.security import DUMMY_HASH, Password, hashed_password, password_matches
-from services.gateway.tables import User
-from services.gateway.throttle import Attempt, LoginThrottle, Refused, client_address
+from aietl.services.gateway.accounts import Authenticator, load_account
+from aietl.services.gateway.deps import PrincipalDep, SessionDep
+from aietl.services.gateway.roles import Role
+from aietl.services.gateway.security import DUMMY_HASH, Password, hashed_password, password_matches
+from aietl.services.gateway.tables import User
+from aietl.services.gateway.throttle import Attempt, LoginThrottle, Refused, client_address
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -52,7 +52,7 @@ async def _token_for(request: Request, session: AsyncSession, user_id: int) -> T
 
 
 async def _attempt(request: Request, username: str) -> Attempt:
-    """The login attempt on record, or 429 while this client must wait (`services.gateway.throttle`)."""
+    """The login attempt on record, or 429 while this client must wait (`aietl.services.gateway.throttle`)."""
     throttle: LoginThrottle = request.app.state.login_throttle
     peer = request.client.host if request.client else None
     client = client_address(peer, request.headers.getlist("x-forwarded-for"), throttle.trusted_proxies)

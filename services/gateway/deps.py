@@ -20,12 +20,12 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.gateway.accounts import Authenticator, NotAuthenticated
-from services.gateway.roles import Role
-from services.gateway.security import Principal
-from services.runtime import Runtime
-from shared.errors import Invalid, Problem, pointer
-from shared.events.base import ProjectId
+from aietl.services.gateway.accounts import Authenticator, NotAuthenticated
+from aietl.services.gateway.roles import Role
+from aietl.services.gateway.security import Principal
+from aietl.services.runtime import Runtime
+from aietl.shared.errors import Invalid, Problem, pointer
+from aietl.shared.events.base import ProjectId
 
 _bearer = HTTPBearer(auto_error=False, description="JWT from POST /api/v1/auth/login")
 
@@ -33,7 +33,7 @@ Dependency = TypeVar("Dependency", bound=Callable[..., Any])
 
 ERROR_RESPONSES: dict[Callable[..., Any], dict[int, str]] = {}
 """What a dependency may answer instead of the route, by status code: the app documents it on
-every route that uses the dependency (`services.gateway.app`), so no route has to repeat it."""
+every route that uses the dependency (`aietl.services.gateway.app`), so no route has to repeat it."""
 
 
 ROLE_TOO_LOW: dict[int | str, dict[str, Any]] = {

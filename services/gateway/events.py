@@ -9,11 +9,11 @@ from uuid import UUID
 from fastapi import APIRouter, status
 from pydantic import BaseModel
 
-from services.gateway.deps import ROLE_TOO_LOW, PrincipalDep, RuntimeDep, require_role
-from services.gateway.roles import Role
-from shared.bus import publish_event
-from shared.errors import Unavailable
-from shared.events import DocumentIngested, Event, FeaturesWritten, PipelineRunMetrics, SchemaObserved
+from aietl.services.gateway.deps import ROLE_TOO_LOW, PrincipalDep, RuntimeDep, require_role
+from aietl.services.gateway.roles import Role
+from aietl.shared.bus import publish_event
+from aietl.shared.errors import Unavailable
+from aietl.shared.events import DocumentIngested, Event, FeaturesWritten, PipelineRunMetrics, SchemaObserved
 
 router = APIRouter(prefix="/events", tags=["events"])
 

@@ -23,10 +23,10 @@ from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import BaseModel
 
-from services.gateway.accounts import Authenticator
-from services.gateway.deps import project_scope
-from services.gateway.roles import Role
-from services.runtime import Runtime
+from aietl.services.gateway.accounts import Authenticator
+from aietl.services.gateway.deps import project_scope
+from aietl.services.gateway.roles import Role
+from aietl.services.runtime import Runtime
 
 Answer = Callable[[Runtime, str, Any], Awaitable[Response]]
 

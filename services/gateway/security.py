@@ -1,7 +1,7 @@
 """Passwords (argon2), the signing key ring and tokens (JWT, HS256). Nothing here logs a secret.
 
 A token says who the caller is (user id and the user's token version), never what they may do:
-rights are read from the database (`services.gateway.accounts`).
+rights are read from the database (`aietl.services.gateway.accounts`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import Field, SecretStr
 
-from services.gateway.roles import Role
-from shared.settings import Settings
+from aietl.services.gateway.roles import Role
+from aietl.shared.settings import Settings
 
 _hasher = PasswordHasher()  # argon2id, RFC 9106's low-memory profile (argon2-cffi's default)
 # Test environments hash with argon2's cheapest parameters: the format and checks are the same, a

@@ -7,9 +7,9 @@ from datetime import datetime
 from sqlalchemy import Enum, ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.gateway.roles import Role
-from shared.db import Base
-from shared.events.base import utc_now
+from aietl.services.gateway.roles import Role
+from aietl.shared.db import Base
+from aietl.shared.events.base import utc_now
 
 
 class Project(Base):
@@ -54,7 +54,7 @@ class Membership(Base):
 
 
 class LoginFailure(Base):
-    """A failed (or still running) login: what login throttling counts (`services.gateway.throttle`)."""
+    """A failed (or still running) login: what login throttling counts (`aietl.services.gateway.throttle`)."""
 
     __tablename__ = "login_failures"
 

@@ -23,9 +23,9 @@ from ipaddress import IPv4Network, IPv6Network
 
 from sqlalchemy import and_, case, delete, func, or_, select
 
-from services.gateway.tables import LoginFailure
-from shared.db import Database
-from shared.settings import Settings
+from aietl.services.gateway.tables import LoginFailure
+from aietl.shared.db import Database
+from aietl.shared.settings import Settings
 
 CLIENT_ALLOWANCE = 4
 """A client may fail this many times the per-user limit over all usernames (people share

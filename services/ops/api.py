@@ -13,18 +13,25 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 
-from services.gateway.deps import AdminDep, PrincipalDep, ProjectDep, RuntimeDep, SessionDep, require_role
-from services.gateway.roles import Role
-from services.gateway.security import Principal
-from services.gateway.tables import Membership
-from services.ops import readers
-from services.ops.tables import Heartbeat, Republication
-from services.ops.topics import TopicRecord, read_one, read_tails
-from services.runtime import WORKERS
-from shared.bus import UNKNOWN_PROJECT
-from shared.errors import Conflict, Invalid, NotFound, Unavailable
-from shared.events import CONTRACTS, DeadLetter, Topic
-from shared.events.base import utc_now
+from aietl.services.gateway.deps import (
+    AdminDep,
+    PrincipalDep,
+    ProjectDep,
+    RuntimeDep,
+    SessionDep,
+    require_role,
+)
+from aietl.services.gateway.roles import Role
+from aietl.services.gateway.security import Principal
+from aietl.services.gateway.tables import Membership
+from aietl.services.ops import readers
+from aietl.services.ops.tables import Heartbeat, Republication
+from aietl.services.ops.topics import TopicRecord, read_one, read_tails
+from aietl.services.runtime import WORKERS
+from aietl.shared.bus import UNKNOWN_PROJECT
+from aietl.shared.errors import Conflict, Invalid, NotFound, Unavailable
+from aietl.shared.events import CONTRACTS, DeadLetter, Topic
+from aietl.shared.events.base import utc_now
 
 router = APIRouter(prefix="/ops", tags=["operations"])
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {

@@ -19,11 +19,11 @@ import structlog
 from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 
-from services.operations import all_ok, component_states
-from services.ops.tables import Heartbeat
-from services.runtime import Runtime
-from shared.bus import describe_error
-from shared.events.base import utc_now
+from aietl.services.operations import all_ok, component_states
+from aietl.services.ops.tables import Heartbeat
+from aietl.services.runtime import Runtime
+from aietl.shared.bus import describe_error
+from aietl.shared.events.base import utc_now
 
 log = structlog.get_logger(__name__)
 FORGET_AFTER = timedelta(days=1)

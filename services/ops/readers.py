@@ -12,20 +12,20 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.drift import store as drift_store
-from services.drift.domain import columns_from_stored, detect
-from services.features import component as features
-from services.features import registry
-from services.features.stores.clickhouse_offline import TABLE as CLICKHOUSE_VALUES
-from services.features.stores.clickhouse_offline import ClickHouseOfflineStore
-from services.features.stores.sql_offline import SqlOfflineStore
-from services.features.tables import OfflineValue
-from services.predict import service as predict
-from services.predict.domain import costs, window
-from services.runtime import Runtime
-from services.vector_sink import store as vector_store
-from services.vector_sink.tables import CachedEmbedding, DocumentChunks
-from shared.events.schema import Dialect, Drift
+from aietl.services.drift import store as drift_store
+from aietl.services.drift.domain import columns_from_stored, detect
+from aietl.services.features import component as features
+from aietl.services.features import registry
+from aietl.services.features.stores.clickhouse_offline import TABLE as CLICKHOUSE_VALUES
+from aietl.services.features.stores.clickhouse_offline import ClickHouseOfflineStore
+from aietl.services.features.stores.sql_offline import SqlOfflineStore
+from aietl.services.features.tables import OfflineValue
+from aietl.services.predict import service as predict
+from aietl.services.predict.domain import costs, window
+from aietl.services.runtime import Runtime
+from aietl.services.vector_sink import store as vector_store
+from aietl.services.vector_sink.tables import CachedEmbedding, DocumentChunks
+from aietl.shared.events.schema import Dialect, Drift
 
 HOURS_PER_WEEK = 168
 

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db import Base
-from shared.events.base import utc_now
+from aietl.shared.db import Base
+from aietl.shared.events.base import utc_now
 
 
 class Heartbeat(Base):

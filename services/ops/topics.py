@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared.settings import Settings
+from aietl.shared.settings import Settings
 
 READ_SECONDS = 5.0
 MAX_TOTAL_BYTES = 32 * 1_048_576

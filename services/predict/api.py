@@ -9,11 +9,11 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 
-from services.gateway.deps import PrincipalDep, ProjectDep, RuntimeDep
-from services.predict.domain.window import Blackout, NoAllowedWindow, parse_blackout
-from services.predict.service import PredictService, service_of
-from shared.errors import Invalid, pointer
-from shared.events import PipelineRunMetrics
+from aietl.services.gateway.deps import PrincipalDep, ProjectDep, RuntimeDep
+from aietl.services.predict.domain.window import Blackout, NoAllowedWindow, parse_blackout
+from aietl.services.predict.service import PredictService, service_of
+from aietl.shared.errors import Invalid, pointer
+from aietl.shared.events import PipelineRunMetrics
 
 router = APIRouter(prefix="/advanced/predict", tags=["predict"])
 

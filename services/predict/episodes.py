@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING
 import structlog
 from sqlalchemy import select
 
-from services.predict.domain import failure as failure_domain
-from services.predict.domain.alerts import transition
-from services.predict.tables import AlertEpisode
-from shared import metrics
-from shared.events import MaintenanceAlert
+from aietl.services.predict.domain import failure as failure_domain
+from aietl.services.predict.domain.alerts import transition
+from aietl.services.predict.tables import AlertEpisode
+from aietl.shared import metrics
+from aietl.shared.events import MaintenanceAlert
 
 if TYPE_CHECKING:
-    from services.predict.service import PredictService
+    from aietl.services.predict.service import PredictService
 
 log = structlog.get_logger(__name__)
 

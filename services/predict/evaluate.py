@@ -1,4 +1,4 @@
-"""Evaluation on held-out time: `aietl predict-eval` (or `python -m services.predict.evaluate`).
+"""Evaluation on held-out time: `aietl predict-eval` (or `python -m aietl.services.predict.evaluate`).
 
 Every figure is computed on data the method did not see when it decided, over several simulated
 histories (seeds; each seed draws its own mix of pipeline kinds, see `simulator.py`):
@@ -28,13 +28,13 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from threadpoolctl import threadpool_limits
 
-from services.predict.domain import costs as cost_domain
-from services.predict.domain import failure as failure_domain
-from services.predict.domain import window as window_domain
-from services.predict.domain.failure import ranking_metrics, time_split
-from services.predict.domain.features import FEATURES, label_column, training_table
-from services.predict.domain.forecast import forecast, mase, seasonal_naive
-from services.predict.simulator import Simulation, simulate
+from aietl.services.predict.domain import costs as cost_domain
+from aietl.services.predict.domain import failure as failure_domain
+from aietl.services.predict.domain import window as window_domain
+from aietl.services.predict.domain.failure import ranking_metrics, time_split
+from aietl.services.predict.domain.features import FEATURES, label_column, training_table
+from aietl.services.predict.domain.forecast import forecast, mase, seasonal_naive
+from aietl.services.predict.simulator import Simulation, simulate
 
 DEFAULT_SEEDS = (1, 2, 3)
 TEST_SHARE = 0.3

@@ -19,12 +19,12 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from services.predict.domain.alerts import OUTCOME_NAMES, error_rates, incident_cost, window_failed
-from services.predict.tables import AlertEpisode, PredictionOutcome
-from shared import metrics
+from aietl.services.predict.domain.alerts import OUTCOME_NAMES, error_rates, incident_cost, window_failed
+from aietl.services.predict.tables import AlertEpisode, PredictionOutcome
+from aietl.shared import metrics
 
 if TYPE_CHECKING:
-    from services.predict.service import PredictService
+    from aietl.services.predict.service import PredictService
 
 RESOLVE_BATCH = 2_000
 UNKNOWN_AFTER = timedelta(days=7)  # no later run a week after the window: scored as unknown (failed = None)

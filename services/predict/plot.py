@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from services.predict.domain.forecast import Forecast
+from aietl.services.predict.domain.forecast import Forecast
 
 
 def forecast_png(body: dict[str, Any], series: pd.Series, result: Forecast) -> bytes:

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from services.predict.tables import ModelVersion
-from shared.db import Database
+from aietl.services.predict.tables import ModelVersion
+from aietl.shared.db import Database
 
 KEEP_MODELS = 5  # ready versions whose bytes are kept; older ones keep their row and metrics only
 ABANDONED_AFTER = timedelta(hours=2)  # a "training" row this old belongs to a process that died

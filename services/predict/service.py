@@ -20,24 +20,24 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from services.predict import store as run_store
-from services.predict.config import PredictSettings
-from services.predict.domain import InsufficientHistory, NotAnswerable, history_days, require_history
-from services.predict.domain import costs as cost_domain
-from services.predict.domain import failure as failure_domain
-from services.predict.domain import window as window_domain
-from services.predict.domain.features import LOOKBACK_DAYS
-from services.predict.domain.forecast import Forecast, forecast
-from services.predict.episodes import AlertEpisodes
-from services.predict.outcomes import Outcomes
-from services.predict.plot import forecast_png
-from services.predict.registry import ModelRegistry
-from services.predict.store import MetricsStore
-from services.predict.writer import BatchWriter
-from services.runtime import Runtime
-from shared import metrics
-from shared.errors import NotFound
-from shared.events import MaintenanceAlert, PipelineRunMetrics
+from aietl.services.predict import store as run_store
+from aietl.services.predict.config import PredictSettings
+from aietl.services.predict.domain import InsufficientHistory, NotAnswerable, history_days, require_history
+from aietl.services.predict.domain import costs as cost_domain
+from aietl.services.predict.domain import failure as failure_domain
+from aietl.services.predict.domain import window as window_domain
+from aietl.services.predict.domain.features import LOOKBACK_DAYS
+from aietl.services.predict.domain.forecast import Forecast, forecast
+from aietl.services.predict.episodes import AlertEpisodes
+from aietl.services.predict.outcomes import Outcomes
+from aietl.services.predict.plot import forecast_png
+from aietl.services.predict.registry import ModelRegistry
+from aietl.services.predict.store import MetricsStore
+from aietl.services.predict.writer import BatchWriter
+from aietl.services.runtime import Runtime
+from aietl.shared import metrics
+from aietl.shared.errors import NotFound
+from aietl.shared.events import MaintenanceAlert, PipelineRunMetrics
 
 log = structlog.get_logger(__name__)
 

@@ -11,9 +11,9 @@ from datetime import datetime
 
 import pandas as pd
 
-from services.predict.domain import RUN_COLUMNS
-from shared.clickhouse import ClickHouse
-from shared.events import PipelineRunMetrics
+from aietl.services.predict.domain import RUN_COLUMNS
+from aietl.shared.clickhouse import ClickHouse
+from aietl.shared.events import PipelineRunMetrics
 
 DATABASE = "predict"
 TABLE = f"{DATABASE}.runs"

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Float, Index, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, deferred, mapped_column
 
-from shared.db import Base
-from shared.events.base import utc_now
+from aietl.shared.db import Base
+from aietl.shared.events.base import utc_now
 
 
 class AlertEpisode(Base):

@@ -24,11 +24,11 @@ from typing import Any
 
 import structlog
 
-from services.predict.domain import NotAnswerable
-from services.predict.domain import failure as failure_domain
-from services.predict.service import MIN_NEW_RUNS_TO_RETRY, PredictService, service_of
-from services.runtime import Runtime
-from shared import metrics
+from aietl.services.predict.domain import NotAnswerable
+from aietl.services.predict.domain import failure as failure_domain
+from aietl.services.predict.service import MIN_NEW_RUNS_TO_RETRY, PredictService, service_of
+from aietl.services.runtime import Runtime
+from aietl.shared import metrics
 
 log = structlog.get_logger(__name__)
 QUIET_SECONDS = 10.0  # a backfill in several requests is one change

@@ -1,7 +1,7 @@
 """Predict worker: `metrics.ingested` in (batched into ClickHouse), `maintenance.alerts` out, and the
 trainer that keeps the failure model fresh in the background (`trainer.py`).
 
-It consumes in batches (`shared.bus.BatchConsumer`): one ClickHouse insert per batch, then the
+It consumes in batches (`aietl.shared.bus.BatchConsumer`): one ClickHouse insert per batch, then the
 alert episodes of each pipeline the batch touched are re-evaluated once. Storing is idempotent by
 run id (the table collapses duplicates), so redelivery needs no extra bookkeeping; the batch
 returns only once its rows are stored, so offsets never run ahead of data.
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.predict.service import service_of
-from services.predict.trainer import get_trainer
-from services.runtime import Runtime
-from shared.bus import ServiceRouter
-from shared.events import Event, PipelineRunMetrics, Topic
+from aietl.services.predict.service import service_of
+from aietl.services.predict.trainer import get_trainer
+from aietl.services.runtime import Runtime
+from aietl.shared.bus import ServiceRouter
+from aietl.shared.events import Event, PipelineRunMetrics, Topic
 
 GROUP = "predict"
 MAX_BATCH = 1_000

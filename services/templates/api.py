@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, status
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from sqlalchemy.exc import IntegrityError
 
-from services.gateway.deps import (
+from aietl.services.gateway.deps import (
     ROLE_TOO_LOW,
     PrincipalDep,
     ProjectDep,
@@ -19,33 +19,33 @@ from services.gateway.deps import (
     project_scope,
     project_with_role,
 )
-from services.gateway.roles import Role
-from services.templates import schedules, store
-from services.templates.connections import ConnectionFailed, ConnectionInfo
-from services.templates.domain.model import (
+from aietl.services.gateway.roles import Role
+from aietl.services.templates import schedules, store
+from aietl.services.templates.connections import ConnectionFailed, ConnectionInfo
+from aietl.services.templates.domain.model import (
     Category,
     ConfigProblem,
     InvalidConfig,
     Pattern,
     SqlDialect,
 )
-from services.templates.domain.schedule import CatchUp, Cron, InvalidSchedule, Timing
-from services.templates.service import (
+from aietl.services.templates.domain.schedule import CatchUp, Cron, InvalidSchedule, Timing
+from aietl.services.templates.service import (
     Conflict,
     GeneratedEntry,
     NotFound,
     TemplatesService,
     service_of,
 )
-from services.templates.tables import (
+from aietl.services.templates.tables import (
     ControlEntry,
     PipelineInstance,
     PipelineRun,
     PipelineSchedule,
     TemplateVersion,
 )
-from shared.errors import Invalid, Problem
-from shared.events.base import Name, ProjectId, utc_now
+from aietl.shared.errors import Invalid, Problem
+from aietl.shared.events.base import Name, ProjectId, utc_now
 
 router = APIRouter(prefix="/advanced/templates", tags=["templates"])
 # Routes naming the project in the body check the caller's role there (`require_role`).

@@ -2,7 +2,7 @@
 
 chDB allows one data directory per process, and the platform's own chDB (run metrics, offline
 features) lives in the main process; pipelines must not see it. So pipeline SQL runs in a child
-process (`shared.child_process`) whose chDB opens `<data_dir>/pipelines-clickhouse/`, configured
+process (`aietl.shared.child_process`) whose chDB opens `<data_dir>/pipelines-clickhouse/`, configured
 with a users file where the only user:
 - may read, write, create and drop tables, views and databases, and nothing else: no FILE, URL,
   REMOTE, S3, MYSQL, POSTGRES, ... sources (so no table function or table engine reaching files or
@@ -22,12 +22,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from services.templates.domain.guard import FORBIDDEN_FUNCTIONS, FORBIDDEN_PREFIXES
-from services.templates.domain.model import SqlDialect
-from services.templates.domain.rendering import Statement
-from services.templates.targets import RunStats, is_stats
-from shared.child_process import ChildTimeout, ChildWorker
-from shared.settings import Settings
+from aietl.services.templates.domain.guard import FORBIDDEN_FUNCTIONS, FORBIDDEN_PREFIXES
+from aietl.services.templates.domain.model import SqlDialect
+from aietl.services.templates.domain.rendering import Statement
+from aietl.services.templates.targets import RunStats, is_stats
+from aietl.shared.child_process import ChildTimeout, ChildWorker
+from aietl.shared.settings import Settings
 
 AREA = "pipelines-clickhouse"
 GRANTS = (
@@ -171,7 +171,7 @@ class SandboxedClickHouse:
         if self._child is None:
             prepare_area(self.area, int(self.timeout), self.memory_bytes)
             self._child = ChildWorker(
-                setup="services.templates.clickhouse_sandbox:open_sandbox",
+                setup="aietl.services.templates.clickhouse_sandbox:open_sandbox",
                 setup_argument=str(self.area),
                 name="pipelines ClickHouse",
             )

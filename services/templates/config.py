@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.templates.domain.schedule import CatchUp, Policy
+from aietl.services.templates.domain.schedule import CatchUp, Policy
 
 
 class TemplatesSettings(BaseSettings):

@@ -29,14 +29,20 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError
 
-from services.runtime import Runtime
-from services.templates.clickhouse_sandbox import SandboxedClickHouse
-from services.templates.domain.model import SqlDialect, connection_dialect
-from services.templates.tables import ProjectConnection
-from services.templates.targets import ClickHouseTarget, SqlAlchemyTarget, Target
-from shared.errors import Invalid, NotFound
-from shared.outbound import OutboundPolicy, OutboundRefused, Unresolved, checked_database_url, pinned_url
-from shared.secret_box import SecretBox
+from aietl.services.runtime import Runtime
+from aietl.services.templates.clickhouse_sandbox import SandboxedClickHouse
+from aietl.services.templates.domain.model import SqlDialect, connection_dialect
+from aietl.services.templates.tables import ProjectConnection
+from aietl.services.templates.targets import ClickHouseTarget, SqlAlchemyTarget, Target
+from aietl.shared.errors import Invalid, NotFound
+from aietl.shared.outbound import (
+    OutboundPolicy,
+    OutboundRefused,
+    Unresolved,
+    checked_database_url,
+    pinned_url,
+)
+from aietl.shared.secret_box import SecretBox
 
 log = structlog.get_logger(__name__)
 SANDBOX = "clickhouse"

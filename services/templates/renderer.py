@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from services.templates.domain import preparation
-from services.templates.domain.generation import PipelineNames
-from services.templates.domain.model import InvalidConfig, SqlDialect, TemplateError
-from services.templates.domain.rendering import Rendered, Statement
-from shared.child_process import ChildDied, ChildPool, ChildTimeout
-from shared.settings import Settings
+from aietl.services.templates.domain import preparation
+from aietl.services.templates.domain.generation import PipelineNames
+from aietl.services.templates.domain.model import InvalidConfig, SqlDialect, TemplateError
+from aietl.services.templates.domain.rendering import Rendered, Statement
+from aietl.shared.child_process import ChildDied, ChildPool, ChildTimeout
+from aietl.shared.settings import Settings
 
 T = TypeVar("T")
 
@@ -28,7 +28,7 @@ class Renderer:
         self._pool = ChildPool(
             settings.templates_render_workers,
             memory_limit=settings.templates_render_memory_mb * 1_048_576,
-            setup="services.templates.domain.preparation:warm_up",
+            setup="aietl.services.templates.domain.preparation:warm_up",
             name="template renderer",
         )
 

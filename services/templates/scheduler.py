@@ -18,16 +18,16 @@ from datetime import datetime
 
 import structlog
 
-from services.runtime import Runtime
-from services.templates import schedules
-from services.templates.config import TemplatesSettings
-from services.templates.domain.model import InvalidConfig, TemplateError
-from services.templates.domain.schedule import State, Trigger, after_run, decide
-from services.templates.service import NotFound, PipelineBusy, TemplatesService, holder_id
-from services.templates.tables import PipelineRun
-from shared import metrics
-from shared.events.base import utc_now
-from shared.lease import Clock, LeaseHeld, Leases
+from aietl.services.runtime import Runtime
+from aietl.services.templates import schedules
+from aietl.services.templates.config import TemplatesSettings
+from aietl.services.templates.domain.model import InvalidConfig, TemplateError
+from aietl.services.templates.domain.schedule import State, Trigger, after_run, decide
+from aietl.services.templates.service import NotFound, PipelineBusy, TemplatesService, holder_id
+from aietl.services.templates.tables import PipelineRun
+from aietl.shared import metrics
+from aietl.shared.events.base import utc_now
+from aietl.shared.lease import Clock, LeaseHeld, Leases
 
 log = structlog.get_logger(__name__)
 DUE_BATCH = 500

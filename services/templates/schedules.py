@@ -9,8 +9,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.templates.domain.schedule import Cron, State, Timing, rescheduled
-from services.templates.tables import PipelineSchedule
+from aietl.services.templates.domain.schedule import Cron, State, Timing, rescheduled
+from aietl.services.templates.tables import PipelineSchedule
 
 
 def timing_of(row: PipelineSchedule) -> Timing:

@@ -25,12 +25,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.runtime import Runtime
-from services.templates import schedules, store
-from services.templates.builtin import BuiltinTemplate, builtin_templates
-from services.templates.config import TemplatesSettings
-from services.templates.connections import BadConnection, Connections, UnknownConnection
-from services.templates.domain.generation import (
+from aietl.services.runtime import Runtime
+from aietl.services.templates import schedules, store
+from aietl.services.templates.builtin import BuiltinTemplate, builtin_templates
+from aietl.services.templates.config import TemplatesSettings
+from aietl.services.templates.connections import BadConnection, Connections, UnknownConnection
+from aietl.services.templates.domain.generation import (
     CannotAdapt,
     ControlSpec,
     PipelineNames,
@@ -38,7 +38,7 @@ from services.templates.domain.generation import (
     entry_config,
     entry_problems,
 )
-from services.templates.domain.model import (
+from aietl.services.templates.domain.model import (
     BUILTIN_SCOPE,
     ConfigProblem,
     GenerationReason,
@@ -47,23 +47,23 @@ from services.templates.domain.model import (
     SqlDialect,
     TemplateError,
 )
-from services.templates.domain.rendering import Rendered, Statement, code_digest, quoted_table
-from services.templates.domain.schedule import Cron, InvalidSchedule, Timing, Trigger
-from services.templates.renderer import Renderer
-from services.templates.streaming import read_batch
-from services.templates.tables import (
+from aietl.services.templates.domain.rendering import Rendered, Statement, code_digest, quoted_table
+from aietl.services.templates.domain.schedule import Cron, InvalidSchedule, Timing, Trigger
+from aietl.services.templates.renderer import Renderer
+from aietl.services.templates.streaming import read_batch
+from aietl.services.templates.tables import (
     ControlEntry,
     PipelineInstance,
     PipelineRun,
     PipelineState,
     TemplateVersion,
 )
-from services.templates.targets import RunStats, Target
-from shared import metrics
-from shared.errors import Conflict, Invalid, NotFound
-from shared.events import DriftDetected, PipelineRunMetrics, PipelinesGenerated
-from shared.events.base import utc_now
-from shared.lease import LeaseHeld, Leases
+from aietl.services.templates.targets import RunStats, Target
+from aietl.shared import metrics
+from aietl.shared.errors import Conflict, Invalid, NotFound
+from aietl.shared.events import DriftDetected, PipelineRunMetrics, PipelinesGenerated
+from aietl.shared.events.base import utc_now
+from aietl.shared.lease import LeaseHeld, Leases
 
 log = structlog.get_logger(__name__)
 COMPONENT = "templates.service"

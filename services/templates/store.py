@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.templates.domain.model import BUILTIN_SCOPE
-from services.templates.tables import ControlEntry, PipelineInstance, PipelineRun, TemplateVersion
+from aietl.services.templates.domain.model import BUILTIN_SCOPE
+from aietl.services.templates.tables import ControlEntry, PipelineInstance, PipelineRun, TemplateVersion
 
 
 async def template_versions(

@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Float, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.templates.domain.model import SqlDialect
-from services.templates.domain.schedule import CatchUp
-from shared.db import Base
-from shared.events.base import utc_now
+from aietl.services.templates.domain.model import SqlDialect
+from aietl.services.templates.domain.schedule import CatchUp
+from aietl.shared.db import Base
+from aietl.shared.events.base import utc_now
 
 
 class TemplateVersion(Base):

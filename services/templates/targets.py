@@ -18,9 +18,9 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from services.templates.domain.model import SqlDialect, connection_dialect
-from services.templates.domain.rendering import Statement
-from shared.clickhouse import ClickHouse
+from aietl.services.templates.domain.model import SqlDialect, connection_dialect
+from aietl.services.templates.domain.rendering import Statement
+from aietl.shared.clickhouse import ClickHouse
 
 STATS_COLUMNS = ("rows_read", "rows_written")
 CONNECT_TIMEOUT_SECONDS = 10

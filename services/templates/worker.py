@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.runtime import Runtime
-from services.templates.scheduler import Scheduler
-from services.templates.service import AdaptationOutcome, service_of
-from shared.bus import ServiceRouter, publish_event
-from shared.db import process_once
-from shared.events import DriftDetected, Topic
+from aietl.services.runtime import Runtime
+from aietl.services.templates.scheduler import Scheduler
+from aietl.services.templates.service import AdaptationOutcome, service_of
+from aietl.shared.bus import ServiceRouter, publish_event
+from aietl.shared.db import process_once
+from aietl.shared.events import DriftDetected, Topic
 
 GROUP = "templates"
 

@@ -9,12 +9,12 @@ from typing import Any, Literal
 from fastapi import APIRouter, status
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError, model_validator
 
-from services.gateway.deps import ProjectDep, ProjectReadDep, RuntimeDep, SessionDep
-from services.vector_sink import store
-from services.vector_sink.config import REDACTED, StoreType, parse_options, redacted, split_secrets
-from services.vector_sink.connectors.base import CollectionNotFound, UnsupportedOperation
-from services.vector_sink.domain.model import ConnectorConfigError, Document, FilterError, MetadataValue
-from services.vector_sink.service import (
+from aietl.services.gateway.deps import ProjectDep, ProjectReadDep, RuntimeDep, SessionDep
+from aietl.services.vector_sink import store
+from aietl.services.vector_sink.config import REDACTED, StoreType, parse_options, redacted, split_secrets
+from aietl.services.vector_sink.connectors.base import CollectionNotFound, UnsupportedOperation
+from aietl.services.vector_sink.domain.model import ConnectorConfigError, Document, FilterError, MetadataValue
+from aietl.services.vector_sink.service import (
     ConnectorMisconfigured,
     IngestReport,
     UnknownConnector,
@@ -22,10 +22,10 @@ from services.vector_sink.service import (
     failure_reason,
     service_of,
 )
-from services.vector_sink.tables import Connector
-from shared.errors import Conflict, Invalid, NotFound
-from shared.events.base import Name
-from shared.outbound import OutboundRefused, PathRefused
+from aietl.services.vector_sink.tables import Connector
+from aietl.shared.errors import Conflict, Invalid, NotFound
+from aietl.shared.events.base import Name
+from aietl.shared.outbound import OutboundRefused, PathRefused
 
 router = APIRouter(tags=["vector-sink"])
 MAX_DOCUMENTS = 1_000

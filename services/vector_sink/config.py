@@ -1,7 +1,7 @@
 """Connector configurations (the seed's JSON), validated per store type; secrets kept apart.
 
 A configuration is stored in two halves: the options in plain JSON, and the secret fields
-(`api_key`, `token`, `embedding_api_key`) sealed by `shared.secret_box.SecretBox`. Responses show
+(`api_key`, `token`, `embedding_api_key`) sealed by `aietl.shared.secret_box.SecretBox`. Responses show
 `"***"` for a set secret; logs never see them.
 """
 
@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from services.vector_sink.domain.chunking import ChunkingPolicy
-from services.vector_sink.domain.model import FieldType, Metric
-from services.vector_sink.embeddings import DEFAULT_MODEL, EmbeddingConfig
+from aietl.services.vector_sink.domain.chunking import ChunkingPolicy
+from aietl.services.vector_sink.domain.model import FieldType, Metric
+from aietl.services.vector_sink.embeddings import DEFAULT_MODEL, EmbeddingConfig
 
 StoreType = Literal["milvus", "weaviate", "pinecone"]
 SECRET_FIELDS = ("api_key", "token", "embedding_api_key")

@@ -13,8 +13,8 @@ from typing import Literal, Protocol
 import httpx
 import numpy as np
 
-from services.vector_sink.domain.model import ConnectorConfigError
-from shared.outbound import OutboundPolicy, checked_transport
+from aietl.services.vector_sink.domain.model import ConnectorConfigError
+from aietl.shared.outbound import OutboundPolicy, checked_transport
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "minilm-l6-v2-m2v-256"
 DEFAULT_MODEL = "minilm-l6-v2-m2v-256"

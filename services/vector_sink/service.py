@@ -18,15 +18,15 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from services.runtime import Runtime
-from services.vector_sink import store
-from services.vector_sink.config import CommonOptions, parse_options
-from services.vector_sink.connectors import check_destinations, open_store
-from services.vector_sink.connectors.base import VectorStore
-from services.vector_sink.domain.chunking import ChunkingPolicy
-from services.vector_sink.domain.filters import parse_filter
-from services.vector_sink.domain.ids import scoped_collection
-from services.vector_sink.domain.model import (
+from aietl.services.runtime import Runtime
+from aietl.services.vector_sink import store
+from aietl.services.vector_sink.config import CommonOptions, parse_options
+from aietl.services.vector_sink.connectors import check_destinations, open_store
+from aietl.services.vector_sink.connectors.base import VectorStore
+from aietl.services.vector_sink.domain.chunking import ChunkingPolicy
+from aietl.services.vector_sink.domain.filters import parse_filter
+from aietl.services.vector_sink.domain.ids import scoped_collection
+from aietl.services.vector_sink.domain.model import (
     Chunk,
     CollectionSpec,
     ConnectorConfigError,
@@ -34,7 +34,7 @@ from services.vector_sink.domain.model import (
     Hit,
     RejectedDocument,
 )
-from services.vector_sink.domain.planning import (
+from aietl.services.vector_sink.domain.planning import (
     DocumentPlan,
     DocumentRecord,
     Limits,
@@ -42,11 +42,11 @@ from services.vector_sink.domain.planning import (
     plan_document,
     validate_document,
 )
-from services.vector_sink.embeddings import Embedder, EmbeddingConfig, create_embedder
-from services.vector_sink.tables import Connector
-from shared import metrics
-from shared.outbound import OutboundPolicy, OutboundRefused, PathRefused, Unresolved
-from shared.secret_box import SecretBox
+from aietl.services.vector_sink.embeddings import Embedder, EmbeddingConfig, create_embedder
+from aietl.services.vector_sink.tables import Connector
+from aietl.shared import metrics
+from aietl.shared.outbound import OutboundPolicy, OutboundRefused, PathRefused, Unresolved
+from aietl.shared.secret_box import SecretBox
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

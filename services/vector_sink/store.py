@@ -12,9 +12,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.vector_sink.domain.planning import DocumentPlan, DocumentRecord
-from services.vector_sink.tables import CachedEmbedding, Connector, DocumentChunks
-from shared.events.base import utc_now
+from aietl.services.vector_sink.domain.planning import DocumentPlan, DocumentRecord
+from aietl.services.vector_sink.tables import CachedEmbedding, Connector, DocumentChunks
+from aietl.shared.events.base import utc_now
 
 CACHE_LOOKUP_CHUNK = 500
 

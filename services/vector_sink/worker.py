@@ -1,6 +1,6 @@
 """vector_sink worker: consumes `documents.ingested` and keeps the vector store in line with it.
 
-It consumes in batches (`shared.bus.BatchConsumer`): the documents of a batch that go to the same
+It consumes in batches (`aietl.shared.bus.BatchConsumer`): the documents of a batch that go to the same
 collection are ingested as one run (one embedding call, bulk bookkeeping, one flush). Ingestion is
 idempotent by construction (the document's chunk record decides what is rewritten), so when a
 batch fails, or holds a document the collection refuses, its events are applied again one by one
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.runtime import Runtime
-from services.vector_sink.domain.model import Document
-from services.vector_sink.service import ConnectorMisconfigured, UnknownConnector, service_of
-from shared.bus import PermanentError, ServiceRouter
-from shared.events import Event, Topic
-from shared.events.documents import DocumentIngested
+from aietl.services.runtime import Runtime
+from aietl.services.vector_sink.domain.model import Document
+from aietl.services.vector_sink.service import ConnectorMisconfigured, UnknownConnector, service_of
+from aietl.shared.bus import PermanentError, ServiceRouter
+from aietl.shared.events import Event, Topic
+from aietl.shared.events.documents import DocumentIngested
 
 GROUP = "vector_sink"
 MAX_BATCH = 200

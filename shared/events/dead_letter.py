@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from shared.events.base import Event
+from aietl.shared.events.base import Event
 
 
 class DeadLetter(Event):

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from shared.events.base import Event, Name, Timestamp, Topic
+from aietl.shared.events.base import Event, Name, Timestamp, Topic
 
 MetadataValue = str | int | float | bool | None
 

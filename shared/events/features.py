@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from shared.events.base import Contract, Event, Name, Timestamp, Topic
+from aietl.shared.events.base import Contract, Event, Name, Timestamp, Topic
 
 FeatureScalar = bool | int | float | str | None
 FeatureData = FeatureScalar | list[float] | list[int] | list[str]

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from shared.events.base import Event, Name, Timestamp, Topic
+from aietl.shared.events.base import Event, Name, Timestamp, Topic
 
 RunStatus = Literal["success", "failed"]
 

@@ -7,8 +7,8 @@ from uuid import UUID
 
 from pydantic import Field
 
-from shared.events.base import Event, Name, Timestamp, Topic
-from shared.events.schema import Severity
+from aietl.shared.events.base import Event, Name, Timestamp, Topic
+from aietl.shared.events.schema import Severity
 
 
 class PipelinesGenerated(Event):

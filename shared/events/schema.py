@@ -7,7 +7,7 @@ from uuid import UUID
 
 from pydantic import Field, model_validator
 
-from shared.events.base import Contract, Event, Name, Topic
+from aietl.shared.events.base import Contract, Event, Name, Topic
 
 Dialect = Literal["postgres", "mysql", "clickhouse", "sqlite", "generic"]
 DriftType = Literal[

@@ -7,9 +7,9 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.db import Base
-from shared.migrate import import_table_modules
-from shared.settings import Settings
+from aietl.shared.db import Base
+from aietl.shared.migrate import import_table_modules
+from aietl.shared.settings import Settings
 
 if context.config.config_file_name is not None:  # the `alembic` command: log as alembic.ini says
     fileConfig(context.config.config_file_name, disable_existing_loggers=False)

@@ -17,10 +17,10 @@ import asyncpg
 import httpx
 import pytest
 
-from services.gateway.app import create_app
-from services.predict.simulator import simulate
-from services.runtime import Runtime
-from shared.events import Topic
+from aietl.services.gateway.app import create_app
+from aietl.services.predict.simulator import simulate
+from aietl.services.runtime import Runtime
+from aietl.shared.events import Topic
 from tests.support import eventually, served
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from services.console.session import CONTENT_SECURITY_POLICY
-from services.runtime import Runtime
-from shared.bus import publish_event
-from shared.events import Drift, DriftDetected, SuggestedMapping
+from aietl.services.console.session import CONTENT_SECURITY_POLICY
+from aietl.services.runtime import Runtime
+from aietl.shared.bus import publish_event
+from aietl.shared.events import Drift, DriftDetected, SuggestedMapping
 from tests.conftest import ADMIN_PASSWORD
 from tests.console.conftest import (
     HOSTILE_IMG,

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from services.runtime import Runtime
-from shared.events import Topic
+from aietl.services.runtime import Runtime
+from aietl.shared.events import Topic
 from tests.console.conftest import new_member, observe_a_change
 from tests.support import eventually
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from services.console import charts
-from services.console.client import describe
-from services.console.pages.drift import side_by_side
-from services.console.session import csrf_token
-from services.ops.api import ProcessOut, role_status
+from aietl.services.console import charts
+from aietl.services.console.client import describe
+from aietl.services.console.pages.drift import side_by_side
+from aietl.services.console.session import csrf_token
+from aietl.services.ops.api import ProcessOut, role_status
 
 HOSTILE = '<img src=x onerror=alert(1)>"><script>alert(1)</script>'
 T0 = datetime(2026, 1, 5, tzinfo=UTC)

@@ -12,11 +12,11 @@ import click
 from prometheus_client.metrics import MetricWrapperBase
 from pydantic import AliasChoices
 
-from services.cli import cli
-from services.runtime import WORKERS
-from shared import metrics
-from shared.events import Topic
-from shared.settings import Settings
+from aietl.services.cli import cli
+from aietl.services.runtime import WORKERS
+from aietl.shared import metrics
+from aietl.shared.events import Topic
+from aietl.shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -72,8 +72,8 @@ def all_topics() -> set[str]:
 @cache
 def consumed_topics(worker: str) -> frozenset[str]:
     """Topics the worker's consumer group subscribes, from its router as `aietl worker` builds it."""
-    from services.runtime import Runtime, create_worker_router
-    from shared.settings import Settings
+    from aietl.services.runtime import Runtime, create_worker_router
+    from aietl.shared.settings import Settings
 
     runtime = Runtime(Settings(kafka_bootstrap_servers="kafka:9092"))
     runtime.broker.include_router(create_worker_router(worker, runtime))

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from shared.settings import Settings
+from aietl.shared.settings import Settings
 from tests.deploy import project
 
 DOCKERFILE = project.ROOT / "Dockerfile"
@@ -149,7 +149,7 @@ def test_healthcheck_passes_when_either_port_answers_and_fails_otherwise() -> No
         server.server_close()
 
 
-@pytest.mark.parametrize("source", ["pyproject.toml", "README.md", "shared", "services"])
+@pytest.mark.parametrize("source", ["pyproject.toml", "README.md", "shared", "services", "aietl"])
 def test_build_context_keeps_what_the_image_copies(source: str) -> None:
     copied = {
         part

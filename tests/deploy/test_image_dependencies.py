@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_name
 
 from tests.deploy import project
 
-FIRST_PARTY = ("services", "shared")
+FIRST_PARTY = ("aietl",)
 IMAGE_BASE_EXTRAS: tuple[str, ...] = ()  # a worker serves /health through Starlette (services/operations.py)
 
 
@@ -144,7 +144,7 @@ def missing(external: dict[str, str], available: set[str]) -> list[str]:
 
 
 def test_import_reader_follows_first_party_code() -> None:
-    external = third_party_imports(["services.cli"], None)
+    external = third_party_imports(["aietl.services.cli"], None)
     assert {"click", "uvicorn", "starlette"} <= set(external)
     assert "fastapi" not in external
     assert "asyncio" not in external
@@ -152,16 +152,16 @@ def test_import_reader_follows_first_party_code() -> None:
 
 @pytest.mark.parametrize("worker", project.WORKER_NAMES)
 def test_worker_image_has_every_package_its_worker_imports(worker: str) -> None:
-    seeds = ["services.cli", "services.operations", f"services.{worker}.worker"]
-    external = third_party_imports(seeds, own_package=f"services.{worker}")
+    seeds = ["aietl.services.cli", "aietl.services.operations", f"aietl.services.{worker}.worker"]
+    external = third_party_imports(seeds, own_package=f"aietl.services.{worker}")
     assert missing(external, image_distributions(worker)) == []
 
 
 def test_gateway_and_migration_image_has_every_package_they_import() -> None:
-    seeds = ["services.cli", "services.gateway.app", "shared.migrate"]
+    seeds = ["aietl.services.cli", "aietl.services.gateway.app", "aietl.shared.migrate"]
     for worker in project.WORKER_NAMES:
         for module in ("api", "tables", "worker"):
-            if module_file(f"services.{worker}.{module}"):
-                seeds.append(f"services.{worker}.{module}")
+            if module_file(f"aietl.services.{worker}.{module}"):
+                seeds.append(f"aietl.services.{worker}.{module}")
     external = third_party_imports(seeds, own_package=None)
     assert missing(external, image_distributions("all")) == []

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from shared.events import Topic
+from aietl.shared.events import Topic
 from tests.support import read_topic
 
 API = "/api/v1/advanced/schema-drift"

@@ -10,8 +10,8 @@ import uuid
 
 import httpx
 
-from services.drift.domain import columns_of, detect
-from services.drift.domain.names import name_similarity, tokens
+from aietl.services.drift.domain import columns_of, detect
+from aietl.services.drift.domain.names import name_similarity, tokens
 from tests.drift.wide_tables import wide_renamed_tables
 
 WIDTH, RENAMES = 10_000, 500

@@ -13,9 +13,9 @@ from typing import get_args
 
 import pytest
 
-from services.drift import rename_fit
-from services.drift.domain.renames import stored_model
-from services.drift.evaluate import (
+from aietl.services.drift import rename_fit
+from aietl.services.drift.domain.renames import stored_model
+from aietl.services.drift.evaluate import (
     HISTORY,
     SYNTHETIC,
     by_project,
@@ -24,7 +24,7 @@ from services.drift.evaluate import (
     load_cases,
     score,
 )
-from shared.events.schema import DriftType
+from aietl.shared.events.schema import DriftType
 
 REAL = load_cases(HISTORY)
 MADE = load_cases(SYNTHETIC)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import sqlglot
 
-from services.drift.domain import (
+from aietl.services.drift.domain import (
     DEFAULT_POLICY,
     InvalidSchemaError,
     columns_from_stored,
@@ -17,8 +17,8 @@ from services.drift.domain import (
     detect,
     schema_hash,
 )
-from services.drift.domain.adapt import apply_drifts
-from shared.events.schema import ObservedColumn
+from aietl.services.drift.domain.adapt import apply_drifts
+from aietl.shared.events.schema import ObservedColumn
 
 BASE: list[dict[str, Any]] = [
     {"name": "id", "type": "bigint", "nullable": False, "primary_key": True},

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from services.drift.domain import columns_of, detect
-from services.drift.evaluate import SYNTHETIC, load_cases
-from services.runtime import Runtime
-from shared.events.schema import ObservedColumn
+from aietl.services.drift.domain import columns_of, detect
+from aietl.services.drift.evaluate import SYNTHETIC, load_cases
+from aietl.services.runtime import Runtime
+from aietl.shared.events.schema import ObservedColumn
 
 SAMPLE_VALUES = {  # a literal per family that survives widening and narrowing casts of the corpus
     "integer": "42",

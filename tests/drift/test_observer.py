@@ -12,11 +12,11 @@ import httpx
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from services.cli import cli
-from services.drift import observer, store
-from services.drift.domain import normalise
-from services.runtime import Runtime
-from shared.events import Topic
+from aietl.services.cli import cli
+from aietl.services.drift import observer, store
+from aietl.services.drift.domain import normalise
+from aietl.services.runtime import Runtime
+from aietl.shared.events import Topic
 from tests.support import eventually, read_topic
 
 

@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.drift import observer
-from services.drift.domain import columns_of, detect
-from services.runtime import Runtime
-from shared.events.schema import Dialect, ObservedColumn
+from aietl.services.drift import observer
+from aietl.services.drift.domain import columns_of, detect
+from aietl.services.runtime import Runtime
+from aietl.shared.events.schema import Dialect, ObservedColumn
 
 MYSQL_SERVER = os.environ.get("AIETL_TEST_MYSQL_URL", "mysql://aietl:aietl@127.0.0.1:3306")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.drift.domain import classify, normalise, parse_type
-from shared.events.schema import Dialect
+from aietl.services.drift.domain import classify, normalise, parse_type
+from aietl.shared.events.schema import Dialect
 
 SAME_TYPES = [
     [

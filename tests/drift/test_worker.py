@@ -9,12 +9,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from services.drift import service, store
-from services.drift import worker as drift_worker
-from services.drift.tables import AuditRecord, Detection, SchemaVersion
-from services.runtime import Runtime
-from shared.bus import publish_event
-from shared.events import SchemaObserved, Topic
+from aietl.services.drift import service, store
+from aietl.services.drift import worker as drift_worker
+from aietl.services.drift.tables import AuditRecord, Detection, SchemaVersion
+from aietl.services.runtime import Runtime
+from aietl.shared.bus import publish_event
+from aietl.shared.events import SchemaObserved, Topic
 from tests.support import eventually, read_topic
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.events.schema import ObservedColumn
+from aietl.shared.events.schema import ObservedColumn
 
 TYPES = ["bigint", "integer", "varchar(255)", "text", "numeric(12,2)", "timestamptz", "boolean", "date"]
 WORDS = ["customer", "order", "amount", "price", "status", "created", "updated", "name", "email"]

@@ -11,8 +11,8 @@ import httpx
 import jwt
 import pytest
 
-from services.features.client import AsyncFeatureClient, FeatureClient
-from services.features.on_demand import transform
+from aietl.services.features.client import AsyncFeatureClient, FeatureClient
+from aietl.services.features.on_demand import transform
 from tests.conftest import JWT_SECRET
 from tests.support import signed_token
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.features.domain import (
+from aietl.services.features.domain import (
     FeatureError,
     FeatureRef,
     FeatureSpec,
@@ -21,7 +21,7 @@ from services.features.domain import (
     parse_ref,
     to_us,
 )
-from services.features.on_demand import Budget, compile_expression, registered_transform, transform
+from aietl.services.features.on_demand import Budget, compile_expression, registered_transform, transform
 
 
 def spec(feature_type: FeatureType) -> FeatureSpec:

@@ -11,10 +11,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from services.features.domain import OnlineWrite, encode_online, online_status
-from services.features.stores import EntityValues, OnlineStore
-from services.features.stores.redis_online import RedisOnlineStore
-from services.features.stores.sqlite_online import SqliteOnlineStore
+from aietl.services.features.domain import OnlineWrite, encode_online, online_status
+from aietl.services.features.stores import EntityValues, OnlineStore
+from aietl.services.features.stores.redis_online import RedisOnlineStore
+from aietl.services.features.stores.sqlite_online import SqliteOnlineStore
 
 SECOND = 1_000_000
 

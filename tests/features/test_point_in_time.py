@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from services.features.domain import OfflineRow, decode_online, latest_at
-from services.features.stores import EntityValues, HistoricalFeature, OfflineStore, Window
-from services.features.stores.clickhouse_offline import ClickHouseOfflineStore
-from services.features.stores.sql_offline import SqlOfflineStore
-from services.runtime import Runtime
-from shared.db import Database
-from shared.migrate import upgrade_async
+from aietl.services.features.domain import OfflineRow, decode_online, latest_at
+from aietl.services.features.stores import EntityValues, HistoricalFeature, OfflineStore, Window
+from aietl.services.features.stores.clickhouse_offline import ClickHouseOfflineStore
+from aietl.services.features.stores.sql_offline import SqlOfflineStore
+from aietl.services.runtime import Runtime
+from aietl.shared.db import Database
+from aietl.shared.migrate import upgrade_async
 
 
 @pytest.fixture(scope="module")

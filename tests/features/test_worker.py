@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from services.features import registry
-from services.features.component import service_of
-from services.features.domain import FeatureType
-from services.runtime import Runtime, create_worker_router
-from shared.bus import ensure_topics, publish_event
-from shared.db import ProcessedEvent
-from shared.embedded_broker import EmbeddedBroker
-from shared.events import DeadLetter, FeaturesWritten, FeatureValue, Topic
-from shared.migrate import upgrade_async
-from shared.settings import Settings
+from aietl.services.features import registry
+from aietl.services.features.component import service_of
+from aietl.services.features.domain import FeatureType
+from aietl.services.runtime import Runtime, create_worker_router
+from aietl.shared.bus import ensure_topics, publish_event
+from aietl.shared.db import ProcessedEvent
+from aietl.shared.embedded_broker import EmbeddedBroker
+from aietl.shared.events import DeadLetter, FeaturesWritten, FeatureValue, Topic
+from aietl.shared.migrate import upgrade_async
+from aietl.shared.settings import Settings
 from tests.reliability.topics import read_all
 from tests.support import eventually, read_topic
 

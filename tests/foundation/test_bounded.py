@@ -1,6 +1,6 @@
 import pytest
 
-from shared.bounded import MAX_INTEGER_BITS, MAX_SEQUENCE_LENGTH, LimitExceeded, bounded_binop
+from aietl.shared.bounded import MAX_INTEGER_BITS, MAX_SEQUENCE_LENGTH, LimitExceeded, bounded_binop
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,8 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.runtime import Runtime
-from shared.bus import (
+from aietl.services.runtime import Runtime
+from aietl.shared.bus import (
     ConsumerProgress,
     ConsumerStalled,
     ServiceRouter,
@@ -31,9 +31,9 @@ from shared.bus import (
     ensure_topics,
     publish_event,
 )
-from shared.db import Database, process_once
-from shared.events import DeadLetter, Event, Topic
-from shared.settings import Settings
+from aietl.shared.db import Database, process_once
+from aietl.shared.events import DeadLetter, Event, Topic
+from aietl.shared.settings import Settings
 from tests.support import eventually, read_topic
 
 CODECS = ("gzip", "snappy", "lz4", "zstd")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from shared.child_process import ChildTimeout, ChildWorker
+from aietl.shared.child_process import ChildTimeout, ChildWorker
 
 
 def add(left: int, right: int) -> int:

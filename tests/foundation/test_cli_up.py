@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.demo.launcher import embedded_env
-from shared.embedded_broker import free_port, port_open
+from aietl.services.demo.launcher import embedded_env
+from aietl.shared.embedded_broker import free_port, port_open
 
 PASSWORD = "e2e-admin-password"
 
@@ -27,7 +27,7 @@ def platform(tmp_path: Path):
         [
             sys.executable,
             "-m",
-            "services.cli",
+            "aietl.services.cli",
             "up",
             "--data-dir",
             str(tmp_path / "data"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from services.runtime import Runtime
+from aietl.services.runtime import Runtime
 
 
 async def test_shared_client_runs_sql_serially(runtime: Runtime) -> None:

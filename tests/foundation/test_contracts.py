@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from shared.events import (
+from aietl.shared.events import (
     CONTRACTS,
     DeadLetter,
     DocumentIngested,

@@ -7,12 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.embedded_broker import free_port
+from aietl.shared.embedded_broker import free_port
 
 
 def aietl(*arguments: str, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *arguments],
+        [sys.executable, "-m", "aietl.services.cli", *arguments],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from shared.errors import ErrorBody, Invalid, NotFound, Problem, pointer
+from aietl.shared.errors import ErrorBody, Invalid, NotFound, Problem, pointer
 from tests.predict.test_api import runs_payload
 
 API = "/api/v1/advanced"

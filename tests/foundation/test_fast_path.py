@@ -12,11 +12,11 @@ import pytest
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-import services.gateway.app as gateway_app
-from services.gateway.accounts import Authenticator
-from services.gateway.app import service_apis
-from services.gateway.fast_path import FastRoute, answer_fast, mount_fast_routes
-from services.runtime import Runtime
+import aietl.services.gateway.app as gateway_app
+from aietl.services.gateway.accounts import Authenticator
+from aietl.services.gateway.app import service_apis
+from aietl.services.gateway.fast_path import FastRoute, answer_fast, mount_fast_routes
+from aietl.services.runtime import Runtime
 
 ONLINE = "/api/v1/advanced/features/get-online"
 Headers = dict[str, str]

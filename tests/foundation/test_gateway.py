@@ -13,8 +13,8 @@ import jwt
 import pytest
 from sqlalchemy import select
 
-from services.gateway.admin import ensure_bootstrap_admin
-from services.gateway.security import (
+from aietl.services.gateway.admin import ensure_bootstrap_admin
+from aietl.services.gateway.security import (
     KEY_RING_FILE,
     KeyRing,
     TokenClaims,
@@ -22,11 +22,11 @@ from services.gateway.security import (
     decode_token,
     issue_token,
 )
-from services.gateway.tables import Membership, User
-from services.gateway.throttle import client_address
-from services.runtime import Runtime
-from shared.migrate import upgrade_async
-from shared.settings import Settings
+from aietl.services.gateway.tables import Membership, User
+from aietl.services.gateway.throttle import client_address
+from aietl.services.runtime import Runtime
+from aietl.shared.migrate import upgrade_async
+from aietl.shared.settings import Settings
 from tests.conftest import ADMIN_PASSWORD, JWT_SECRET
 from tests.foundation.test_demo import aietl
 from tests.support import eventually, fresh_postgres_database, signed_token

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from shared.db import Database
-from shared.lease import Leases
-from shared.migrate import upgrade_async
-from shared.settings import Settings
+from aietl.shared.db import Database
+from aietl.shared.lease import Leases
+from aietl.shared.migrate import upgrade_async
+from aietl.shared.settings import Settings
 
 
 class Clock:

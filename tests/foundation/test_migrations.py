@@ -11,8 +11,8 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from shared.db import Base, Database
-from shared.migrate import alembic_config, import_table_modules, upgrade_async
+from aietl.shared.db import Base, Database
+from aietl.shared.migrate import alembic_config, import_table_modules, upgrade_async
 
 ROOT = Path(__file__).resolve().parents[2]
 

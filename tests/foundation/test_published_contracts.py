@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from services.contracts import asyncapi_document, json_schemas
-from shared.events import CONTRACTS, Topic
+from aietl.services.contracts import asyncapi_document, json_schemas
+from aietl.shared.events import CONTRACTS, Topic
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "docs" / "contracts"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared.settings import Settings
+from aietl.shared.settings import Settings
 
 
 def test_seed_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,7 +78,7 @@ def test_redis_url_makes_redis_the_online_store_unless_told_otherwise(
 def test_only_test_environments_hash_passwords_cheaply(tmp_path) -> None:
     """Tests hash with argon2's cheapest parameters; every other environment with the default
     profile; a hash made either way verifies in both."""
-    from services.gateway import security
+    from aietl.services.gateway import security
 
     try:
         security.use_password_hashing_of(Settings(environment="test", data_dir=tmp_path))

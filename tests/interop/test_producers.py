@@ -20,9 +20,9 @@ import httpx
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from services.runtime import Runtime
-from shared.bus import idempotence_supported
-from shared.events import (
+from aietl.services.runtime import Runtime
+from aietl.shared.bus import idempotence_supported
+from aietl.shared.events import (
     DocumentIngested,
     Event,
     FeaturesWritten,

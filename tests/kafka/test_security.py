@@ -12,9 +12,9 @@ import uuid
 import pytest
 from aiokafka.errors import KafkaError
 
-from shared.bus import ConsumerProgress, ServiceRouter, create_broker, ensure_topics, publish_event
-from shared.events import Topic
-from shared.settings import Settings
+from aietl.shared.bus import ConsumerProgress, ServiceRouter, create_broker, ensure_topics, publish_event
+from aietl.shared.events import Topic
+from aietl.shared.settings import Settings
 from tests.foundation.test_bus import Ping
 from tests.kafka.cluster import SCRAM_USERNAME, KafkaCluster
 from tests.support import eventually

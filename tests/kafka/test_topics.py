@@ -12,9 +12,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
 
-from shared.bus import create_broker, ensure_topics, idempotence_supported, publish_event
-from shared.events import Topic
-from shared.settings import Settings
+from aietl.shared.bus import create_broker, ensure_topics, idempotence_supported, publish_event
+from aietl.shared.events import Topic
+from aietl.shared.settings import Settings
 from tests.foundation.test_bus import Ping
 from tests.kafka.cluster import KafkaCluster
 from tests.support import read_topic

@@ -16,18 +16,18 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from services.gateway.admin import ensure_bootstrap_admin
-from services.gateway.app import create_app
-from services.predict.domain import failure as failure_domain
-from services.predict.service import PredictService, service_of
-from services.predict.simulator import simulate
-from services.predict.tables import AlertEpisode, PredictionOutcome
-from services.predict.trainer import get_trainer
-from services.runtime import Runtime
-from shared.bus import publish_event
-from shared.events import PipelineRunMetrics, Topic
-from shared.migrate import upgrade_async
-from shared.settings import Settings
+from aietl.services.gateway.admin import ensure_bootstrap_admin
+from aietl.services.gateway.app import create_app
+from aietl.services.predict.domain import failure as failure_domain
+from aietl.services.predict.service import PredictService, service_of
+from aietl.services.predict.simulator import simulate
+from aietl.services.predict.tables import AlertEpisode, PredictionOutcome
+from aietl.services.predict.trainer import get_trainer
+from aietl.services.runtime import Runtime
+from aietl.shared.bus import publish_event
+from aietl.shared.events import PipelineRunMetrics, Topic
+from aietl.shared.migrate import upgrade_async
+from aietl.shared.settings import Settings
 from tests.conftest import ADMIN_PASSWORD
 from tests.support import eventually, read_topic
 

@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from services.predict import evaluate
-from services.predict.domain import InsufficientHistory, require_history
-from services.predict.domain import failure as failure_domain
-from services.predict.domain import window as window_domain
-from services.predict.domain.alerts import transition
-from services.predict.domain.features import failure_labels, pipeline_features
-from services.predict.domain.forecast import forecast
-from services.predict.simulator import simulate
-from services.predict.writer import BatchWriter
+from aietl.services.predict import evaluate
+from aietl.services.predict.domain import InsufficientHistory, require_history
+from aietl.services.predict.domain import failure as failure_domain
+from aietl.services.predict.domain import window as window_domain
+from aietl.services.predict.domain.alerts import transition
+from aietl.services.predict.domain.features import failure_labels, pipeline_features
+from aietl.services.predict.domain.forecast import forecast
+from aietl.services.predict.simulator import simulate
+from aietl.services.predict.writer import BatchWriter
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from statsforecast.models import AutoETS
 
-from services.predict.domain import forecast as forecast_module
-from services.predict.domain.forecast import calibration_origins, forecast, standard_errors
+from aietl.services.predict.domain import forecast as forecast_module
+from aietl.services.predict.domain.forecast import calibration_origins, forecast, standard_errors
 
 
 def _trending(seed: int, length: int = 400) -> np.ndarray:

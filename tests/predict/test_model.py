@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from services.predict.domain import failure as failure_domain
-from services.predict.domain import forest as forest_format
-from services.predict.domain.features import FEATURES
-from services.predict.domain.forest import FlatForest
-from services.predict.simulator import Simulation, simulate
+from aietl.services.predict.domain import failure as failure_domain
+from aietl.services.predict.domain import forest as forest_format
+from aietl.services.predict.domain.features import FEATURES
+from aietl.services.predict.domain.forest import FlatForest
+from aietl.services.predict.simulator import Simulation, simulate
 
 
 @pytest.fixture(scope="module")

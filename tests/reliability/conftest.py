@@ -31,13 +31,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.gateway.app import create_app
-from services.runtime import Runtime
-from shared.bus import ensure_topics
-from shared.db import Database
-from shared.embedded_broker import EmbeddedBroker, free_port, port_open
-from shared.migrate import upgrade_async
-from shared.settings import Settings
+from aietl.services.gateway.app import create_app
+from aietl.services.runtime import Runtime
+from aietl.shared.bus import ensure_topics
+from aietl.shared.db import Database
+from aietl.shared.embedded_broker import EmbeddedBroker, free_port, port_open
+from aietl.shared.migrate import upgrade_async
+from aietl.shared.settings import Settings
 from tests.conftest import ADMIN_PASSWORD, JWT_SECRET
 from tests.kafka.cluster import KafkaCluster
 from tests.support import fresh_postgres_database
@@ -83,7 +83,7 @@ class Stack:
             yield broker.bootstrap_servers
 
     def spawn(self, name: str, *args: str, port_env: str | None = None, **env: str) -> Service:
-        """Start `python -m services.cli <args>`; its output goes to a log file kept for diagnosis."""
+        """Start `python -m aietl.services.cli <args>`; its output goes to a log file kept for diagnosis."""
         port = free_port()
         environment = {**self.env, **env}
         if port_env is not None:
@@ -91,7 +91,7 @@ class Stack:
         log_path = self.logs / f"{name}-{len(self.processes)}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", *args],
+                [sys.executable, "-m", "aietl.services.cli", *args],
                 cwd=ROOT,
                 env=environment,
                 stdout=log,

@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from shared.events import Event
+from aietl.shared.events import Event
 from tests.reliability.conftest import ROOT, Service, Stack
 
 log = structlog.get_logger(__name__)

@@ -23,10 +23,10 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
-from services.gateway.app import API_PREFIX, api_routers, service_apis
-from services.gateway.events import INBOUND
-from services.gateway.roles import Role
-from services.gateway.security import ALGORITHM
+from aietl.services.gateway.app import API_PREFIX, api_routers, service_apis
+from aietl.services.gateway.events import INBOUND
+from aietl.services.gateway.roles import Role
+from aietl.services.gateway.security import ALGORITHM
 from tests.conftest import JWT_SECRET
 from tests.foundation.test_contracts import EXAMPLES
 

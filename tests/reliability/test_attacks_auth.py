@@ -19,9 +19,9 @@ import httpx
 import jwt
 from fastapi import FastAPI
 
-from services.gateway.app import create_app
-from services.gateway.roles import Role
-from services.runtime import Runtime
+from aietl.services.gateway.app import create_app
+from aietl.services.gateway.roles import Role
+from aietl.services.runtime import Runtime
 from tests.conftest import JWT_SECRET
 from tests.reliability.conftest import gateway_client, random_address
 from tests.reliability.test_access import member_of_new_project, new_project, new_user

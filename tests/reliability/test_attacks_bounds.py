@@ -25,10 +25,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.gateway.app import create_app
-from services.runtime import Runtime
-from shared.embedded_broker import free_port
-from shared.outbound import (
+from aietl.services.gateway.app import create_app
+from aietl.services.runtime import Runtime
+from aietl.shared.embedded_broker import free_port
+from aietl.shared.outbound import (
     OutboundPolicy,
     OutboundRefused,
     PathRefused,
@@ -36,7 +36,7 @@ from shared.outbound import (
     checked_transport,
     inside,
 )
-from shared.settings import Settings
+from aietl.shared.settings import Settings
 from tests.vector_sink.test_domain import nested_filter
 
 CANARY = f"CANARY-{uuid.uuid4().hex}"

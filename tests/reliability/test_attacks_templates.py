@@ -22,11 +22,11 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from services.runtime import Runtime
-from services.templates.clickhouse_sandbox import SandboxRefused
-from services.templates.service import service_of
-from services.templates.tables import PipelineInstance
-from shared.settings import Settings
+from aietl.services.runtime import Runtime
+from aietl.services.templates.clickhouse_sandbox import SandboxRefused
+from aietl.services.templates.service import service_of
+from aietl.services.templates.tables import PipelineInstance
+from aietl.shared.settings import Settings
 
 BASE = "/api/v1/advanced/templates"
 HEALTH_BUDGET_SECONDS = 0.1

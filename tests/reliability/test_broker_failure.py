@@ -15,7 +15,7 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared.events import Topic
+from aietl.shared.events import Topic
 from tests.kafka.cluster import KafkaCluster
 from tests.reliability.conftest import Stack, scale
 from tests.reliability.crash import GroupOffsets

@@ -14,7 +14,7 @@ import uuid
 
 import httpx
 
-from shared.events import Topic
+from aietl.shared.events import Topic
 from tests.conftest import ADMIN_PASSWORD
 from tests.reliability.conftest import Stack, scale
 from tests.reliability.topics import read_all

@@ -27,21 +27,21 @@ import pytest
 from pymilvus import MilvusClient
 from sqlalchemy import func, select
 
-from services.drift import service as drift_service
-from services.drift.tables import AuditRecord, Detection, SchemaVersion
-from services.features.domain import FeatureType
-from services.features.registry import FeatureDefinition, register_feature
-from services.features.tables import OfflineValue
-from services.vector_sink import store as vector_store
-from services.vector_sink.config import MilvusOptions, split_secrets
-from services.vector_sink.connectors.milvus import MilvusStore
-from services.vector_sink.domain.ids import scoped_collection
-from services.vector_sink.domain.planning import make_chunks
-from services.vector_sink.embeddings import EmbeddingConfig, create_embedder
-from services.vector_sink.tables import DocumentChunks
-from services.vector_sink.worker import to_document
-from shared.db import ProcessedEvent
-from shared.events import (
+from aietl.services.drift import service as drift_service
+from aietl.services.drift.tables import AuditRecord, Detection, SchemaVersion
+from aietl.services.features.domain import FeatureType
+from aietl.services.features.registry import FeatureDefinition, register_feature
+from aietl.services.features.tables import OfflineValue
+from aietl.services.vector_sink import store as vector_store
+from aietl.services.vector_sink.config import MilvusOptions, split_secrets
+from aietl.services.vector_sink.connectors.milvus import MilvusStore
+from aietl.services.vector_sink.domain.ids import scoped_collection
+from aietl.services.vector_sink.domain.planning import make_chunks
+from aietl.services.vector_sink.embeddings import EmbeddingConfig, create_embedder
+from aietl.services.vector_sink.tables import DocumentChunks
+from aietl.services.vector_sink.worker import to_document
+from aietl.shared.db import ProcessedEvent
+from aietl.shared.events import (
     DocumentIngested,
     FeaturesWritten,
     FeatureValue,
@@ -50,7 +50,7 @@ from shared.events import (
     SchemaObserved,
     Topic,
 )
-from shared.settings import Settings
+from aietl.shared.settings import Settings
 from tests.reliability.conftest import BROKERS, Stack, scale
 from tests.reliability.crash import Disruption, chdb_query, kill_and_restart_while_streaming, run_seed
 
@@ -140,7 +140,7 @@ async def drift_state(stack: Stack, project: str) -> dict[str, dict[str, list[tu
 @pytest.mark.parametrize("stack_broker", BROKERS, indirect=True)
 async def test_drift_worker_survives_sigkill(stack: Stack) -> None:
     """The drift service's own policy decides what an observation does; the oracle is the same
-    sequence applied once, in order, without a crash (through `services.drift.service.observe_many`)."""
+    sequence applied once, in order, without a crash (through `aietl.services.drift.service.observe_many`)."""
     await drift_exactly_once(stack)
 
 

@@ -27,8 +27,8 @@ from schemathesis import GenerationMode
 from schemathesis.checks import CheckFunction, not_a_server_error
 from schemathesis.core.result import Ok
 
-from services.gateway.app import create_app
-from services.runtime import Runtime
+from aietl.services.gateway.app import create_app
+from aietl.services.runtime import Runtime
 from tests.support import served
 
 MAX_EXAMPLES = int(os.environ.get("AIETL_FUZZ_EXAMPLES", "6"))

@@ -17,10 +17,10 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from services.features.domain import FeatureError
-from services.features.on_demand import compile_expression
-from services.templates.domain.model import InvalidConfig, SqlDialect, TemplateError
-from services.templates.domain.rendering import compile_template, render
+from aietl.services.features.domain import FeatureError
+from aietl.services.features.on_demand import compile_expression
+from aietl.services.templates.domain.model import InvalidConfig, SqlDialect, TemplateError
+from aietl.services.templates.domain.rendering import compile_template, render
 
 CANARY = Path(f"/tmp/aietl-canary-{uuid.uuid4().hex}")
 SHELL = f"touch {CANARY}"
@@ -103,8 +103,8 @@ def test_template_arithmetic_cannot_exhaust_the_process() -> None:
     script = (
         "import resource, sys\n"
         "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
-        "from services.templates.domain.model import InvalidConfig, TemplateError\n"
-        "from services.templates.domain.rendering import render\n"
+        "from aietl.services.templates.domain.model import InvalidConfig, TemplateError\n"
+        "from aietl.services.templates.domain.rendering import render\n"
         "for code in sys.argv[1:]:\n"
         "    try:\n"
         "        render(code, 'postgres', {})\n"
@@ -160,8 +160,8 @@ def test_on_demand_expressions_cannot_exhaust_the_process(bombs: list[str]) -> N
     script = (
         "import resource, sys, time\n"
         "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
-        "from services.features.domain import FeatureError\n"
-        "from services.features.on_demand import compile_expression\n"
+        "from aietl.services.features.domain import FeatureError\n"
+        "from aietl.services.features.on_demand import compile_expression\n"
         "for source in sys.argv[1:]:\n"
         "    started = time.perf_counter()\n"
         "    try:\n"

@@ -18,13 +18,13 @@ from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
 from sqlalchemy import select
 
-from shared.bus import ensure_topics
-from shared.db import Database
-from shared.embedded_broker import EmbeddedBroker
-from shared.events import PipelinesGenerated, Topic
-from shared.migrate import upgrade_async
-from shared.outbox import Outbox, OutboxRow, Relay
-from shared.settings import Settings
+from aietl.shared.bus import ensure_topics
+from aietl.shared.db import Database
+from aietl.shared.embedded_broker import EmbeddedBroker
+from aietl.shared.events import PipelinesGenerated, Topic
+from aietl.shared.migrate import upgrade_async
+from aietl.shared.outbox import Outbox, OutboxRow, Relay
+from aietl.shared.settings import Settings
 from tests.support import eventually, fresh_postgres_database, read_topic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,8 +143,8 @@ async def test_sigkill_between_commit_and_publish_loses_nothing(
         f"""
         import asyncio, os, signal
         from faststream.kafka import KafkaBroker
-        from shared.db import Database
-        from shared.outbox import Outbox, Relay
+        from aietl.shared.db import Database
+        from aietl.shared.outbox import Outbox, Relay
         from tests.reliability.test_outbox import generated
 
         async def main():

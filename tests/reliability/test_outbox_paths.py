@@ -10,9 +10,9 @@ import uuid
 import httpx
 from sqlalchemy import select
 
-from services.runtime import Runtime
-from shared.events import Topic
-from shared.outbox import OutboxRow
+from aietl.services.runtime import Runtime
+from aietl.shared.events import Topic
+from aietl.shared.outbox import OutboxRow
 from tests.drift.test_api import API, COLUMNS, _body
 from tests.support import eventually, read_topic
 

@@ -22,9 +22,9 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import MessageSizeTooLargeError
 
-from services.gateway.events import INBOUND
-from services.runtime import Runtime
-from shared.events import CONTRACTS, DeadLetter, Event, Topic
+from aietl.services.gateway.events import INBOUND
+from aietl.services.runtime import Runtime
+from aietl.shared.events import CONTRACTS, DeadLetter, Event, Topic
 from tests.conftest import ADMIN_PASSWORD
 from tests.foundation.test_contracts import EXAMPLES
 from tests.reliability.conftest import Stack

@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import StatementError
 
-from services.gateway.tables import User
-from shared.bus import describe_error
-from shared.db import Database
-from shared.settings import Settings
+from aietl.services.gateway.tables import User
+from aietl.shared.bus import describe_error
+from aietl.shared.db import Database
+from aietl.shared.settings import Settings
 from tests.conftest import ADMIN_PASSWORD
 from tests.reliability.conftest import ROOT, Stack
 from tests.support import fresh_postgres_database
@@ -139,7 +139,7 @@ async def test_secrets_stay_out_of_logs_and_responses(stack: Stack) -> None:
 def test_logged_exceptions_do_not_show_secret_locals(fmt: str) -> None:
     script = (
         "import sys, structlog\n"
-        "from shared.logs import configure_logging\n"
+        "from aietl.shared.logs import configure_logging\n"
         "configure_logging('INFO', sys.argv[1])\n"
         "def login(password):\n"
         "    raise RuntimeError('boom')\n"
@@ -157,15 +157,15 @@ def test_logged_exceptions_do_not_show_secret_locals(fmt: str) -> None:
 
 DEBUG_LOGIN = """
 import asyncio, sys, httpx
-from shared.logs import configure_logging
-from shared.migrate import upgrade_async
-from shared.settings import Settings
+from aietl.shared.logs import configure_logging
+from aietl.shared.migrate import upgrade_async
+from aietl.shared.settings import Settings
 configure_logging("DEBUG", "console")
 
 async def main():
-    from services.gateway.admin import ensure_bootstrap_admin
-    from services.gateway.app import create_app
-    from services.runtime import Runtime
+    from aietl.services.gateway.admin import ensure_bootstrap_admin
+    from aietl.services.gateway.app import create_app
+    from aietl.services.runtime import Runtime
     settings = Settings(environment="test", data_dir=sys.argv[1], database_url=sys.argv[2],
                         admin_password=sys.argv[3], jwt_secret="k" * 40)
     await upgrade_async(settings.resolved_database_url)

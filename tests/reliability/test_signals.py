@@ -18,8 +18,8 @@ import httpx
 import psutil
 import pytest
 
-from services.demo.launcher import embedded_env
-from shared.embedded_broker import free_port, port_open
+from aietl.services.demo.launcher import embedded_env
+from aietl.shared.embedded_broker import free_port, port_open
 from tests.reliability.conftest import ROOT, Stack
 
 PASSWORD = "signal-test-password"
@@ -27,7 +27,7 @@ PASSWORD = "signal-test-password"
 
 def start(args: list[str], folder: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", *args],
+        [sys.executable, "-m", "aietl.services.cli", *args],
         cwd=folder,
         env={**embedded_env(PASSWORD), "PYTHONPATH": str(ROOT), **(env or {})},
         stdout=(folder / "out.log").open("wb"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 
-from shared.settings import Settings
+from aietl.shared.settings import Settings
 from tests.conftest import ADMIN_PASSWORD
 from tests.vector_sink.fakes.pinecone_fake import FakePinecone
 

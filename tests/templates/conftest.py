@@ -12,9 +12,9 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from services.gateway.app import create_app
-from services.runtime import Runtime
-from shared.settings import Settings
+from aietl.services.gateway.app import create_app
+from aietl.services.runtime import Runtime
+from aietl.shared.settings import Settings
 
 WAREHOUSE = "postgres_warehouse"
 

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.runtime import Runtime
-from services.templates.builtin import builtin
-from services.templates.domain.config import validated
-from services.templates.domain.rendering import render
-from services.templates.service import service_of
-from services.templates.targets import RunStats, SqlAlchemyTarget, Target
+from aietl.services.runtime import Runtime
+from aietl.services.templates.builtin import builtin
+from aietl.services.templates.domain.config import validated
+from aietl.services.templates.domain.rendering import render
+from aietl.services.templates.service import service_of
+from aietl.services.templates.targets import RunStats, SqlAlchemyTarget, Target
 
 TYPES = {
     "postgres": {"int": "BIGINT", "text": "TEXT", "ts": "TIMESTAMPTZ"},

@@ -8,11 +8,11 @@ from typing import Any
 
 import httpx
 
-from services.runtime import Runtime
-from services.templates.service import service_of
-from shared.bus import publish_event
-from shared.events import Drift, DriftDetected, SuggestedMapping
-from shared.settings import Settings
+from aietl.services.runtime import Runtime
+from aietl.services.templates.service import service_of
+from aietl.shared.bus import publish_event
+from aietl.shared.events import Drift, DriftDetected, SuggestedMapping
+from aietl.shared.settings import Settings
 from tests.support import eventually, read_topic
 
 BASE = "/api/v1/advanced/templates"

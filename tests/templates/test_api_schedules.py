@@ -9,8 +9,8 @@ import httpx
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.templates.domain.schedule import Cron
-from shared.events.base import utc_now
+from aietl.services.templates.domain.schedule import Cron
+from aietl.shared.events.base import utc_now
 from tests.templates.conftest import WAREHOUSE, warehouse_sql
 
 BASE = "/api/v1/advanced/templates"

@@ -8,11 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
-from services.runtime import Runtime
-from services.templates.connections import Connections, UnknownConnection, project_file
-from services.templates.service import service_of
-from services.templates.tables import ProjectConnection
-from shared.settings import Settings
+from aietl.services.runtime import Runtime
+from aietl.services.templates.connections import Connections, UnknownConnection, project_file
+from aietl.services.templates.service import service_of
+from aietl.services.templates.tables import ProjectConnection
+from aietl.shared.settings import Settings
 
 BASE = "/api/v1/advanced/templates"
 PASSWORD = "s3cret-Pa55-" + uuid.uuid4().hex[:8]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from services.runtime import Runtime
+from aietl.services.runtime import Runtime
 from tests.templates import oracle
 from tests.templates.harness import Backend, normalized
 

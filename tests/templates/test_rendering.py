@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 import sqlglot
 
-from services.templates.builtin import builtin, builtin_templates
-from services.templates.domain.config import check_schema, validated
-from services.templates.domain.generation import (
+from aietl.services.templates.builtin import builtin, builtin_templates
+from aietl.services.templates.domain.config import check_schema, validated
+from aietl.services.templates.domain.generation import (
     CannotAdapt,
     ControlSpec,
     PipelineNames,
@@ -17,10 +17,10 @@ from services.templates.domain.generation import (
     entry_config,
     template_variables,
 )
-from services.templates.domain.model import InvalidConfig, SemVer, SqlDialect, TemplateError
-from services.templates.domain.preparation import prepared
-from services.templates.domain.rendering import compile_template, parse_statements, render
-from shared.events.schema import Drift, SuggestedMapping
+from aietl.services.templates.domain.model import InvalidConfig, SemVer, SqlDialect, TemplateError
+from aietl.services.templates.domain.preparation import prepared
+from aietl.services.templates.domain.rendering import compile_template, parse_statements, render
+from aietl.shared.events.schema import Drift, SuggestedMapping
 
 SSTI_PAYLOADS = [
     "{{ ''.__class__.__mro__ }}",

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.templates.domain.schedule import (
+from aietl.services.templates.domain.schedule import (
     Cron,
     InvalidSchedule,
     Policy,

@@ -16,17 +16,17 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from sqlalchemy import select, update
 
-from services.runtime import Runtime
-from services.templates import schedules
-from services.templates.config import TemplatesSettings
-from services.templates.domain.schedule import Cron, Timing
-from services.templates.scheduler import Scheduler
-from services.templates.service import PipelineBusy, TemplatesService, run_lease
-from services.templates.tables import PipelineInstance, PipelineRun, PipelineSchedule
-from shared.events.base import utc_now
-from shared.lease import Leases
-from shared.migrate import upgrade_async
-from shared.settings import Settings
+from aietl.services.runtime import Runtime
+from aietl.services.templates import schedules
+from aietl.services.templates.config import TemplatesSettings
+from aietl.services.templates.domain.schedule import Cron, Timing
+from aietl.services.templates.scheduler import Scheduler
+from aietl.services.templates.service import PipelineBusy, TemplatesService, run_lease
+from aietl.services.templates.tables import PipelineInstance, PipelineRun, PipelineSchedule
+from aietl.shared.events.base import utc_now
+from aietl.shared.lease import Leases
+from aietl.shared.migrate import upgrade_async
+from aietl.shared.settings import Settings
 from tests.support import fresh_postgres_database
 
 PROJECT = "default"

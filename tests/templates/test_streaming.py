@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from services.runtime import Runtime
-from services.templates.service import service_of
-from services.templates.streaming import decode
-from shared.bus import ensure_topics
-from shared.settings import Settings
+from aietl.services.runtime import Runtime
+from aietl.services.templates.service import service_of
+from aietl.services.templates.streaming import decode
+from aietl.shared.bus import ensure_topics
+from aietl.shared.settings import Settings
 
 BASE = "/api/v1/advanced/templates"
 

@@ -6,11 +6,11 @@ import uuid
 
 import httpx
 
-from services.runtime import Runtime
-from services.vector_sink import store
-from services.vector_sink.domain.ids import scoped_collection
-from services.vector_sink.domain.model import CollectionSpec
-from services.vector_sink.service import service_of
+from aietl.services.runtime import Runtime
+from aietl.services.vector_sink import store
+from aietl.services.vector_sink.domain.ids import scoped_collection
+from aietl.services.vector_sink.domain.model import CollectionSpec
+from aietl.services.vector_sink.service import service_of
 
 API = "/api/v1"
 

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.vector_sink.domain.chunking import ChunkingPolicy, chunk_text
-from services.vector_sink.domain.filters import Compare, Exists, Junction, parse_filter
-from services.vector_sink.domain.ids import scoped_collection
-from services.vector_sink.domain.model import Document, FilterError, RejectedDocument
-from services.vector_sink.domain.planning import (
+from aietl.services.vector_sink.domain.chunking import ChunkingPolicy, chunk_text
+from aietl.services.vector_sink.domain.filters import Compare, Exists, Junction, parse_filter
+from aietl.services.vector_sink.domain.ids import scoped_collection
+from aietl.services.vector_sink.domain.model import Document, FilterError, RejectedDocument
+from aietl.services.vector_sink.domain.planning import (
     CacheUse,
     DocumentRecord,
     Limits,

@@ -7,14 +7,14 @@ import uuid
 
 import pytest
 
-from services.runtime import Runtime
-from services.vector_sink import store
-from services.vector_sink.config import MilvusOptions, split_secrets
-from services.vector_sink.domain.chunking import ChunkingPolicy
-from services.vector_sink.domain.ids import scoped_collection
-from services.vector_sink.domain.model import Document
-from services.vector_sink.domain.planning import make_chunks
-from services.vector_sink.service import VectorSinkService, service_of
+from aietl.services.runtime import Runtime
+from aietl.services.vector_sink import store
+from aietl.services.vector_sink.config import MilvusOptions, split_secrets
+from aietl.services.vector_sink.domain.chunking import ChunkingPolicy
+from aietl.services.vector_sink.domain.ids import scoped_collection
+from aietl.services.vector_sink.domain.model import Document
+from aietl.services.vector_sink.domain.planning import make_chunks
+from aietl.services.vector_sink.service import VectorSinkService, service_of
 
 WORDS = [
     "data",

@@ -12,16 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from services.vector_sink.config import MilvusOptions
-from services.vector_sink.connectors import milvus_uri
-from services.vector_sink.connectors.base import CollectionNotFound
-from services.vector_sink.connectors.milvus import MilvusStore, milvus_expr
-from services.vector_sink.domain.filters import parse_filter
-from services.vector_sink.domain.model import CollectionSpec
-from services.vector_sink.embeddings import EmbeddingConfig, create_embedder
-from shared.embedded_broker import free_port
-from shared.outbound import OutboundPolicy
-from shared.settings import Settings
+from aietl.services.vector_sink.config import MilvusOptions
+from aietl.services.vector_sink.connectors import milvus_uri
+from aietl.services.vector_sink.connectors.base import CollectionNotFound
+from aietl.services.vector_sink.connectors.milvus import MilvusStore, milvus_expr
+from aietl.services.vector_sink.domain.filters import parse_filter
+from aietl.services.vector_sink.domain.model import CollectionSpec
+from aietl.services.vector_sink.embeddings import EmbeddingConfig, create_embedder
+from aietl.shared.embedded_broker import free_port
+from aietl.shared.outbound import OutboundPolicy
+from aietl.shared.settings import Settings
 
 TEXTS = [
     "How to reset a forgotten password",
@@ -237,7 +237,7 @@ def test_milvus_server_reached_through_milvus_host(tmp_path: Path) -> None:
 
 IDLE_CLIENT = """
 import sys, time
-from services.vector_sink.connectors import milvus
+from aietl.services.vector_sink.connectors import milvus
 milvus.QUIET_KEEPALIVE = {
     **milvus.QUIET_KEEPALIVE, "grpc.keepalive_time_ms": 500, "grpc.http2.max_pings_without_data": 0
 }

@@ -12,16 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from services.runtime import Runtime
-from services.vector_sink import store
-from services.vector_sink.config import PineconeOptions, split_secrets
-from services.vector_sink.connectors.base import UnsupportedOperation
-from services.vector_sink.connectors.pinecone import PineconeStore, to_pinecone
-from services.vector_sink.domain.filters import Compare, parse_filter
-from services.vector_sink.domain.ids import doc_key
-from services.vector_sink.domain.model import CollectionSpec, Document
-from services.vector_sink.embeddings import EmbeddingConfig, create_embedder
-from services.vector_sink.service import service_of
+from aietl.services.runtime import Runtime
+from aietl.services.vector_sink import store
+from aietl.services.vector_sink.config import PineconeOptions, split_secrets
+from aietl.services.vector_sink.connectors.base import UnsupportedOperation
+from aietl.services.vector_sink.connectors.pinecone import PineconeStore, to_pinecone
+from aietl.services.vector_sink.domain.filters import Compare, parse_filter
+from aietl.services.vector_sink.domain.ids import doc_key
+from aietl.services.vector_sink.domain.model import CollectionSpec, Document
+from aietl.services.vector_sink.embeddings import EmbeddingConfig, create_embedder
+from aietl.services.vector_sink.service import service_of
 from tests.vector_sink.fakes.pinecone_fake import FakePinecone
 
 DIM = 256

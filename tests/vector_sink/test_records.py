@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.ops import readers
-from services.vector_sink import store
-from services.vector_sink.domain.chunking import ChunkingPolicy
-from services.vector_sink.domain.model import Document
-from services.vector_sink.domain.planning import DocumentPlan, plan_document
-from shared.db import Database
-from shared.migrate import upgrade_async
+from aietl.services.ops import readers
+from aietl.services.vector_sink import store
+from aietl.services.vector_sink.domain.chunking import ChunkingPolicy
+from aietl.services.vector_sink.domain.model import Document
+from aietl.services.vector_sink.domain.planning import DocumentPlan, plan_document
+from aietl.shared.db import Database
+from aietl.shared.migrate import upgrade_async
 
 POLICY = ChunkingPolicy(size=40, overlap=0)
 TEXT = "Alpha tells the first part.\n\nBravo tells the second part.\n\nCharlie tells the third."

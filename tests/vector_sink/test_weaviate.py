@@ -14,13 +14,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from services.runtime import Runtime
-from services.vector_sink import store
-from services.vector_sink.config import WeaviateOptions, split_secrets
-from services.vector_sink.connectors.weaviate import WeaviateStore
-from services.vector_sink.domain.model import CollectionSpec, Document
-from services.vector_sink.embeddings import EmbeddingConfig, create_embedder
-from services.vector_sink.service import service_of
+from aietl.services.runtime import Runtime
+from aietl.services.vector_sink import store
+from aietl.services.vector_sink.config import WeaviateOptions, split_secrets
+from aietl.services.vector_sink.connectors.weaviate import WeaviateStore
+from aietl.services.vector_sink.domain.model import CollectionSpec, Document
+from aietl.services.vector_sink.embeddings import EmbeddingConfig, create_embedder
+from aietl.services.vector_sink.service import service_of
 from tests.vector_sink.fakes.weaviate_fake import FakeWeaviate
 
 API_KEY = "weaviate-test-key"

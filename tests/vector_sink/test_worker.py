@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from services.runtime import Runtime
-from services.vector_sink import store
-from services.vector_sink.config import MilvusOptions, split_secrets
-from services.vector_sink.service import service_of
-from shared.bus import publish_event
-from shared.events import DeadLetter, DocumentIngested, Topic
+from aietl.services.runtime import Runtime
+from aietl.services.vector_sink import store
+from aietl.services.vector_sink.config import MilvusOptions, split_secrets
+from aietl.services.vector_sink.service import service_of
+from aietl.shared.bus import publish_event
+from aietl.shared.events import DeadLetter, DocumentIngested, Topic
 from tests.support import eventually, read_topic
 
 

@@ -9,8 +9,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
-from services.console.client import ApiError
-from services.console.session import Console
+from aietl.services.console.client import ApiError
+from aietl.services.console.session import Console
 
 NOTICES = {
     "republished": "The corrected event is queued and will be published to its topic.",

@@ -8,12 +8,12 @@ from typing import Any, get_args
 from fastapi import APIRouter, status
 from fastapi.responses import RedirectResponse, Response
 
-from services.console import charts
-from services.console.client import ApiError
-from services.console.pages.common import gather, notice
-from services.console.rendering import render, required_time
-from services.console.session import Console, ConsoleDep
-from shared.events.schema import Severity, Strategy
+from aietl.services.console import charts
+from aietl.services.console.client import ApiError
+from aietl.services.console.pages.common import gather, notice
+from aietl.services.console.rendering import render, required_time
+from aietl.services.console.session import Console, ConsoleDep
+from aietl.shared.events.schema import Severity, Strategy
 
 router = APIRouter()
 API = "/api/v1/advanced/schema-drift"

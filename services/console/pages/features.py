@@ -9,11 +9,11 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from services.console import charts
-from services.console.client import ApiError
-from services.console.pages.common import gather
-from services.console.rendering import render
-from services.console.session import Console, ConsoleDep
+from aietl.services.console import charts
+from aietl.services.console.client import ApiError
+from aietl.services.console.pages.common import gather
+from aietl.services.console.rendering import render
+from aietl.services.console.session import Console, ConsoleDep
 
 router = APIRouter()
 API = "/api/v1/advanced/features"

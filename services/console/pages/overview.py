@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import APIRouter, status
 from fastapi.responses import RedirectResponse, Response
 
-from services.console import charts
-from services.console.client import ApiError
-from services.console.pages.common import FormError, gather, int_field, json_field, notice
-from services.console.rendering import render
-from services.console.session import Console, ConsoleDep
+from aietl.services.console import charts
+from aietl.services.console.client import ApiError
+from aietl.services.console.pages.common import FormError, gather, int_field, json_field, notice
+from aietl.services.console.rendering import render
+from aietl.services.console.session import Console, ConsoleDep
 
 router = APIRouter()
 OPS = "/api/v1/ops"

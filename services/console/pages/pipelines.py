@@ -8,12 +8,12 @@ from typing import Any, get_args
 from fastapi import APIRouter, status
 from fastapi.responses import RedirectResponse, Response
 
-from services.console import highlight
-from services.console.client import ApiError
-from services.console.pages.common import FormError, gather, int_field, json_field, notice
-from services.console.rendering import render
-from services.console.session import Console, ConsoleDep
-from services.templates.domain.model import Pattern
+from aietl.services.console import highlight
+from aietl.services.console.client import ApiError
+from aietl.services.console.pages.common import FormError, gather, int_field, json_field, notice
+from aietl.services.console.rendering import render
+from aietl.services.console.session import Console, ConsoleDep
+from aietl.services.templates.domain.model import Pattern
 
 router = APIRouter()
 API = "/api/v1/advanced/templates"

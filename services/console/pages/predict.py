@@ -10,10 +10,10 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from services.console import charts
-from services.console.pages.common import gather
-from services.console.rendering import parse_time, render, required_time
-from services.console.session import ConsoleDep
+from aietl.services.console import charts
+from aietl.services.console.pages.common import gather
+from aietl.services.console.rendering import parse_time, render, required_time
+from aietl.services.console.session import ConsoleDep
 
 router = APIRouter()
 API = "/api/v1/advanced/predict"

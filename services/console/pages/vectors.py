@@ -8,10 +8,10 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from services.console.client import ApiError
-from services.console.pages.common import FormError, gather, int_field, json_field
-from services.console.rendering import render
-from services.console.session import Console, ConsoleDep
+from aietl.services.console.client import ApiError
+from aietl.services.console.pages.common import FormError, gather, int_field, json_field
+from aietl.services.console.rendering import render
+from aietl.services.console.session import Console, ConsoleDep
 
 router = APIRouter()
 

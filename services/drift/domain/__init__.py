@@ -1,15 +1,15 @@
 """Pure drift logic: no I/O, no framework. Types, detection, renames, mappings, policies."""
 
-from services.drift.domain.detect import SEVERITY_ORDER, detect
-from services.drift.domain.policy import DEFAULT_POLICY, STATUS_OF, complete, decide, policy_scopes
-from services.drift.domain.schema import (
+from aietl.services.drift.domain.detect import SEVERITY_ORDER, detect
+from aietl.services.drift.domain.policy import DEFAULT_POLICY, STATUS_OF, complete, decide, policy_scopes
+from aietl.services.drift.domain.schema import (
     Column,
     InvalidSchemaError,
     columns_from_stored,
     columns_of,
     schema_hash,
 )
-from services.drift.domain.types import SqlType, classify, normalise, parse_type
+from aietl.services.drift.domain.types import SqlType, classify, normalise, parse_type
 
 __all__ = [
     "DEFAULT_POLICY",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from shared.events.schema import Drift
+from aietl.shared.events.schema import Drift
 
 StoredColumn = dict[str, Any]
 ATTRIBUTES = {

@@ -26,11 +26,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.drift.domain.mapping import mapping
-from services.drift.domain.renames import Candidate, RenameModel, candidates, pair_renames
-from services.drift.domain.schema import Column
-from services.drift.domain.types import classify
-from shared.events.schema import Dialect, Drift, Evidence, Severity
+from aietl.services.drift.domain.mapping import mapping
+from aietl.services.drift.domain.renames import Candidate, RenameModel, candidates, pair_renames
+from aietl.services.drift.domain.schema import Column
+from aietl.services.drift.domain.types import classify
+from aietl.shared.events.schema import Dialect, Drift, Evidence, Severity
 
 SEVERITY_ORDER: tuple[Severity, ...] = ("low", "medium", "high", "critical")
 

@@ -14,9 +14,9 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from services.drift.domain.schema import Column
-from services.drift.domain.types import parse_type
-from shared.events.schema import Dialect, SuggestedMapping
+from aietl.services.drift.domain.schema import Column
+from aietl.services.drift.domain.types import parse_type
+from aietl.shared.events.schema import Dialect, SuggestedMapping
 
 
 def _dialect(dialect: Dialect) -> str | None:

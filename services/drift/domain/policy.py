@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
-from shared.events.schema import Drift, Severity, Strategy
+from aietl.shared.events.schema import Drift, Severity, Strategy
 
 Status = Literal["adapted", "pending", "alerted", "blocked"]
 STRATEGY_ORDER: tuple[Strategy, ...] = ("auto_adapt", "suggest", "alert", "fail")

@@ -9,7 +9,7 @@
    the shape of the whole change (how many columns went and came), and the data when observations
    carry it (sample-value overlap, distinct and null ratios).
 3. A logistic model turns them into a calibrated probability; the weights, the calibration and the
-   sibling words live in `rename_model.json`, fitted by `python -m services.drift.rename_fit` on the
+   sibling words live in `rename_model.json`, fitted by `python -m aietl.services.drift.rename_fit` on the
    labelled corpora (real migration histories of many projects, and the synthetic corpus).
 4. Pairing is joint per table: an assignment (Hungarian method) that maximises the summed log-odds
    of the chosen pairs, so one column pairs with at most one and a strong pair is not lost to a
@@ -27,9 +27,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from services.drift.domain.names import SIBLINGS, name_similarity, substitution, tokens, words_swapped
-from services.drift.domain.schema import Column
-from services.drift.domain.types import classify
+from aietl.services.drift.domain.names import SIBLINGS, name_similarity, substitution, tokens, words_swapped
+from aietl.services.drift.domain.schema import Column
+from aietl.services.drift.domain.types import classify
 
 MODEL_FILE = Path(__file__).with_name("rename_model.json")
 EXHAUSTIVE_PAIRS = 400  # a table with fewer removed x added pairs has every pair scored

@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.drift.domain.types import SqlType, parse_type
-from shared.events.schema import Dialect, ObservedColumn, SampleValue
+from aietl.services.drift.domain.types import SqlType, parse_type
+from aietl.shared.events.schema import Dialect, ObservedColumn, SampleValue
 
 MAX_KEPT_SAMPLES = 20
 

@@ -29,7 +29,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from shared.events.schema import Dialect
+from aietl.shared.events.schema import Dialect
 
 ChangeClass = Literal["same", "widening", "narrowing", "incompatible"]
 DType = exp.DataType.Type

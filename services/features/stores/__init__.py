@@ -14,9 +14,9 @@ from typing import Literal, NamedTuple, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.features.domain import OfflineRow, OnlineWrite
-from services.runtime import Runtime
-from shared.db import Database
+from aietl.services.features.domain import OfflineRow, OnlineWrite
+from aietl.services.runtime import Runtime
+from aietl.shared.db import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,11 +114,11 @@ def online_store_from_settings(runtime: Runtime) -> OnlineStore:
     data_dir, unless `AIETL_FEATURES_ONLINE_STORE` says otherwise."""
     url = runtime.settings.resolved_features_online_store
     if url.startswith(("redis://", "rediss://", "unix://")):
-        from services.features.stores.redis_online import RedisOnlineStore
+        from aietl.services.features.stores.redis_online import RedisOnlineStore
 
         return RedisOnlineStore(url)
     if url.startswith("sqlite:///"):
-        from services.features.stores.sqlite_online import SqliteOnlineStore
+        from aietl.services.features.stores.sqlite_online import SqliteOnlineStore
 
         path = Path(url.removeprefix("sqlite:///"))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,10 +131,10 @@ def offline_store_from_settings(runtime: Runtime) -> OfflineStore:
     or a SQL URL of a database of its own (migrated like the main one)."""
     choice = runtime.settings.features_offline_store
     if choice == "clickhouse":
-        from services.features.stores.clickhouse_offline import ClickHouseOfflineStore
+        from aietl.services.features.stores.clickhouse_offline import ClickHouseOfflineStore
 
         return ClickHouseOfflineStore(runtime.clickhouse())
-    from services.features.stores.sql_offline import SqlOfflineStore
+    from aietl.services.features.stores.sql_offline import SqlOfflineStore
 
     if choice in (None, "sql"):
         return SqlOfflineStore(runtime.database)

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.features.domain import OfflineRow
-from services.features.stores import EntityValues, HistoricalFeature, Window
-from shared.clickhouse import ClickHouse
+from aietl.services.features.domain import OfflineRow
+from aietl.services.features.stores import EntityValues, HistoricalFeature, Window
+from aietl.shared.clickhouse import ClickHouse
 
 DATABASE = "features"
 PART_ROWS = 500_000  # offline rows per materialisation query

@@ -20,8 +20,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from services.features.domain import PREFIX_WIDTH, OnlineWrite
-from services.features.stores import EntityValues
+from aietl.services.features.domain import PREFIX_WIDTH, OnlineWrite
+from aietl.services.features.stores import EntityValues
 
 KEY_PREFIX = "aietl:fs"
 WRITE_BATCH = 2_000

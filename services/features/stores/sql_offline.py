@@ -15,10 +15,10 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from services.features.domain import OfflineRow
-from services.features.stores import EntityValues, HistoricalFeature, Window
-from services.features.tables import OfflineValue
-from shared.db import Database
+from aietl.services.features.domain import OfflineRow
+from aietl.services.features.stores import EntityValues, HistoricalFeature, Window
+from aietl.services.features.tables import OfflineValue
+from aietl.shared.db import Database
 
 ENTITY_ROWS = "features_entity_rows"
 INSERT_BATCH = 5_000

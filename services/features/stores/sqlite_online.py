@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import aiosqlite
 import orjson
 
-from services.features.domain import OnlineWrite, decode_online
-from services.features.stores import EntityValues
+from aietl.services.features.domain import OnlineWrite, decode_online
+from aietl.services.features.stores import EntityValues
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS online_values (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from shared.errors import Conflict
+from aietl.shared.errors import Conflict
 
 # One run as the models read it (the ClickHouse table adds bookkeeping columns).
 RUN_COLUMNS = (

@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from services.predict.domain.forecast import forecast
+from aietl.services.predict.domain.forecast import forecast
 
 AnomalyKind = Literal["spike", "drop", "level_shift"]
 Z_THRESHOLD = 4.0  # in units of the day-to-day noise of the pipeline's (log) cost

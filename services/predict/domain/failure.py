@@ -28,16 +28,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from services.predict.domain import InsufficientHistory
-from services.predict.domain import forest as forest_format
-from services.predict.domain.features import (
+from aietl.services.predict.domain import InsufficientHistory
+from aietl.services.predict.domain import forest as forest_format
+from aietl.services.predict.domain.features import (
     FEATURES,
     HOURS_CAP,
     label_column,
     pipeline_features,
     training_table,
 )
-from services.predict.domain.forest import FlatForest
+from aietl.services.predict.domain.forest import FlatForest
 
 if TYPE_CHECKING:  # sklearn costs 1.7 s to import: only training and evaluation need it
     from sklearn.ensemble import RandomForestClassifier

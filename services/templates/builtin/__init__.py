@@ -8,7 +8,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from services.templates.domain.model import Category, Pattern, SqlDialect
+from aietl.services.templates.domain.model import Category, Pattern, SqlDialect
 
 VERSIONS: dict[Pattern, str] = {
     "full_load": "1.0.0",

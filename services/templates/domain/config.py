@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.validators import validator_for
 
-from services.templates.domain.model import ConfigProblem, InvalidConfig, TemplateError
+from aietl.services.templates.domain.model import ConfigProblem, InvalidConfig, TemplateError
 
 COLUMN_REFERENCES = ("watermark_column", "sequence_column")
 

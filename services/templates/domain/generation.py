@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.templates.domain.model import ConfigProblem, Pattern
-from shared.events.schema import Drift
+from aietl.services.templates.domain.model import ConfigProblem, Pattern
+from aietl.shared.events.schema import Drift
 
 WATERMARK_FIELD: dict[str, str] = {
     "incremental": "watermark_column",

@@ -32,8 +32,8 @@ from typing import Any
 
 from sqlglot import exp
 
-from services.templates.domain.generation import table_ref
-from services.templates.domain.model import SqlDialect, TemplateError
+from aietl.services.templates.domain.generation import table_ref
+from aietl.services.templates.domain.model import SqlDialect, TemplateError
 
 COMPANION_SEPARATOR = "__"
 TEMPORARY_SCHEMAS: dict[str, frozenset[str]] = {

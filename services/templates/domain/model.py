@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import total_ordering
 from typing import Literal
 
-from shared.errors import Invalid, Problem
+from aietl.shared.errors import Invalid, Problem
 
 Pattern = Literal["full_load", "incremental", "cdc", "scd2", "streaming"]
 Category = Literal["extraction", "transformation", "loading", "full_pipeline"]

@@ -1,7 +1,7 @@
 """What the render child runs: validate, render, parse and scope-check, all in one call.
 
 Config validation (user-written JSON Schema patterns), Jinja2 rendering and SQL parsing are CPU
-work a request controls, so `services.templates.renderer` runs these functions in a child process
+work a request controls, so `aietl.services.templates.renderer` runs these functions in a child process
 with a deadline and a memory cap; they are pure and also callable in-process (tests, benchmarks).
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.templates.builtin import builtin_templates
-from services.templates.domain.config import check_schema, validated
-from services.templates.domain.generation import PipelineNames
-from services.templates.domain.guard import Scope, check
-from services.templates.domain.model import SqlDialect
-from services.templates.domain.rendering import (
+from aietl.services.templates.builtin import builtin_templates
+from aietl.services.templates.domain.config import check_schema, validated
+from aietl.services.templates.domain.generation import PipelineNames
+from aietl.services.templates.domain.guard import Scope, check
+from aietl.services.templates.domain.model import SqlDialect
+from aietl.services.templates.domain.rendering import (
     Rendered,
     Statement,
     compile_template,

@@ -31,9 +31,9 @@ from jinja2.utils import Namespace
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 
-from services.templates.domain.guard import PLACEHOLDER, Footprint, Scope, footprint, refusals
-from services.templates.domain.model import ConfigProblem, InvalidConfig, SqlDialect, TemplateError
-from shared.bounded import LimitExceeded, bounded_binop
+from aietl.services.templates.domain.guard import PLACEHOLDER, Footprint, Scope, footprint, refusals
+from aietl.services.templates.domain.model import ConfigProblem, InvalidConfig, SqlDialect, TemplateError
+from aietl.shared.bounded import LimitExceeded, bounded_binop
 
 MAX_RENDERED_CHARS = 2_000_000
 _SQLGLOT_DIALECT = {"postgres": "postgres", "clickhouse": "clickhouse", "sqlite": "sqlite"}
@@ -161,7 +161,7 @@ def _load_library(name: str) -> str | None:
     """Templates may import the shared macro library shipped with the package (`lib/*.j2`)."""
     if not name.startswith("lib/") or ".." in name:
         return None
-    resource = resources.files("services.templates.builtin").joinpath(name)
+    resource = resources.files("aietl.services.templates.builtin").joinpath(name)
     return resource.read_text() if resource.is_file() else None
 
 
@@ -180,7 +180,7 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox, with `+`, `*`, `**`, `%` and `~` unable to build huge values.
 
     Methods and filters that grow strings (`center`, `replace`, format widths, ...) are bounded by
-    the render child's memory cap and deadline instead (`services.templates.renderer`).
+    the render child's memory cap and deadline instead (`aietl.services.templates.renderer`).
     """
 
     intercepted_binops = frozenset({"+", "*", "**", "%"})

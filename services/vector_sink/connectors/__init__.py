@@ -1,7 +1,7 @@
 """One module per vector store behind `VectorStore`; `open_store` picks it by the connector's type.
 
 Every address a user wrote into a connector (store URL, gRPC host, Pinecone hosts, embedding
-endpoint, Milvus Lite file) goes through `shared.outbound` before anything connects: hosts must be
+endpoint, Milvus Lite file) goes through `aietl.shared.outbound` before anything connects: hosts must be
 allowed and resolve to addresses the operator allows, files must lie inside the data directory.
 Plaintext connections go to the address that was checked; TLS ones keep the name for the certificate.
 """
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from services.vector_sink.config import CommonOptions, MilvusOptions, PineconeOptions, WeaviateOptions
-from services.vector_sink.connectors.base import VectorStore
-from services.vector_sink.domain.model import ConnectorConfigError
-from services.vector_sink.embeddings import Embedder
-from shared.outbound import OutboundPolicy, inside, pinned_url
-from shared.settings import Settings
+from aietl.services.vector_sink.config import CommonOptions, MilvusOptions, PineconeOptions, WeaviateOptions
+from aietl.services.vector_sink.connectors.base import VectorStore
+from aietl.services.vector_sink.domain.model import ConnectorConfigError
+from aietl.services.vector_sink.embeddings import Embedder
+from aietl.shared.outbound import OutboundPolicy, inside, pinned_url
+from aietl.shared.settings import Settings
 
 MILVUS_SCHEMES = {"http": False, "https": True, "tcp": False}  # scheme -> TLS
 PINECONE_CONTROL_HOST = "https://api.pinecone.io"
@@ -87,17 +87,17 @@ def open_store(
     """A connected store for a connector (imports only the client library it needs)."""
     store: VectorStore
     if isinstance(options, MilvusOptions):
-        from services.vector_sink.connectors.milvus import MilvusStore
+        from aietl.services.vector_sink.connectors.milvus import MilvusStore
 
         uri = milvus_uri(options, settings, policy)
         store = MilvusStore(uri, secrets.get("token"), options.db_name, embedder)
     elif isinstance(options, WeaviateOptions):
-        from services.vector_sink.connectors.weaviate import WeaviateStore
+        from aietl.services.vector_sink.connectors.weaviate import WeaviateStore
 
         url, grpc_host = _weaviate(options, settings, policy)
         store = WeaviateStore(url, grpc_host, options.grpc_port, secrets.get("api_key"), embedder)
     elif isinstance(options, PineconeOptions):
-        from services.vector_sink.connectors.pinecone import PineconeStore
+        from aietl.services.vector_sink.connectors.pinecone import PineconeStore
 
         key = secrets.get("api_key") or (
             settings.pinecone_api_key.get_secret_value() if settings.pinecone_api_key else None

@@ -16,9 +16,15 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from services.vector_sink.domain.filters import FilterNode, parse_filter
-from services.vector_sink.domain.model import CollectionSpec, CollectionStats, Hit, MetadataValue, WriteMode
-from services.vector_sink.embeddings import Embedder
+from aietl.services.vector_sink.domain.filters import FilterNode, parse_filter
+from aietl.services.vector_sink.domain.model import (
+    CollectionSpec,
+    CollectionStats,
+    Hit,
+    MetadataValue,
+    WriteMode,
+)
+from aietl.services.vector_sink.embeddings import Embedder
 
 WRITE_MODES: tuple[WriteMode, ...] = ("append", "upsert", "overwrite")
 

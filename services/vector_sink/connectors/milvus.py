@@ -17,10 +17,10 @@ from typing import Any
 
 from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient, RRFRanker
 
-from services.vector_sink.connectors.base import VectorRecord, VectorStore
-from services.vector_sink.domain.filters import Compare, Exists, FilterNode, parse_filter
-from services.vector_sink.domain.model import CollectionSpec, CollectionStats, FieldType, Hit, Metric
-from services.vector_sink.embeddings import Embedder
+from aietl.services.vector_sink.connectors.base import VectorRecord, VectorStore
+from aietl.services.vector_sink.domain.filters import Compare, Exists, FilterNode, parse_filter
+from aietl.services.vector_sink.domain.model import CollectionSpec, CollectionStats, FieldType, Hit, Metric
+from aietl.services.vector_sink.embeddings import Embedder
 
 METRICS: dict[Metric, str] = {"cosine": "COSINE", "l2": "L2", "ip": "IP"}
 FIELD_TYPES: dict[FieldType, DataType] = {

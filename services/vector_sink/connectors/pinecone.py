@@ -14,18 +14,18 @@ from typing import Any
 from pinecone import Pinecone, ServerlessSpec
 from pinecone.exceptions import NotFoundException
 
-from services.vector_sink.connectors.base import VectorRecord, VectorStore
-from services.vector_sink.domain.filters import Compare, Exists, FilterNode, parse_filter
-from services.vector_sink.domain.ids import doc_key
-from services.vector_sink.domain.model import (
+from aietl.services.vector_sink.connectors.base import VectorRecord, VectorStore
+from aietl.services.vector_sink.domain.filters import Compare, Exists, FilterNode, parse_filter
+from aietl.services.vector_sink.domain.ids import doc_key
+from aietl.services.vector_sink.domain.model import (
     CollectionSpec,
     CollectionStats,
     ConnectorConfigError,
     Hit,
     Metric,
 )
-from services.vector_sink.embeddings import Embedder
-from shared.outbound import OutboundPolicy
+from aietl.services.vector_sink.embeddings import Embedder
+from aietl.shared.outbound import OutboundPolicy
 
 UPSERT_BATCH = 200  # well inside Pinecone's 1,000 vectors / 2 MB per request
 DELETE_BATCH = 1_000

@@ -22,10 +22,10 @@ from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.collections.classes.data import DataObject
 from weaviate.util import generate_uuid5
 
-from services.vector_sink.connectors.base import VectorRecord, VectorStore
-from services.vector_sink.domain.filters import Compare, Exists, FilterNode, parse_filter
-from services.vector_sink.domain.model import CollectionSpec, CollectionStats, FieldType, Hit, Metric
-from services.vector_sink.embeddings import Embedder
+from aietl.services.vector_sink.connectors.base import VectorRecord, VectorStore
+from aietl.services.vector_sink.domain.filters import Compare, Exists, FilterNode, parse_filter
+from aietl.services.vector_sink.domain.model import CollectionSpec, CollectionStats, FieldType, Hit, Metric
+from aietl.services.vector_sink.embeddings import Embedder
 
 DISTANCES: dict[Metric, VectorDistances] = {
     "cosine": VectorDistances.COSINE,

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from services.vector_sink.domain.model import FilterError, validate_field_name
+from aietl.services.vector_sink.domain.model import FilterError, validate_field_name
 
 COMPARISONS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin")
 # A filter is user input compiled into a store's query language: bounded in every direction.

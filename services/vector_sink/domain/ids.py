@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Sequence
 
-from services.vector_sink.domain.model import MetadataValue
+from aietl.services.vector_sink.domain.model import MetadataValue
 
 
 def sha256(data: str | bytes) -> str:

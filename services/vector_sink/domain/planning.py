@@ -13,9 +13,9 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from services.vector_sink.domain.chunking import ChunkingPolicy, chunk_text
-from services.vector_sink.domain.ids import chunk_id, content_hash, sha256, vector_hash
-from services.vector_sink.domain.model import (
+from aietl.services.vector_sink.domain.chunking import ChunkingPolicy, chunk_text
+from aietl.services.vector_sink.domain.ids import chunk_id, content_hash, sha256, vector_hash
+from aietl.services.vector_sink.domain.model import (
     ENRICHED_FIELDS,
     RESERVED_FIELDS,
     Chunk,
